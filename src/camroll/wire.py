@@ -1,0 +1,208 @@
+"""The HTTP API contract between agent and server.
+
+Both sides import these pydantic models and constants; nothing else is shared except ``camroll.media``.
+Changing a model here changes the protocol: keep additions optional and bump ``API_VERSION`` in
+``camroll/__init__.py`` on anything incompatible.
+"""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+API_PREFIX = "/api/v1"
+UPLOADS_PATH = f"{API_PREFIX}/uploads/"
+
+# --- tus 1.0 --------------------------------------------------------------------------------------
+TUS_VERSION = "1.0.0"
+TUS_EXTENSIONS = (
+    "creation",
+    "creation-with-upload",
+    "checksum",
+    "termination",
+    "expiration",
+)
+TUS_CHECKSUM_ALGORITHMS = ("sha1", "sha256")
+# tus checksum extension: the chunk's checksum did not match; camroll uses it for the whole-file check too.
+STATUS_CHECKSUM_MISMATCH = 460
+
+# Keys of the tus ``Upload-Metadata`` header that camroll's server understands.  Only ``sha256`` is
+# required for an upload to become an asset; the rest describe where the file came from.
+META_FILENAME = "filename"
+META_SHA256 = "sha256"
+META_SIZE = "size"
+META_MTIME_NS = "mtime_ns"
+META_PATH = "path"
+
+# Sent by the agent on every request so the server can refuse clients that are too old.
+CLIENT_VERSION_HEADER = "X-Camroll-Client-Version"
+
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+
+
+def encode_upload_metadata(meta: dict[str, str]) -> str:
+    """Encode a tus ``Upload-Metadata`` header: ``key base64(value)`` pairs joined by commas."""
+    return ",".join(f"{k} {base64.b64encode(v.encode('utf-8')).decode('ascii')}" for k, v in meta.items())
+
+
+def decode_upload_metadata(header: str) -> dict[str, str]:
+    """Decode a tus ``Upload-Metadata`` header; raises ``ValueError`` naming the bad pair."""
+    out: dict[str, str] = {}
+    for pair in header.split(","):
+        pair = pair.strip()
+        if not pair:
+            continue
+        key, _, value = pair.partition(" ")
+        if not key or " " in value.strip():
+            raise ValueError(f"malformed Upload-Metadata pair {pair!r}: expected 'key base64value'")
+        try:
+            out[key] = base64.b64decode(value.strip(), validate=True).decode("utf-8") if value else ""
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ValueError(f"Upload-Metadata value for {key!r} is not base64 of UTF-8 text") from exc
+    return out
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+# --- Errors (RFC 9457) ----------------------------------------------------------------------------
+ProblemCode = Literal[
+    "bad_request",
+    "unauthorized",
+    "forbidden",
+    "not_found",
+    "conflict",
+    "gone",
+    "quota_exceeded",
+    "file_too_large",
+    "unsupported_media_type",
+    "checksum_mismatch",
+    "offset_mismatch",
+    "client_too_old",
+    "tus_version",
+    "internal",
+]
+
+
+class Problem(_Model):
+    """An RFC 9457 problem document; ``code`` and ``fix`` are camroll's extension members."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    code: ProblemCode
+    fix: str | None = None
+    instance: str | None = None
+
+
+# --- Server description ---------------------------------------------------------------------------
+class MediaTypeInfo(_Model):
+    mime: str
+    kind: Literal["image", "video"]
+    extensions: list[str]
+
+
+class UploadLimits(_Model):
+    max_file_size: int = Field(description="Largest single file the server accepts, in bytes.")
+    tus_version: str = TUS_VERSION
+    tus_extensions: list[str] = list(TUS_EXTENSIONS)
+    checksum_algorithms: list[str] = list(TUS_CHECKSUM_ALGORITHMS)
+    chunk_size: int = Field(description="Suggested PATCH size in bytes.")
+    expiry_seconds: int = Field(description="An unfinished upload is deleted this long after its last byte.")
+
+
+class ServerInfo(_Model):
+    name: str
+    version: str
+    api_version: int
+    min_client_version: str
+    upload: UploadLimits
+    media_types: list[MediaTypeInfo]
+
+
+# --- Accounts and devices -------------------------------------------------------------------------
+class LoginRequest(_Model):
+    username: str
+    password: str
+
+
+class UserInfo(_Model):
+    id: int
+    username: str
+    is_admin: bool
+    quota_bytes: int | None
+    used_bytes: int
+
+
+class LoginResponse(_Model):
+    token: str = Field(description="Session token; send as 'Authorization: Bearer <token>'.")
+    expires_at: datetime
+    user: UserInfo
+
+
+class DeviceCreate(_Model):
+    name: str = Field(min_length=1, max_length=200)
+    platform: str = Field(default="", max_length=200)
+
+
+class DeviceInfo(_Model):
+    id: int
+    name: str
+    platform: str
+    created_at: datetime
+    last_seen_at: datetime | None
+    revoked: bool
+
+
+class DeviceCreated(DeviceInfo):
+    token: str = Field(description="Device API token, shown once; the server keeps only its hash.")
+
+
+# --- Assets ---------------------------------------------------------------------------------------
+MAX_CHECK_BATCH = 5000
+
+
+class CheckItem(_Model):
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    # When given and the asset exists, the server records this device path for it, so a file found
+    # in a second folder is known to be backed up without sending its bytes again.
+    path: str | None = None
+    filename: str | None = None
+    mtime_ns: int | None = None
+
+
+class CheckRequest(_Model):
+    items: list[CheckItem] = Field(max_length=MAX_CHECK_BATCH)
+
+
+class CheckResponse(_Model):
+    present: dict[str, int] = Field(description="sha256 -> asset id, for hashes this user already has.")
+    missing: list[str]
+
+
+class AssetFileInfo(_Model):
+    device_id: int | None
+    device_name: str | None
+    path: str
+    filename: str
+    mtime_ns: int | None
+
+
+class AssetInfo(_Model):
+    id: int
+    sha256: str
+    size: int
+    mime: str | None
+    filename: str
+    created_at: datetime = Field(description="When the server stored the verified blob.")
+    files: list[AssetFileInfo]
+
+
+class AssetPage(_Model):
+    items: list[AssetInfo]
+    next_cursor: str | None
