@@ -48,6 +48,7 @@ from benchlib import (
     run_measured,
     timed_sync,
     tool_version,
+    top_frames,
     venv_bin,
     wait_for_port,
     warm_read,
@@ -103,18 +104,27 @@ def _brief(res: RunResult) -> dict[str, Any]:
 # camroll
 
 
+def _prof(args: argparse.Namespace, name: str) -> Path | None:
+    if args.profile is None:
+        return None
+    args.profile.mkdir(parents=True, exist_ok=True)
+    return Path(args.profile) / name
+
+
 def trial_camroll(corpus: Path, work: Path, args: argparse.Namespace) -> Trial:
     rig = CamrollRig(work, interval=args.interval)
     try:
         rig.start([corpus])
         assert rig.server is not None
-        initial, initial_json = rig.backup(log=work / "backup-initial")
+        initial, initial_json = rig.backup(
+            log=work / "backup-initial", profile=_prof(args, "camroll-initial")
+        )
         if initial.returncode != 0:
             raise CommandFailed(initial)
         sync_s = timed_sync()
         srv_initial = rig.server.peaks()[0]
         rig.server.reset_peaks()
-        rerun, rerun_json = rig.backup(log=work / "backup-rerun")
+        rerun, rerun_json = rig.backup(log=work / "backup-rerun", profile=_prof(args, "camroll-rerun"))
         if rerun.returncode != 0:
             raise CommandFailed(rerun)
         srv_rerun = rig.server.peaks()[0]
@@ -399,6 +409,15 @@ def render(results: list[ToolResult], cstats: CorpusStats, warm_s: float | None)
     return "\n".join(lines)
 
 
+def profile_report(folder: Path, n: int = 15) -> str:
+    lines = []
+    for f in sorted(folder.glob("*.txt")):
+        lines.append(f"\nprofile {f.name}: top frames by self time (self %, total %)")
+        for frame, self_pct, total_pct in top_frames(f, n):
+            lines.append(f"  {self_pct:5.1f} {total_pct:5.1f}  {frame}")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--corpus", type=Path, required=True, help="directory to back up (e.g. CORPUS/roll)")
@@ -421,6 +440,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep", action="store_true", help="keep the work dirs (destinations, logs)")
     ap.add_argument("--rclone-args", default="", help="extra args for `rclone copy`, e.g. '--transfers 8'")
     ap.add_argument("--rclone-vendor", default="", help="--webdav-vendor for rclone (default: none/other)")
+    ap.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        help="profile camroll with py-spy (agent and server) into this dir; timings and RSS then include "
+        "profiler overhead, so use it for a separate diagnostic run",
+    )
     ap.add_argument("--restic-args", default="", help="extra args for `restic backup`")
     args = ap.parse_args(argv)
 
@@ -454,6 +480,8 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(work_root, ignore_errors=True)
 
     text = render(results, cstats, warm_s)
+    if args.profile is not None:
+        text += "\n" + profile_report(args.profile)
     print(text)
     if args.out:
         doc = {

@@ -475,10 +475,28 @@ class CamrollRig:
             self._run("folder", "add", str(f))
         self.server.reset_peaks()
 
-    def backup(self, log: Path | None = None) -> tuple[RunResult, dict[str, Any] | None]:
-        res = run_measured(
-            [*camroll_argv(), "backup", "--json"], env=self.env, interval=self.interval, check=False, log=log
-        )
+    def backup(
+        self, log: Path | None = None, profile: Path | None = None
+    ) -> tuple[RunResult, dict[str, Any] | None]:
+        """One ``camroll backup --json``.  With ``profile`` (a path without suffix), the agent runs under
+        ``py-spy record`` and the server is sampled by a second py-spy; folded stacks are written to
+        ``PROFILE-agent.txt`` / ``PROFILE-server.txt`` (RSS figures then include py-spy: do not use them)."""
+        argv = [*camroll_argv(), "backup", "--json"]
+        server_spy: SpySession | None = None
+        if profile is not None:
+            argv = [
+                *py_spy_record(profile.with_name(profile.name + "-agent.txt")),
+                "--subprocesses",
+                "--",
+                *argv,
+            ]
+            if self.server is not None:
+                server_spy = SpySession(self.server.proc.pid, profile.with_name(profile.name + "-server.txt"))
+        try:
+            res = run_measured(argv, env=self.env, interval=self.interval, check=False, log=log)
+        finally:
+            if server_spy is not None:
+                server_spy.stop()
         return res, parse_json_tail(res.stdout)
 
     def status(self) -> dict[str, Any] | None:
@@ -488,6 +506,61 @@ class CamrollRig:
     def stop(self) -> None:
         if self.server is not None:
             self.server.stop()
+
+
+def py_spy_record(out: Path, rate: int = 200) -> list[str]:
+    exe = venv_bin("py-spy")
+    if not exe:
+        raise FileNotFoundError("py-spy not found (pip install py-spy)")
+    return [exe, "record", "--rate", str(rate), "--format", "raw", "--output", str(out), "--nonblocking"]
+
+
+class SpySession:
+    """``py-spy record --pid`` attached to a running process until ``stop`` (SIGINT makes it write)."""
+
+    def __init__(self, pid: int, out: Path) -> None:
+        self.out = out
+        self._log = out.with_suffix(".log").open("wb")
+        self.proc = subprocess.Popen(
+            [*py_spy_record(out), "--subprocesses", "--pid", str(pid)],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+        time.sleep(0.3)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+
+
+def top_frames(folded: Path, n: int = 25) -> list[tuple[str, float, float]]:
+    """From py-spy's raw (folded) output: the ``n`` frames with the most samples, as
+    (frame, self %, total %)."""
+    self_count: dict[str, int] = {}
+    total_count: dict[str, int] = {}
+    grand = 0
+    for line in folded.read_text(errors="replace").splitlines():
+        stack, _, count_s = line.rpartition(" ")
+        try:
+            count = int(count_s)
+        except ValueError:
+            continue
+        frames = stack.split(";")
+        grand += count
+        self_count[frames[-1]] = self_count.get(frames[-1], 0) + count
+        for fr in set(frames):
+            total_count[fr] = total_count.get(fr, 0) + count
+    if not grand:
+        return []
+    ranked = sorted(total_count, key=lambda f: (self_count.get(f, 0), total_count[f]), reverse=True)[:n]
+    return [(f, 100 * self_count.get(f, 0) / grand, 100 * total_count[f] / grand) for f in ranked]
 
 
 def parse_json_tail(text: str) -> dict[str, Any] | None:
