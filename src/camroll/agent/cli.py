@@ -1,0 +1,241 @@
+"""The agent's commands on the root ``camroll`` app: login, folder, backup, status.
+
+Imports of anything heavy (httpx, rich, the engine) happen inside the commands: ``camroll backup``
+with nothing to do must start, scan and exit quickly.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+import typer
+
+from camroll.agent.errors import AgentError
+from camroll.agent.paths import AgentPaths
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _friendly(fn: Callable[P, R]) -> Callable[P, R]:
+    """Print ``AgentError``s as the sentence they are and exit non-zero, without a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except AgentError as exc:
+            typer.echo(str(exc), err=True)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            typer.echo("Interrupted; unfinished uploads resume on the next 'camroll backup'.", err=True)
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def _paths() -> AgentPaths:
+    return AgentPaths.default()
+
+
+def _read_password(password_file: Path | None) -> str:
+    if password_file is not None:
+        try:
+            text = password_file.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise AgentError(
+                f"Cannot read the password file {password_file}: {exc.strerror}. Fix: check the path and "
+                "its permissions."
+            ) from exc
+        pw = text.rstrip("\r\n")
+        if not pw:
+            raise AgentError(f"The password file {password_file} is empty. Fix: put the password in it.")
+        return pw
+    if not sys.stdin.isatty():
+        raise AgentError("No password given and no terminal to ask for one. Fix: use --password-file FILE.")
+    import getpass
+
+    pw = getpass.getpass("Password: ")
+    if not pw:
+        raise AgentError("No password entered. Fix: run the command again and type the password.")
+    return pw
+
+
+def login(
+    url: str = typer.Argument(..., help="The camroll server, e.g. https://photos.example.org"),
+    user: str = typer.Option(..., "--user", "-u", help="Your user name on the server."),
+    password_file: Path | None = typer.Option(
+        None, "--password-file", help="Read the password from this file."),
+    device_name: str | None = typer.Option(
+        None, "--device-name", help="Name of this device (default: host name)."),
+) -> None:
+    """Log in to a camroll server and register this device for backups."""
+    import platform
+    import socket
+
+    from camroll.agent.api import Api, check_compatible, make_client
+    from camroll.agent.config import ServerConfig, load_config, save_config
+    from camroll.agent.errors import ProblemError
+
+    url = url.strip().rstrip("/")
+    if not url.startswith(("http://", "https://")):
+        raise AgentError(f"'{url}' is not a server URL. Fix: give it with http:// or https://, "
+                         "e.g. camroll login https://photos.example.org --user NAME")
+    paths = _paths()
+    cfg = load_config(paths.config_file)
+    password = _read_password(password_file)
+    name = device_name or socket.gethostname() or "camroll device"
+    with make_client(url) as client:
+        api = Api(client)
+        info = api.server_info()
+        check_compatible(info, url)
+        try:
+            session = api.login(user, password)
+        except ProblemError as exc:
+            if exc.status in (401, 403):
+                raise AgentError(
+                    f"The server at {url} did not accept user '{user}' with that password. "
+                    "Fix: check both, or ask the server's admin to reset the password."
+                ) from exc
+            raise
+        device = api.create_device(session.token, name, f"{platform.system()} {platform.machine()}".strip())
+    cfg.server = ServerConfig(url=url, username=user, device_id=device.id, device_name=device.name,
+                              token=device.token)
+    save_config(paths.config_file, cfg)
+    typer.echo(f"Logged in to {url} ({info.name} {info.version}) as {user}; this device is "
+               f"'{device.name}'. Config saved to {paths.config_file}.")
+    if not cfg.folders:
+        typer.echo("Next: camroll folder add PATH")
+
+
+folder_app = typer.Typer(help="Choose the folders to back up.", no_args_is_help=True)
+
+
+@folder_app.command("add")
+@_friendly
+def folder_add(path: Path = typer.Argument(..., help="A folder of photos and videos.")) -> None:
+    """Back up this folder (and everything under it)."""
+    import os
+
+    from camroll.agent.config import load_config, save_config
+
+    resolved = path.expanduser().resolve()
+    if not resolved.exists():
+        raise AgentError(f"The folder {resolved} does not exist. Fix: check the path.")
+    if not resolved.is_dir():
+        raise AgentError(f"{resolved} is a file, not a folder. Fix: give the folder that holds it.")
+    if not os.access(resolved, os.R_OK | os.X_OK):
+        raise AgentError(f"camroll cannot read the folder {resolved}. Fix: check its permissions.")
+    paths = _paths()
+    cfg = load_config(paths.config_file)
+    s = str(resolved)
+    if s in cfg.folders:
+        typer.echo(f"{s} is already backed up.")
+        return
+    cfg.folders = [*cfg.folders, s]
+    save_config(paths.config_file, cfg)
+    typer.echo(f"Added {s}.")
+
+
+@folder_app.command("remove")
+@_friendly
+def folder_remove(path: Path = typer.Argument(..., help="A folder added earlier.")) -> None:
+    """Stop backing up this folder (files already on the server stay there)."""
+    from camroll.agent.config import load_config, save_config
+
+    paths = _paths()
+    cfg = load_config(paths.config_file)
+    s = str(path.expanduser().resolve())
+    candidates = [s, str(path)]
+    match = next((f for f in cfg.folders if f in candidates), None)
+    if match is None:
+        listed = ", ".join(cfg.folders) or "none"
+        raise AgentError(f"{s} is not one of the backed-up folders ({listed}). "
+                         "Fix: see 'camroll folder list'.")
+    cfg.folders = [f for f in cfg.folders if f != match]
+    save_config(paths.config_file, cfg)
+    typer.echo(f"Removed {match}; its files already on the server stay there.")
+
+
+@folder_app.command("list")
+@_friendly
+def folder_list(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Show the folders being backed up."""
+    import os
+
+    from camroll.agent.config import load_config
+
+    cfg = load_config(_paths().config_file)
+    if json_out:
+        typer.echo(json.dumps(cfg.folders))
+        return
+    if not cfg.folders:
+        typer.echo("No folders yet. Run: camroll folder add PATH")
+    for f in cfg.folders:
+        typer.echo(f if os.path.isdir(f) else f"{f}  (missing)")
+
+
+def backup(
+    json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON on stdout."),
+    retry_failed: bool = typer.Option(False, "--retry-failed",
+                                      help="Retry failed files now instead of at their retry time."),
+) -> None:
+    """Back up new and changed photos and videos now."""
+    from camroll.agent.config import load_config
+    from camroll.agent.engine import run_backup
+
+    paths = _paths()
+    cfg = load_config(paths.config_file)
+    cfg.require_server()
+    renderer: Any = None
+    if sys.stderr.isatty():
+        from rich.console import Console
+
+        from camroll.agent.progress import ProgressRenderer
+
+        renderer = ProgressRenderer(Console(stderr=True))
+    try:
+        summary = run_backup(paths, cfg, renderer, retry_failed_now=retry_failed)
+    finally:
+        if renderer is not None:
+            renderer.progress.stop()
+    if json_out:
+        typer.echo(json.dumps(summary.to_json()))
+    else:
+        from camroll.agent.progress import summary_text
+
+        typer.echo(summary_text(summary))
+    if summary.stopped_reason:
+        if not json_out:
+            typer.echo(summary.stopped_reason, err=True)
+        raise typer.Exit(2)
+    if summary.files_failed:
+        raise typer.Exit(1)
+
+
+def status(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Show what is backed up, waiting or failed (from local state; works offline)."""
+    from camroll.agent.config import load_config
+    from camroll.agent.status import get_status, status_text
+
+    paths = _paths()
+    cfg = load_config(paths.config_file)
+    st = get_status(paths, cfg)
+    if json_out:
+        typer.echo(json.dumps(st.to_json()))
+    else:
+        typer.echo(status_text(st))
+    if not st.logged_in:
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("login")(_friendly(login))
+    app.add_typer(folder_app, name="folder")
+    app.command("backup")(_friendly(backup))
+    app.command("status")(_friendly(status))

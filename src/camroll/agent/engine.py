@@ -1,0 +1,534 @@
+"""One backup pass: scan, hash, ask the server which hashes it has, upload the rest.
+
+Hashing and uploading overlap: hash workers feed a coordinator (this module's ``_Pass.run`` loop on
+the calling thread) that batches server checks and hands missing files to upload workers.  Every file
+ends the pass in exactly one state with a reason; one bad file never stops the others.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from camroll.agent.config import AgentConfig, load_config
+from camroll.agent.errors import AgentError, PassAborted, ProblemError, ServerUnreachable
+from camroll.agent.events import (
+    BytesSent,
+    Event,
+    EventCallback,
+    FileFinished,
+    Outcome,
+    PassFinished,
+    Problem,
+    ScanFinished,
+    Summary,
+    UploadStarted,
+)
+from camroll.agent.paths import AgentPaths
+from camroll.agent.scanner import ScanResult, scan
+from camroll.agent.state import FileRow, StateDB
+
+if TYPE_CHECKING:
+    import httpx
+
+META_LAST_SUCCESS = "last_successful_backup_at"
+META_LAST_PASS = "last_pass_at"
+META_LAST_STOP = "last_pass_stopped_reason"
+META_SERVER_IDENTITY = "server_identity"
+
+# A file that keeps changing while we read it is retried this often in one pass, then left pending.
+MAX_REHASH_PER_PASS = 3
+CHECK_FLUSH_SECONDS = 0.3
+
+
+@dataclass
+class _Item:
+    row: FileRow
+    rehashes: int = 0
+    sha256: str | None = None
+    mime: str | None = None
+
+
+@dataclass
+class _Batch:
+    items: list[_Item] = field(default_factory=list)
+    started: float = 0.0
+
+
+def _noop(event: Event) -> None:
+    pass
+
+
+def run_backup(paths: AgentPaths, config: AgentConfig | None = None, on_event: EventCallback | None = None,
+               *, retry_failed_now: bool = False, stop: threading.Event | None = None,
+               transport: httpx.BaseTransport | None = None) -> Summary:
+    """Run one backup pass and return its summary.
+
+    ``config`` defaults to the file at ``paths.config_file``.  ``on_event`` receives progress events
+    from several threads.  ``stop`` lets a caller end the pass early; unfinished uploads stay
+    resumable.  ``transport`` replaces the network (tests).  Raises ``AgentError`` (with a user-facing message) only for problems that prevent the
+    pass from starting, such as not being logged in; problems during the pass are in the summary.
+    """
+    cfg = config if config is not None else load_config(paths.config_file)
+    server = cfg.require_server()
+    if not cfg.folders:
+        raise AgentError("No folders to back up. Run: camroll folder add PATH")
+    started = time.monotonic()
+    emit = on_event or _noop
+    with StateDB(paths.state_db) as db:
+        identity = f"{server.url.rstrip('/')}|{server.username}|{server.device_id}"
+        if db.get_meta(META_SERVER_IDENTITY) not in (None, identity):
+            db.reset_for_new_server()
+        if db.get_meta(META_SERVER_IDENTITY) != identity:
+            db.set_meta(META_SERVER_IDENTITY, identity)
+        result = scan(db, cfg.folders)
+        now = time.time()
+        work = db.work_items(now, include_parked=retry_failed_now)
+        summary = Summary(files_scanned=result.files_seen, files_new=result.new,
+                          files_changed=result.changed, files_vanished=result.vanished)
+        for folder, why in result.missing_folders:
+            summary.problems.append(Problem(folder, f"folder {why}; its files are left as they were"))
+        for path, why in result.unreadable:
+            summary.problems.append(Problem(path, f"cannot read: {why}"))
+        emit(ScanFinished(result.files_seen, result.new, result.changed, result.vanished,
+                          len(work), sum(r.size for r in work)))
+        if work:
+            _Pass(db, cfg, work, summary, emit, stop or threading.Event(), transport).run()
+        summary.files_parked = db.parked_count(time.time())
+        summary.duration_s = time.monotonic() - started
+        _finish(db, summary, result)
+    emit(PassFinished(summary))
+    return summary
+
+
+def _finish(db: StateDB, summary: Summary, result: ScanResult) -> None:
+    now = time.time()
+    if summary.stopped_reason:
+        summary.headline = f"Stopped: {summary.stopped_reason}"
+        db.set_meta(META_LAST_STOP, summary.stopped_reason)
+    else:
+        if db.get_meta(META_LAST_STOP) is not None:
+            db.set_meta(META_LAST_STOP, "")
+        if summary.files_failed:
+            first = next((p.reason for p in reversed(summary.problems) if p.path not in _folders(result)), "")
+            n = summary.files_failed
+            summary.headline = f"{n:,} file{'s' if n != 1 else ''} failed: {first}"
+        elif summary.files_waiting:
+            summary.headline = f"{summary.files_waiting:,} files waiting to upload"
+        elif summary.files_parked:
+            summary.headline = f"{summary.files_parked:,} failed files waiting to be retried"
+        else:
+            summary.headline = "Everything is backed up"
+            db.set_meta(META_LAST_SUCCESS, f"{now:.3f}")
+    db.set_meta(META_LAST_PASS, f"{now:.3f}")
+    if result.missing_folders and summary.headline == "Everything is backed up":
+        folder, why = result.missing_folders[0]
+        summary.headline = f"Folder {folder} {why}: its files were not checked"
+
+
+def _folders(result: ScanResult) -> set[str]:
+    return {f for f, _ in result.missing_folders} | {p for p, _ in result.unreadable}
+
+
+class _Pass:
+    """The coordinator of one pass.  Only this thread talks to the server for checks and decides what
+    happens to a file next; workers report back through ``self.results``."""
+
+    def __init__(self, db: StateDB, cfg: AgentConfig, work: list[FileRow], summary: Summary,
+                 emit: EventCallback, stop: threading.Event, transport: httpx.BaseTransport | None) -> None:
+        from camroll.agent.api import Api, make_client
+        from camroll.agent.tus import TusClient
+        from camroll.agent.uploader import Uploader
+
+        server = cfg.require_server()
+        self.db = db
+        self.cfg = cfg
+        self.work = work
+        self.summary = summary
+        self.emit = emit
+        self.stop = stop
+        self.lock = threading.Lock()
+        self.client = make_client(server.url, server.token,
+                                  max_connections=cfg.policy.upload_concurrency + 2, transport=transport)
+        self.api = Api(self.client)
+        self.uploader = Uploader(
+            TusClient(self.client), db, chunk_size=cfg.policy.chunk_size, base_url=server.url,
+            check_present=self._check_one, on_bytes=self._on_bytes, on_sent=self._on_sent,
+            should_stop=self.stop.is_set,
+        )
+        self.results: queue.Queue[Callable[[], None]] = queue.Queue()
+        self.outstanding = 0
+        self.hashing = 0
+        self.batch = _Batch()
+        # sha256 -> items waiting for the one upload of those bytes already in flight this pass.
+        self.inflight: dict[str, list[_Item]] = {}
+        self.quota_stop: str | None = None
+        self.reported: dict[str, int] = {}
+
+    # --- worker callbacks (any thread) --------------------------------------------------------------
+    def _on_bytes(self, path: str, n: int) -> None:
+        with self.lock:
+            self.reported[path] = self.reported.get(path, 0) + n
+            self.summary.bytes_uploaded += n
+        self.emit(BytesSent(path, n))
+
+    def _on_sent(self, n: int) -> None:
+        with self.lock:
+            self.summary.bytes_sent += n
+
+    def _check_one(self, job: object) -> int | None:
+        from camroll import wire
+        from camroll.agent.uploader import UploadJob
+
+        assert isinstance(job, UploadJob)
+        item = wire.CheckItem(sha256=job.sha256, path=job.path, filename=os.path.basename(job.path),
+                              mtime_ns=job.stat_key[1])
+        from camroll.agent.api import with_retries
+
+        resp = with_retries(lambda: self.api.check([item]), base_url=self.api.base_url,
+                            should_stop=self.stop.is_set)
+        return resp.present.get(job.sha256)
+
+    # --- the loop -----------------------------------------------------------------------------------
+    def run(self) -> None:
+        hash_pool = ThreadPoolExecutor(self.cfg.policy.hash_workers, thread_name_prefix="camroll-hash")
+        upload_pool = ThreadPoolExecutor(self.cfg.policy.upload_concurrency, thread_name_prefix="camroll-up")
+        self.hash_pool, self.upload_pool = hash_pool, upload_pool
+        try:
+            self._terminate_stale()
+            for row in self.work:
+                item = _Item(row)
+                self.outstanding += 1
+                if row.sha256 and row.mime:
+                    item.sha256, item.mime = row.sha256, row.mime
+                    self._add_to_batch(item)
+                else:
+                    self._submit_hash(item)
+            while self.outstanding > 0:
+                try:
+                    timeout = CHECK_FLUSH_SECONDS if self.batch.items else 0.5
+                    task = self.results.get(timeout=timeout)
+                except queue.Empty:
+                    task = None
+                if task is not None:
+                    task()
+                if self.batch.items and (
+                    task is None or self.hashing == 0
+                    or time.monotonic() - self.batch.started > CHECK_FLUSH_SECONDS
+                ):
+                    self._flush_checks()
+        except (PassAborted, ServerUnreachable) as exc:
+            self._abort(exc.message)
+        except KeyboardInterrupt:
+            self._abort("interrupted; unfinished uploads resume on the next backup")
+            raise
+        finally:
+            self.stop.set()
+            hash_pool.shutdown(wait=True, cancel_futures=True)
+            upload_pool.shutdown(wait=True, cancel_futures=True)
+            # Drain results of workers that finished while we were stopping, so their states are kept.
+            while True:
+                try:
+                    task = self.results.get_nowait()
+                except queue.Empty:
+                    break
+                with contextlib.suppress(AgentError):
+                    task()
+            self.client.close()
+        # Files still in the pipeline when it stopped keep their state and are picked up next time.
+        self.summary.files_waiting += max(0, self.outstanding)
+        if self.quota_stop and not self.summary.stopped_reason:
+            self.summary.stopped_reason = self.quota_stop
+
+    def _abort(self, reason: str) -> None:
+        if not self.summary.stopped_reason:
+            self.summary.stopped_reason = reason
+        self.stop.set()
+
+    def _terminate_stale(self) -> None:
+        """Changed files may carry an upload of their old bytes: end it before hashing again."""
+        import httpx
+
+        from camroll.agent.tus import TusClient
+
+        tus = TusClient(self.client)
+        for row in self.work:
+            if row.upload_url and not row.sha256:
+                with contextlib.suppress(ProblemError, httpx.TransportError):
+                    tus.delete(row.upload_url)
+                self.db.set_upload(row.id, None, None)
+                row.upload_url = None
+
+    # --- outcomes (coordinator thread) --------------------------------------------------------------
+    def _finish_item(self, item: _Item, outcome: Outcome, reason: str) -> None:
+        self.outstanding -= 1
+        row = self.summary
+        if outcome == "uploaded":
+            row.files_uploaded += 1
+        elif outcome == "already_on_server":
+            row.files_already_on_server += 1
+        elif outcome == "skipped":
+            row.files_skipped += 1
+            row.skipped.append(Problem(item.row.path, reason))
+        elif outcome == "failed":
+            row.files_failed += 1
+            row.problems.append(Problem(item.row.path, reason))
+        else:
+            row.files_waiting += 1
+        with self.lock:
+            unreported = max(0, item.row.size - self.reported.pop(item.row.path, 0))
+        self.emit(FileFinished(item.row.path, item.row.size, outcome, reason, unreported))
+
+    def _fail(self, item: _Item, reason: str) -> None:
+        from camroll.agent.retry import next_retry_delay
+
+        attempts = item.row.attempts + 1
+        self.db.set_failed(item.row.id, reason, time.time() + next_retry_delay(attempts))
+        self._finish_item(item, "failed", reason)
+
+    # --- hashing ------------------------------------------------------------------------------------
+    def _submit_hash(self, item: _Item) -> None:
+        if self.stop.is_set():
+            self._finish_item(item, "waiting", "not hashed: the pass stopped")
+            return
+        self.hashing += 1
+        fut = self.hash_pool.submit(self._hash_worker, item)
+        fut.add_done_callback(self._crashed(item, hashing=True))
+
+    def _crashed(self, item: _Item, *, hashing: bool = False) -> Callable[[Future[None]], None]:
+        def cb(fut: Future[None]) -> None:
+            if fut.cancelled():
+                self.results.put(lambda: self._cancelled(item, hashing))
+            elif (exc := fut.exception()) is not None:
+                err = exc
+                self.results.put(lambda: self._worker_crash(item, err, hashing))
+        return cb
+
+    def _cancelled(self, item: _Item, hashing: bool) -> None:
+        if hashing:
+            self.hashing -= 1
+        self._finish_item(item, "waiting", "not handled: the pass stopped")
+
+    def _worker_crash(self, item: _Item, exc: BaseException, hashing: bool) -> None:
+        if hashing:
+            self.hashing -= 1
+        else:
+            self._release_followers(item, ok=False)
+        if isinstance(exc, (PassAborted, ServerUnreachable)):
+            self._abort(exc.message)
+            self._finish_item(item, "waiting", exc.message)
+            return
+        # A bug must not stop the other files; the reason says what happened.
+        self._fail(item, f"internal error: {type(exc).__name__}: {exc}")
+
+    def _hash_worker(self, item: _Item) -> None:
+        from camroll.agent.hasher import FileChanged, NotMedia, hash_file
+
+        path = item.row.path
+        try:
+            res = hash_file(path)
+        except NotMedia as exc:
+            why = str(exc)
+            self.results.put(lambda: self._hashed_skip(item, why))
+            return
+        except FileChanged as exc:
+            reason = str(exc)
+            self.results.put(lambda: self._changed(item, reason))
+            return
+        except FileNotFoundError:
+            self.results.put(lambda: self._hashed_gone(item))
+            return
+        except OSError as exc:
+            reason = f"cannot read the file: {exc.strerror or exc}"
+            self.results.put(lambda: self._hashed_error(item, reason))
+            return
+        self.db.set_hashed(item.row.id, res.sha256, res.media_type.mime, res.stat_key)
+        item.sha256, item.mime = res.sha256, res.media_type.mime
+        item.row.size, item.row.mtime_ns, item.row.inode = res.stat_key
+        self.results.put(lambda: self._hashed_ok(item))
+
+    def _hashed_ok(self, item: _Item) -> None:
+        self.hashing -= 1
+        self._add_to_batch(item)
+
+    def _hashed_skip(self, item: _Item, reason: str) -> None:
+        self.hashing -= 1
+        self.db.set_skipped(item.row.id, reason)
+        self._finish_item(item, "skipped", reason)
+
+    def _hashed_gone(self, item: _Item) -> None:
+        self.hashing -= 1
+        self.db.set_state(item.row.id, "vanished", "the file disappeared before it was read")
+        self._finish_item(item, "skipped", "the file disappeared before it was read")
+
+    def _hashed_error(self, item: _Item, reason: str) -> None:
+        self.hashing -= 1
+        self._fail(item, reason)
+
+    def _changed(self, item: _Item, reason: str, *, from_hash: bool = True) -> None:
+        if from_hash:
+            self.hashing -= 1
+        item.rehashes += 1
+        if item.rehashes > MAX_REHASH_PER_PASS:
+            why = f"{reason}; it keeps changing, so it is retried on the next backup"
+            self.db.set_pending(item.row.id, why, clear_hash=True)
+            self._finish_item(item, "waiting", why)
+            return
+        self.db.set_pending(item.row.id, reason, clear_hash=True)
+        item.sha256 = item.mime = None
+        self._submit_hash(item)
+
+    # --- checking -----------------------------------------------------------------------------------
+    def _add_to_batch(self, item: _Item) -> None:
+        if not self.batch.items:
+            self.batch.started = time.monotonic()
+        self.batch.items.append(item)
+        from camroll import wire
+
+        if len(self.batch.items) >= wire.MAX_CHECK_BATCH:
+            self._flush_checks()
+
+    def _flush_checks(self) -> None:
+        from camroll import wire
+        from camroll.agent.api import with_retries
+
+        items, self.batch = self.batch.items, _Batch()
+        if self.stop.is_set():
+            for it in items:
+                self._finish_item(it, "waiting", "not checked: the pass stopped")
+            return
+        req = [wire.CheckItem(sha256=it.sha256 or "", path=it.row.path,
+                              filename=os.path.basename(it.row.path), mtime_ns=it.row.mtime_ns)
+               for it in items]
+        try:
+            resp = with_retries(lambda: self.api.check(req), base_url=self.api.base_url,
+                                should_stop=self.stop.is_set)
+        except ProblemError as exc:
+            from camroll.agent.api import fatal_for_pass
+
+            fatal = fatal_for_pass(exc)
+            if fatal is not None:
+                raise fatal from exc
+            for it in items:
+                self._fail(it, f"the server could not check it: {exc}")
+            return
+        for it in items:
+            sha = it.sha256 or ""
+            asset = resp.present.get(sha)
+            if asset is not None:
+                self.db.set_backed_up(it.row.id, asset, "already on the server")
+                self._finish_item(it, "already_on_server", "already on the server")
+            elif sha in self.inflight:
+                self.inflight[sha].append(it)
+            else:
+                self.inflight[sha] = []
+                self._submit_upload(it)
+
+    # --- uploading ----------------------------------------------------------------------------------
+    def _submit_upload(self, item: _Item) -> None:
+        if self.stop.is_set():
+            self._finish_item(item, "waiting", "not uploaded: the pass stopped")
+            return
+        if self.quota_stop:
+            self._release_followers(item, ok=False)
+            self.db.set_state(item.row.id, "uploading", f"waiting: {self.quota_stop}")
+            self._finish_item(item, "waiting", self.quota_stop)
+            return
+        fut = self.upload_pool.submit(self._upload_worker, item)
+        fut.add_done_callback(self._crashed(item))
+
+    def _upload_worker(self, item: _Item) -> None:
+        from camroll.agent.uploader import (
+            FileChangedDuringUpload,
+            ServerHashMismatch,
+            Stopped,
+            UploadJob,
+        )
+
+        row = item.row
+        job = UploadJob(row.id, row.path, row.folder, item.sha256 or "", row.stat_key,
+                        self.db.get(row.id).upload_url)
+        self.emit(UploadStarted(row.path, row.size, row.upload_offset or 0))
+        try:
+            done = self.uploader.upload(job)
+        except FileChangedDuringUpload as exc:
+            reason = str(exc)
+            self.results.put(lambda: self._upload_changed(item, reason))
+            return
+        except FileNotFoundError:
+            self.results.put(lambda: self._upload_gone(item))
+            return
+        except ServerHashMismatch as exc:
+            reason = f"the server's checksum of the whole file did not match ({exc}); hashing it again"
+            self.results.put(lambda: self._upload_changed(item, reason))
+            return
+        except Stopped:
+            why = "upload paused: the pass stopped; it resumes next time"
+            self.results.put(lambda: self._upload_waiting(item, why))
+            return
+        except ProblemError as exc:
+            err = exc
+            self.results.put(lambda: self._upload_problem(item, err))
+            return
+        except OSError as exc:
+            reason = f"cannot read the file: {exc.strerror or exc}"
+            self.results.put(lambda: self._upload_failed(item, reason))
+            return
+        self.results.put(lambda: self._uploaded(item, done.asset_id, done.already_there))
+
+    def _release_followers(self, item: _Item, *, ok: bool) -> None:
+        followers = self.inflight.pop(item.sha256 or "", [])
+        if not followers:
+            return
+        if ok:
+            # Let the server record their paths against the asset that now exists.
+            for f in followers:
+                self._add_to_batch(f)
+        else:
+            first, rest = followers[0], followers[1:]
+            self.inflight[first.sha256 or ""] = rest
+            self._submit_upload(first)
+
+    def _uploaded(self, item: _Item, asset_id: int, already_there: bool) -> None:
+        reason = "already on the server" if already_there else "uploaded and verified by the server"
+        self.db.set_backed_up(item.row.id, asset_id, reason)
+        self._finish_item(item, "already_on_server" if already_there else "uploaded", reason)
+        self._release_followers(item, ok=True)
+
+    def _upload_changed(self, item: _Item, reason: str) -> None:
+        self._release_followers(item, ok=False)
+        self._changed(item, reason, from_hash=False)
+
+    def _upload_gone(self, item: _Item) -> None:
+        self._release_followers(item, ok=False)
+        self.db.set_state(item.row.id, "vanished", "the file disappeared during upload")
+        self._finish_item(item, "skipped", "the file disappeared during upload")
+
+    def _upload_waiting(self, item: _Item, reason: str) -> None:
+        self._release_followers(item, ok=False)
+        self._finish_item(item, "waiting", reason)
+
+    def _upload_failed(self, item: _Item, reason: str) -> None:
+        self._release_followers(item, ok=False)
+        self._fail(item, reason)
+
+    def _upload_problem(self, item: _Item, exc: ProblemError) -> None:
+        from camroll.agent.api import fatal_for_pass
+
+        fatal = fatal_for_pass(exc)
+        if fatal is not None:
+            self._abort(fatal.message)
+            self._finish_item(item, "waiting", fatal.message)
+            return
+        quota = exc.code == "quota_exceeded" or (exc.status == 413 and exc.code != "file_too_large")
+        if quota and not self.quota_stop:
+            # Every further upload would fail the same way: stop uploading, keep checking.
+            self.quota_stop = f"storage quota exceeded: {exc}"
+        self._upload_failed(item, str(exc))

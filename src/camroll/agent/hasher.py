@@ -1,0 +1,103 @@
+"""SHA-256 of a file, sniffing its media type from the first bytes in the same read."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+
+from camroll.agent.state import StatKey
+from camroll.media.types import SNIFF_BYTES, MediaType, sniff
+
+READ_SIZE = 1024 * 1024
+
+
+class FileChanged(Exception):
+    """The file's stat changed while it was read, so the hash may not match any version of it."""
+
+
+class NotMedia(Exception):
+    """The file is not a photo or video camroll backs up; ``str`` is the reason shown to the user."""
+
+
+@dataclass(frozen=True)
+class HashResult:
+    sha256: str
+    media_type: MediaType
+    stat_key: StatKey
+
+
+def stat_key(path: str) -> StatKey:
+    st = os.stat(path)
+    return (st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+# Common non-media signatures, so a skip reason tells the user what the file looks like instead.
+_KNOWN = (
+    (b"%PDF", "a PDF document"),
+    (b"PK\x03\x04", "a ZIP archive (or an Office document)"),
+    (b"\x1f\x8b", "a gzip archive"),
+    (b"\x7fELF", "a Linux program"),
+    (b"SQLite format 3\x00", "an SQLite database"),
+    (b"Rar!", "a RAR archive"),
+    (b"7z\xbc\xaf", "a 7-Zip archive"),
+    (b"ID3", "an MP3 audio file"),
+    (b"OggS", "an Ogg audio/video file"),
+    (b"fLaC", "a FLAC audio file"),
+)
+
+
+def describe_head(head: bytes) -> str:
+    """A short human description of what ``head`` looks like."""
+    for magic, what in _KNOWN:
+        if head.startswith(magic):
+            return what
+    sample = head[:64]
+    try:
+        text = sample.decode("utf-8")
+    except UnicodeDecodeError:
+        text = ""
+    if text and all(c.isprintable() or c in "\r\n\t" for c in text):
+        return "text: " + repr(text[:24].replace("\n", " "))
+    return "bytes " + " ".join(f"{b:02x}" for b in head[:8])
+
+
+def not_media_reason(head: bytes) -> str:
+    return f"not a photo or video camroll recognises (first bytes look like {describe_head(head)})"
+
+
+def hash_file(path: str) -> HashResult:
+    """Hash ``path`` in 1 MiB reads (hashlib releases the GIL, so threads hash in parallel).
+
+    Raises ``NotMedia`` for empty or unrecognised files (after reading only their first bytes),
+    ``FileChanged`` if the file's stat differs before and after reading, and ``OSError`` for I/O errors.
+    """
+    with open(path, "rb", buffering=0) as f:
+        st = os.fstat(f.fileno())
+        before: StatKey = (st.st_size, st.st_mtime_ns, st.st_ino)
+        if st.st_size == 0:
+            raise NotMedia("empty file (0 bytes)")
+        buf = bytearray(READ_SIZE)
+        view = memoryview(buf)
+        n = f.readinto(buf)
+        head = bytes(view[: min(n, SNIFF_BYTES)])
+        mt = sniff(head)
+        if mt is None:
+            raise NotMedia(not_media_reason(head))
+        h = hashlib.sha256()
+        total = 0
+        while n:
+            h.update(view[:n])
+            total += n
+            n = f.readinto(buf)
+        after_st = os.fstat(f.fileno())
+    after: StatKey = (after_st.st_size, after_st.st_mtime_ns, after_st.st_ino)
+    if after != before or total != before[0]:
+        raise FileChanged(f"changed while reading ({before[0]} -> {after[0]} bytes)")
+    # A rename-replace during the read leaves our fd on the old inode; the path must still be it.
+    try:
+        if stat_key(path) != before:
+            raise FileChanged("replaced while reading")
+    except FileNotFoundError as exc:
+        raise FileChanged("removed while reading") from exc
+    return HashResult(h.hexdigest(), mt, before)

@@ -1,0 +1,107 @@
+"""Render engine events as a Rich progress bar on stderr, and the end-of-pass summary as text."""
+
+from __future__ import annotations
+
+import threading
+from types import TracebackType
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+from camroll.agent.events import (
+    BytesSent,
+    Event,
+    FileFinished,
+    PassFinished,
+    ScanFinished,
+    Summary,
+    UploadStarted,
+)
+
+
+class ProgressRenderer:
+    """An ``EventCallback`` drawing files done/total, bytes, speed and ETA.  Thread-safe: Rich's
+    Progress has its own lock and our counters have ours."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
+        )
+        self.task: TaskID | None = None
+        self.lock = threading.Lock()
+        self.files_total = 0
+        self.files_done = 0
+
+    def __enter__(self) -> ProgressRenderer:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.progress.stop()
+
+    def _describe(self) -> str:
+        return f"Backing up {self.files_done:,}/{self.files_total:,} files"
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, ScanFinished):
+            if event.work_files == 0:
+                return
+            self.files_total = event.work_files
+            self.progress.start()
+            self.task = self.progress.add_task(self._describe(), total=event.work_bytes)
+        elif self.task is None:
+            return
+        elif isinstance(event, BytesSent):
+            self.progress.advance(self.task, event.n)
+        elif isinstance(event, FileFinished):
+            with self.lock:
+                self.files_done += 1
+                desc = self._describe()
+            self.progress.update(self.task, advance=event.unreported_bytes, description=desc)
+        elif isinstance(event, UploadStarted):
+            pass
+        elif isinstance(event, PassFinished):
+            self.progress.stop()
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:,.1f} MB"
+
+
+def summary_text(s: Summary) -> str:
+    lines = [s.headline]
+    lines.append(
+        f"Scanned {s.files_scanned:,} files ({s.files_new:,} new, {s.files_changed:,} changed, "
+        f"{s.files_vanished:,} vanished): {s.files_uploaded:,} uploaded, "
+        f"{s.files_already_on_server:,} already on the server, {s.files_skipped:,} skipped, "
+        f"{s.files_failed:,} failed, {s.files_waiting:,} waiting."
+    )
+    lines.append(f"Sent {_mb(s.bytes_sent)} in {s.duration_s:.1f} s ({s.mb_per_s:.1f} MB/s).")
+    if s.files_parked:
+        lines.append(f"{s.files_parked:,} failed files wait for their retry time "
+                     "('camroll backup --retry-failed' tries them now).")
+    shown = s.problems[:10]
+    for p in shown:
+        lines.append(f"  {p.path}: {p.reason}")
+    for p in s.skipped[:5]:
+        lines.append(f"  skipped {p.path}: {p.reason}")
+    if len(s.skipped) > 5:
+        lines.append(f"  ... and {len(s.skipped) - 5:,} more skipped.")
+    if len(s.problems) > len(shown):
+        lines.append(f"  ... and {len(s.problems) - len(shown):,} more (camroll status lists them).")
+    return "\n".join(lines)

@@ -1,0 +1,299 @@
+"""The agent's local state database (plain SQLite, WAL): one row per file with exactly one state and a
+reason a person can read, plus a small key/value table.
+
+It is a cache of what the server already holds, so it can be rebuilt from the server without
+re-uploading anything; it never holds file contents.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final, Literal
+
+SCHEMA_VERSION: Final = 1
+
+FileState = Literal["pending", "hashing", "uploading", "backed_up", "skipped", "failed", "vanished"]
+STATES: Final[tuple[FileState, ...]] = (
+    "pending", "hashing", "uploading", "backed_up", "skipped", "failed", "vanished",
+)
+# States with work left for a backup pass.
+WORK_STATES: Final = ("pending", "hashing", "uploading", "failed")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS files (
+    id INTEGER PRIMARY KEY,
+    path TEXT NOT NULL UNIQUE,
+    folder TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    inode INTEGER NOT NULL,
+    sha256 TEXT,
+    mime TEXT,
+    state TEXT NOT NULL DEFAULT 'pending',
+    reason TEXT NOT NULL DEFAULT '',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_retry_at REAL,
+    asset_id INTEGER,
+    upload_url TEXT,
+    upload_offset INTEGER,
+    first_seen_at REAL NOT NULL,
+    backed_up_at REAL,
+    updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS files_state ON files(state);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+# Stat identity of a file: a change in any of these means its bytes may have changed.
+StatKey = tuple[int, int, int]  # (size, mtime_ns, inode)
+
+
+@dataclass
+class FileRow:
+    id: int
+    path: str
+    folder: str
+    size: int
+    mtime_ns: int
+    inode: int
+    sha256: str | None
+    mime: str | None
+    state: FileState
+    reason: str
+    attempts: int
+    next_retry_at: float | None
+    asset_id: int | None
+    upload_url: str | None
+    upload_offset: int | None
+
+    @property
+    def stat_key(self) -> StatKey:
+        return (self.size, self.mtime_ns, self.inode)
+
+
+_ROW_COLS = ("id, path, folder, size, mtime_ns, inode, sha256, mime, state, reason, attempts, "
+             "next_retry_at, asset_id, upload_url, upload_offset")
+
+
+@dataclass(frozen=True)
+class NewFile:
+    path: str
+    folder: str
+    size: int
+    mtime_ns: int
+    inode: int
+
+
+@dataclass(frozen=True)
+class StateCounts:
+    files: dict[str, int]
+    bytes: dict[str, int]
+
+
+class StateDB:
+    """Thread-safe access to the state database: one connection guarded by a lock, because writes are
+    tiny and SQLite allows one writer at a time anyway."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+        self._lock = threading.RLock()
+        c = self._conn
+        c.execute("PRAGMA journal_mode=WAL")
+        # NORMAL in WAL mode survives a killed process (the case we care about); only power loss can
+        # drop the last commits, and the server is the source of truth for those anyway.
+        c.execute("PRAGMA synchronous=NORMAL")
+        version = c.execute("PRAGMA user_version").fetchone()[0]
+        if version == 0:
+            with self._tx():
+                c.executescript(_SCHEMA)
+                c.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                c.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        elif version > SCHEMA_VERSION:
+            from camroll.agent.errors import AgentError
+
+            raise AgentError(
+                f"The state database {path} was written by a newer camroll (schema {version}). "
+                "Fix: upgrade camroll, or delete the file to rebuild it from the server."
+            )
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> StateDB:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    # --- meta ---------------------------------------------------------------------------------------
+    def get_meta(self, key: str) -> str | None:
+        with self._lock:
+            row = self._conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._tx() as c:
+            c.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    # --- scanning -----------------------------------------------------------------------------------
+    def index(self) -> dict[str, tuple[int, int, int, int, str, str]]:
+        """path -> (id, size, mtime_ns, inode, state, folder) for every known file, in one query:
+        the scanner compares against this dict instead of querying per file."""
+        with self._lock:
+            cur = self._conn.execute("SELECT path, id, size, mtime_ns, inode, state, folder FROM files")
+            return {r[0]: r[1:] for r in cur}
+
+    def apply_scan(self, new: Iterable[NewFile], changed: Iterable[tuple[int, int, int, int]],
+                   vanished: Iterable[tuple[int, str]], reappeared: Iterable[int]) -> None:
+        """Record one scan's findings in one transaction.  ``changed`` holds (id, size, mtime_ns,
+        inode); their hash and any unfinished upload no longer describe the file, so the hash is
+        cleared while the upload URL is kept for the engine to terminate."""
+        now = time.time()
+        with self._tx() as c:
+            c.executemany(
+                "INSERT INTO files (path, folder, size, mtime_ns, inode, state, reason, first_seen_at,"
+                " updated_at) VALUES (?, ?, ?, ?, ?, 'pending', 'new file', ?, ?)",
+                ((f.path, f.folder, f.size, f.mtime_ns, f.inode, now, now) for f in new),
+            )
+            c.executemany(
+                "UPDATE files SET size=?, mtime_ns=?, inode=?, sha256=NULL, mime=NULL, state='pending',"
+                " reason='changed since last backup', asset_id=NULL, attempts=0, next_retry_at=NULL,"
+                " upload_offset=NULL, backed_up_at=NULL, updated_at=? WHERE id=?",
+                ((size, mtime, ino, now, fid) for fid, size, mtime, ino in changed),
+            )
+            c.executemany(
+                "UPDATE files SET state='vanished', reason=?, updated_at=? WHERE id=?",
+                ((reason, now, fid) for fid, reason in vanished),
+            )
+            c.executemany(
+                "UPDATE files SET state='pending', reason='found again', sha256=NULL, asset_id=NULL,"
+                " attempts=0, next_retry_at=NULL, updated_at=? WHERE id=?",
+                ((now, fid) for fid in reappeared),
+            )
+
+    # --- work ---------------------------------------------------------------------------------------
+    def work_items(self, now: float, *, include_parked: bool = False) -> list[FileRow]:
+        """Files a pass should handle, oldest first; failed files wait for their ``next_retry_at``
+        unless ``include_parked``."""
+        with self._lock:
+            cur = self._conn.execute(
+                f"SELECT {_ROW_COLS} FROM files WHERE state IN ('pending','hashing','uploading')"
+                " OR (state='failed' AND (? OR next_retry_at IS NULL OR next_retry_at <= ?))"
+                " ORDER BY id",
+                (1 if include_parked else 0, now),
+            )
+            return [FileRow(*r) for r in cur]
+
+    def parked_count(self, now: float) -> int:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT COUNT(*) FROM files WHERE state='failed' AND next_retry_at > ?", (now,)
+            ).fetchone()
+        return int(row[0])
+
+    def get(self, file_id: int) -> FileRow:
+        with self._lock:
+            row = self._conn.execute(f"SELECT {_ROW_COLS} FROM files WHERE id=?", (file_id,)).fetchone()
+        return FileRow(*row)
+
+    def _update(self, file_id: int, **cols: object) -> None:
+        cols["updated_at"] = time.time()
+        sets = ", ".join(f"{k}=?" for k in cols)
+        with self._tx() as c:
+            c.execute(f"UPDATE files SET {sets} WHERE id=?", (*cols.values(), file_id))
+
+    def set_state(self, file_id: int, state: FileState, reason: str) -> None:
+        self._update(file_id, state=state, reason=reason)
+
+    def set_hashed(self, file_id: int, sha256: str, mime: str, stat_key: StatKey) -> None:
+        size, mtime_ns, inode = stat_key
+        self._update(file_id, sha256=sha256, mime=mime, size=size, mtime_ns=mtime_ns, inode=inode,
+                     state="uploading", reason="hashed; waiting to upload")
+
+    def set_pending(self, file_id: int, reason: str, *, clear_hash: bool) -> None:
+        if clear_hash:
+            self._update(file_id, state="pending", reason=reason, sha256=None, mime=None)
+        else:
+            self._update(file_id, state="pending", reason=reason)
+
+    def set_skipped(self, file_id: int, reason: str, stat_key: StatKey | None = None) -> None:
+        if stat_key is None:
+            self._update(file_id, state="skipped", reason=reason)
+        else:
+            size, mtime_ns, inode = stat_key
+            self._update(file_id, state="skipped", reason=reason, size=size, mtime_ns=mtime_ns, inode=inode)
+
+    def set_upload(self, file_id: int, url: str | None, offset: int | None) -> None:
+        """Remember the tus upload as soon as it exists, so a killed agent resumes it."""
+        self._update(file_id, upload_url=url, upload_offset=offset)
+
+    def set_upload_offset(self, file_id: int, offset: int) -> None:
+        self._update(file_id, upload_offset=offset)
+
+    def set_backed_up(self, file_id: int, asset_id: int, reason: str) -> None:
+        self._update(file_id, state="backed_up", reason=reason, asset_id=asset_id, upload_url=None,
+                     upload_offset=None, attempts=0, next_retry_at=None, backed_up_at=time.time())
+
+    def set_failed(self, file_id: int, reason: str, next_retry_at: float | None) -> int:
+        """Mark a failure and return the file's attempt count (used to grow its back-off)."""
+        with self._tx() as c:
+            c.execute(
+                "UPDATE files SET state='failed', reason=?, attempts=attempts+1, next_retry_at=?,"
+                " updated_at=? WHERE id=?",
+                (reason, next_retry_at, time.time(), file_id),
+            )
+            row = c.execute("SELECT attempts FROM files WHERE id=?", (file_id,)).fetchone()
+        return int(row[0])
+
+    def reset_for_new_server(self) -> None:
+        """Forget what a previous server held: every file must be checked (not re-hashed) again."""
+        with self._tx() as c:
+            c.execute(
+                "UPDATE files SET state='pending', reason='new server or account', asset_id=NULL,"
+                " upload_url=NULL, upload_offset=NULL, attempts=0, next_retry_at=NULL, backed_up_at=NULL"
+                " WHERE state IN ('backed_up','uploading','hashing','failed')"
+            )
+            c.execute("UPDATE files SET state='uploading' WHERE state='pending' AND sha256 IS NOT NULL")
+
+    # --- status -------------------------------------------------------------------------------------
+    def counts(self) -> StateCounts:
+        with self._lock:
+            cur = self._conn.execute(
+                "SELECT state, COUNT(*), COALESCE(SUM(size), 0) FROM files GROUP BY state")
+            rows = cur.fetchall()
+        return StateCounts(files={s: int(n) for s, n, _ in rows}, bytes={s: int(b) for s, _, b in rows})
+
+    def failed(self, limit: int = 20) -> list[FileRow]:
+        with self._lock:
+            cur = self._conn.execute(
+                f"SELECT {_ROW_COLS} FROM files WHERE state='failed' ORDER BY updated_at DESC LIMIT ?",
+                (limit,),
+            )
+            return [FileRow(*r) for r in cur]
+
+    def rows_in_state(self, state: FileState, limit: int = 20) -> list[FileRow]:
+        with self._lock:
+            cur = self._conn.execute(
+                f"SELECT {_ROW_COLS} FROM files WHERE state=? ORDER BY id LIMIT ?", (state, limit)
+            )
+            return [FileRow(*r) for r in cur]

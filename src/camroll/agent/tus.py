@@ -1,0 +1,102 @@
+"""A small tus 1.0 client (core, creation, creation-with-upload, checksum, termination) over a shared
+``httpx.Client``.  One method per request; retry and resume decisions live in :mod:`uploader`."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import httpx
+
+from camroll import wire
+from camroll.agent.api import problem_from
+
+ASSET_ID_HEADER = "Camroll-Asset-Id"
+OCTET = "application/offset+octet-stream"
+
+
+class UploadGone(Exception):
+    """The server no longer knows the upload (404 Not Found or 410 Gone/expired)."""
+
+
+@dataclass(frozen=True)
+class PatchResult:
+    offset: int
+    asset_id: int | None
+
+
+def checksum_header(data: bytes | memoryview) -> str:
+    return "sha256 " + base64.b64encode(hashlib.sha256(data).digest()).decode("ascii")
+
+
+def _asset_id(resp: httpx.Response) -> int | None:
+    raw = resp.headers.get(ASSET_ID_HEADER)
+    try:
+        return int(raw) if raw is not None else None
+    except ValueError:
+        return None
+
+
+def _offset(resp: httpx.Response) -> int:
+    raw = resp.headers.get("Upload-Offset")
+    if raw is None or not raw.strip().isdigit():
+        raise problem_from(resp) if resp.status_code >= 400 else ValueError("response lacks Upload-Offset")
+    return int(raw)
+
+
+class TusClient:
+    def __init__(self, client: httpx.Client) -> None:
+        self.client = client
+        self._base = {"Tus-Resumable": wire.TUS_VERSION}
+
+    def _url(self, location: str) -> str:
+        # Keep only the path: uploads always live on the server we talk to, and this keeps working
+        # behind proxies that do not rewrite Location.
+        parts = urlsplit(location)
+        path = parts.path if parts.path.startswith("/") else wire.UPLOADS_PATH + parts.path
+        return path + (f"?{parts.query}" if parts.query else "")
+
+    def create(self, size: int, metadata: dict[str, str],
+               body: bytes | None = None) -> tuple[str, PatchResult]:
+        """POST a new upload; with ``body`` (creation-with-upload) the first bytes travel in the same
+        request.  Returns the upload URL (path) and the resulting offset/asset id."""
+        headers = {**self._base, "Upload-Length": str(size),
+                   "Upload-Metadata": wire.encode_upload_metadata(metadata)}
+        if body is not None:
+            headers["Content-Type"] = OCTET
+            headers["Upload-Checksum"] = checksum_header(body)
+        resp = self.client.post(wire.UPLOADS_PATH, headers=headers, content=body or b"")
+        if resp.status_code != 201:
+            raise problem_from(resp)
+        location = resp.headers.get("Location")
+        if not location:
+            raise problem_from(resp)
+        offset = int(resp.headers.get("Upload-Offset", "0") or 0)
+        return self._url(location), PatchResult(offset, _asset_id(resp))
+
+    def head(self, url: str) -> int:
+        """The server's offset for ``url``; raises ``UploadGone`` when it no longer exists."""
+        resp = self.client.head(url, headers=self._base)
+        if resp.status_code in (404, 410):
+            raise UploadGone(url)
+        if resp.status_code >= 400:
+            raise problem_from(resp)
+        return _offset(resp)
+
+    def patch(self, url: str, offset: int, data: bytes) -> PatchResult:
+        headers = {**self._base, "Content-Type": OCTET, "Upload-Offset": str(offset),
+                   "Upload-Checksum": checksum_header(data)}
+        resp = self.client.patch(url, headers=headers, content=data)
+        if resp.status_code in (404, 410):
+            raise UploadGone(url)
+        if resp.status_code not in (200, 201, 204):
+            raise problem_from(resp)
+        return PatchResult(_offset(resp), _asset_id(resp))
+
+    def delete(self, url: str) -> None:
+        """Terminate an upload; best effort, a missing upload is fine."""
+        resp = self.client.delete(url, headers=self._base)
+        if resp.status_code >= 400 and resp.status_code not in (404, 410):
+            raise problem_from(resp)

@@ -1,0 +1,289 @@
+"""Upload one hashed file over tus: resume a stored upload when the server still has it, send the
+rest in checksummed chunks, and decide after each failure whether to retry, resume or give up.
+
+Never holds more than one chunk of the file in memory.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import httpx
+
+from camroll import wire
+from camroll.agent.api import TRANSIENT_ERRORS, unreachable
+from camroll.agent.errors import ProblemError
+from camroll.agent.retry import IN_PASS, Backoff
+from camroll.agent.state import StateDB, StatKey
+from camroll.agent.tus import PatchResult, TusClient, UploadGone
+
+
+@dataclass(frozen=True)
+class UploadJob:
+    file_id: int
+    path: str
+    folder: str
+    sha256: str
+    stat_key: StatKey
+    upload_url: str | None
+
+    @property
+    def size(self) -> int:
+        return self.stat_key[0]
+
+
+@dataclass(frozen=True)
+class Done:
+    asset_id: int
+    # True when the server already had the bytes (a lost completion answer, or another device).
+    already_there: bool
+
+
+class FileChangedDuringUpload(Exception):
+    """The file no longer matches the hash being uploaded: hash it again."""
+
+
+class ServerHashMismatch(Exception):
+    """The server computed a different whole-file SHA-256 and discarded the upload: hash again."""
+
+
+class Stopped(Exception):
+    """The pass is stopping; the upload stays resumable from its stored URL."""
+
+
+def metadata_for(job: UploadJob) -> dict[str, str]:
+    return {
+        wire.META_FILENAME: os.path.basename(job.path),
+        wire.META_SHA256: job.sha256,
+        wire.META_SIZE: str(job.size),
+        wire.META_MTIME_NS: str(job.stat_key[1]),
+        wire.META_PATH: job.path,
+    }
+
+
+class Uploader:
+    def __init__(self, tus: TusClient, db: StateDB, *, chunk_size: int, base_url: str,
+                 check_present: Callable[[UploadJob], int | None],
+                 on_bytes: Callable[[str, int], None] = lambda p, n: None,
+                 on_sent: Callable[[int], None] = lambda n: None,
+                 should_stop: Callable[[], bool] = lambda: False,
+                 backoff: Backoff = IN_PASS, sleep: Callable[[float], None] = time.sleep) -> None:
+        self.tus = tus
+        self.db = db
+        self.chunk_size = chunk_size
+        self.base_url = base_url
+        self.check_present = check_present
+        self.on_bytes = on_bytes
+        self.on_sent = on_sent
+        self.should_stop = should_stop
+        self.backoff = backoff
+        self.sleep = sleep
+
+    # --- helpers ------------------------------------------------------------------------------------
+    def _pause(self, retry: int, exc: Exception) -> int:
+        """Sleep before retry number ``retry``; re-raise once the attempts are used up."""
+        if retry + 1 >= self.backoff.attempts:
+            if isinstance(exc, ProblemError):
+                raise exc
+            raise unreachable(self.base_url, exc) from exc
+        if self.should_stop():
+            raise Stopped()
+        self.sleep(self.backoff.delay(retry))
+        return retry + 1
+
+    def _still_same(self, job: UploadJob, fd: int | None = None) -> None:
+        try:
+            st = os.fstat(fd) if fd is not None else os.stat(job.path)
+            if fd is not None:
+                # The path may now name a different file even though our descriptor is fine.
+                pst = os.stat(job.path)
+                if pst.st_ino != st.st_ino:
+                    raise FileChangedDuringUpload("replaced during upload")
+        except FileNotFoundError as exc:
+            raise FileChangedDuringUpload("removed during upload") from exc
+        if (st.st_size, st.st_mtime_ns, st.st_ino) != job.stat_key:
+            raise FileChangedDuringUpload("changed during upload")
+
+    # --- the upload ---------------------------------------------------------------------------------
+    def upload(self, job: UploadJob) -> Done:
+        """Upload ``job`` (resuming its stored URL when possible) and return the asset id."""
+        with open(job.path, "rb", buffering=0) as f:
+            fd = f.fileno()
+            self._still_same(job, fd)
+            url, offset = self._resume(job)
+            if url is None and offset is not None:
+                # The server already completed this upload; only its answer was lost.
+                present = self.check_present(job)
+                if present is not None:
+                    return Done(present, already_there=True)
+                offset = None
+            restarts = 0
+            while True:
+                if url is None:
+                    created = self._create(job, fd)
+                    if isinstance(created, Done):
+                        return created
+                    url, offset = created
+                assert offset is not None
+                try:
+                    return self._send_from(job, fd, url, offset)
+                except UploadGone:
+                    # Expired or cleaned up mid-way: perhaps completed (lost answer), else start over.
+                    present = self.check_present(job)
+                    if present is not None:
+                        return Done(present, already_there=True)
+                    restarts += 1
+                    if restarts > 2:
+                        raise ProblemError(410, "gone", "The server keeps discarding this upload",
+                                           "check the server log") from None
+                    self.db.set_upload(job.file_id, None, None)
+                    url, offset = None, None
+
+    def _resume(self, job: UploadJob) -> tuple[str | None, int | None]:
+        """(url, offset) of a stored upload the server still has; (None, size) if it is complete;
+        (None, None) if there is none."""
+        if not job.upload_url:
+            return None, None
+        retry = 0
+        while True:
+            try:
+                offset = self.tus.head(job.upload_url)
+                break
+            except UploadGone:
+                self.db.set_upload(job.file_id, None, None)
+                # A finished upload may be cleaned up at once; the caller asks the server by hash.
+                return None, job.size
+            except ProblemError as exc:
+                if not exc.transient:
+                    raise
+                retry = self._pause(retry, exc)
+            except TRANSIENT_ERRORS as exc:
+                retry = self._pause(retry, exc)
+        if offset >= job.size:
+            self.db.set_upload(job.file_id, None, None)
+            return None, job.size
+        self.db.set_upload_offset(job.file_id, offset)
+        return job.upload_url, offset
+
+    def _create(self, job: UploadJob, fd: int) -> tuple[str, int] | Done:
+        meta = metadata_for(job)
+        small = job.size <= self.chunk_size
+        retry = 0
+        mismatches = 0
+        while True:
+            if self.should_stop():
+                raise Stopped()
+            body: bytes | None = None
+            if small:
+                self._still_same(job, fd)
+                body = os.pread(fd, job.size, 0)
+                if len(body) != job.size:
+                    raise FileChangedDuringUpload("shorter than when hashed")
+            try:
+                url, res = self.tus.create(job.size, meta, body)
+            except ProblemError as exc:
+                if exc.status == wire.STATUS_CHECKSUM_MISMATCH:
+                    # Chunk damaged in transit, or the file no longer matches its hash: resend once,
+                    # then let the engine hash it again.
+                    mismatches += 1
+                    self._still_same(job, fd)
+                    if mismatches >= 2:
+                        raise ServerHashMismatch(str(exc)) from exc
+                    continue
+                if not exc.transient:
+                    raise
+                retry = self._pause(retry, exc)
+                continue
+            except TRANSIENT_ERRORS as exc:
+                retry = self._pause(retry, exc)
+                continue
+            finally:
+                if body is not None:
+                    self.on_sent(len(body))
+            self.db.set_upload(job.file_id, url, res.offset)
+            if body is not None:
+                self.on_bytes(job.path, res.offset)
+            if res.offset >= job.size:
+                return self._finish(job, fd, res)
+            return url, res.offset
+
+    def _finish(self, job: UploadJob, fd: int, res: PatchResult) -> Done:
+        self.db.set_upload(job.file_id, None, None)
+        if res.asset_id is None:
+            present = self.check_present(job)
+            if present is None:
+                raise ProblemError(502, "internal",
+                                   "The server completed the upload but reports no asset for it",
+                                   "check the server log")
+            asset_id = present
+        else:
+            asset_id = res.asset_id
+        # The bytes on the server are verified, but if the file changed since, its new version needs
+        # a backup too.
+        self._still_same(job, fd)
+        return Done(asset_id, already_there=False)
+
+    def _send_from(self, job: UploadJob, fd: int, url: str, offset: int) -> Done:
+        retry = 0
+        while True:
+            if self.should_stop():
+                raise Stopped()
+            n = min(self.chunk_size, job.size - offset)
+            if offset + n >= job.size:
+                self._still_same(job, fd)
+            data = os.pread(fd, n, offset)
+            if len(data) != n:
+                raise FileChangedDuringUpload("shorter than when hashed")
+            try:
+                try:
+                    res = self.tus.patch(url, offset, data)
+                finally:
+                    self.on_sent(n)
+            except UploadGone:
+                raise
+            except ProblemError as exc:
+                if exc.status == wire.STATUS_CHECKSUM_MISMATCH:
+                    # Still there: this chunk was damaged, send it again.  Gone: the whole-file hash
+                    # failed and the server discarded the upload.
+                    try:
+                        offset = self._head(url)
+                    except UploadGone:
+                        self.db.set_upload(job.file_id, None, None)
+                        self._still_same(job, fd)
+                        raise ServerHashMismatch(str(exc)) from exc
+                    retry = self._pause(retry, exc)
+                    continue
+                if exc.status == 409:
+                    offset = self._head(url)
+                    retry = self._pause(retry, exc)
+                    continue
+                if not exc.transient:
+                    raise
+                retry = self._pause(retry, exc)
+                offset = self._head(url)
+                continue
+            except TRANSIENT_ERRORS as exc:
+                retry = self._pause(retry, exc)
+                offset = self._head(url)
+                continue
+            self.on_bytes(job.path, res.offset - offset)
+            offset = res.offset
+            retry = 0
+            if offset >= job.size:
+                return self._finish(job, fd, res)
+            self.db.set_upload_offset(job.file_id, offset)
+
+    def _head(self, url: str) -> int:
+        retry = 0
+        while True:
+            try:
+                return self.tus.head(url)
+            except ProblemError as exc:
+                if not exc.transient:
+                    raise
+                retry = self._pause(retry, exc)
+            except httpx.TransportError as exc:
+                retry = self._pause(retry, exc)
