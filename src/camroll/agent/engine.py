@@ -73,8 +73,9 @@ def run_backup(paths: AgentPaths, config: AgentConfig | None = None, on_event: E
 
     ``config`` defaults to the file at ``paths.config_file``.  ``on_event`` receives progress events
     from several threads.  ``stop`` lets a caller end the pass early; unfinished uploads stay
-    resumable.  ``transport`` replaces the network (tests).  Raises ``AgentError`` (with a user-facing message) only for problems that prevent the
-    pass from starting, such as not being logged in; problems during the pass are in the summary.
+    resumable.  ``transport`` replaces the network (tests).  Raises ``AgentError`` (with a
+    user-facing message) only for problems that prevent the pass from starting, such as not being
+    logged in; problems during the pass are in the summary.
     """
     cfg = config if config is not None else load_config(paths.config_file)
     server = cfg.require_server()

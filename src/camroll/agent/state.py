@@ -113,7 +113,10 @@ class StateDB:
         version = c.execute("PRAGMA user_version").fetchone()[0]
         if version == 0:
             with self._tx():
-                c.executescript(_SCHEMA)
+                # executescript() would commit on its own; keep schema creation in our transaction.
+                for stmt in _SCHEMA.split(";"):
+                    if stmt.strip():
+                        c.execute(stmt)
                 c.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
                 c.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
         elif version > SCHEMA_VERSION:

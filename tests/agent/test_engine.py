@@ -1,0 +1,176 @@
+"""The backup engine and uploader against an in-memory tus server (no network)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+
+from camroll.agent.config import AgentConfig, PolicyConfig, ServerConfig
+from camroll.agent.engine import run_backup
+from camroll.agent.events import BytesSent, Event, FileFinished, ScanFinished
+from camroll.agent.paths import AgentPaths
+from camroll.agent.state import StateDB
+
+from .fakeserver import FakeServer
+from .media import jpeg_bytes, mp4_bytes, png_bytes, write
+
+MIB = 1024 * 1024
+
+
+@pytest.fixture(autouse=True)
+def _fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    from camroll.agent import retry
+
+    monkeypatch.setattr(retry.Backoff, "delay", lambda self, n, rng=None: 0.0)
+
+
+def _setup(tmp_path: Path, chunk_mib: int = 1) -> tuple[AgentPaths, AgentConfig, Path]:
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    paths = AgentPaths.in_dir(tmp_path / "home")
+    cfg = AgentConfig(
+        server=ServerConfig(url="http://camroll.test", username="ann", device_id=1, device_name="d",
+                            token="t"),
+        folders=[str(photos)],
+        policy=PolicyConfig(chunk_size_mib=chunk_mib),
+    )
+    return paths, cfg, photos
+
+
+def _states(paths: AgentPaths) -> dict[str, tuple[str, str]]:
+    with StateDB(paths.state_db) as db:
+        return {os.path.basename(p): (db.get(r[0]).state, db.get(r[0]).reason) for p, r in db.index().items()}
+
+
+def test_first_backup_then_nothing(tmp_path: Path) -> None:
+    paths, cfg, photos = _setup(tmp_path)
+    write(photos / "a.jpg", jpeg_bytes(1))
+    write(photos / "b.png", png_bytes(2))
+    big = mp4_bytes(3 * MIB + 5, seed=3)
+    write(photos / "v" / "c.mp4", big)
+    write(photos / "notes.txt", b"shopping list")
+    write(photos / "empty.jpg", b"")
+    srv = FakeServer()
+    events: list[Event] = []
+    s = run_backup(paths, cfg, events.append, transport=srv.transport())
+    assert (s.files_scanned, s.files_uploaded, s.files_skipped, s.files_failed) == (5, 3, 2, 0), s
+    assert s.ok and s.headline == "Everything is backed up"
+    assert hashlib.sha256(big).hexdigest() in srv.assets
+    st = _states(paths)
+    assert st["notes.txt"][0] == "skipped" and "first bytes look like text" in st["notes.txt"][1]
+    assert st["empty.jpg"] == ("skipped", "empty file (0 bytes)")
+    assert st["c.mp4"] == ("backed_up", "uploaded and verified by the server")
+    scan_ev = next(e for e in events if isinstance(e, ScanFinished))
+    assert scan_ev.work_files == 5
+    sent = sum(e.n for e in events if isinstance(e, BytesSent))
+    rest = sum(e.unreported_bytes for e in events if isinstance(e, FileFinished))
+    assert sent + rest == scan_ev.work_bytes
+    # Big file went as POST + 4 PATCHes; small ones as creation-with-upload.
+    assert [m for m, _ in srv.requests].count("PATCH") == 4
+    # Second pass: no requests at all.
+    n = len(srv.requests)
+    s2 = run_backup(paths, cfg, transport=srv.transport())
+    assert s2.files_uploaded == 0 and s2.bytes_sent == 0 and len(srv.requests) == n
+
+
+def test_same_photo_two_folders_one_upload(tmp_path: Path) -> None:
+    paths, cfg, photos = _setup(tmp_path)
+    other = tmp_path / "other"
+    data = jpeg_bytes(7)
+    write(photos / "a.jpg", data)
+    write(other / "copy.jpg", data)
+    cfg.folders.append(str(other))
+    srv = FakeServer()
+    s = run_backup(paths, cfg, transport=srv.transport())
+    assert s.files_uploaded == 1 and s.files_already_on_server == 1
+    assert len(srv.assets) == 1
+    (aid,) = srv.assets.values()
+    assert srv.paths[aid] == {str(photos / "a.jpg"), str(other / "copy.jpg")}
+
+
+def test_resume_after_dropped_connection(tmp_path: Path) -> None:
+    paths, cfg, photos = _setup(tmp_path)
+    data = mp4_bytes(3 * MIB, seed=9)
+    write(photos / "v.mp4", data)
+    srv = FakeServer()
+    srv.drop_after_bytes = MIB // 2  # first PATCH: half stored, then the connection "breaks"
+    s = run_backup(paths, cfg, transport=srv.transport())
+    assert s.files_uploaded == 1
+    assert srv.bytes_received == len(data)  # nothing the server had was sent again
+    assert srv.blobs[1] == data
+
+
+def test_chunk_checksum_retry_and_5xx(tmp_path: Path) -> None:
+    paths, cfg, photos = _setup(tmp_path)
+    data = mp4_bytes(2 * MIB + 3, seed=4)
+    write(photos / "v.mp4", data)
+    srv = FakeServer()
+    srv.corrupt_next_patch = True
+    srv.fail_next_patches = 2
+    s = run_backup(paths, cfg, transport=srv.transport())
+    assert s.ok and s.files_uploaded == 1 and srv.blobs[1] == data
+
+
+def test_resume_stored_upload_url_across_runs(tmp_path: Path) -> None:
+    paths, cfg, photos = _setup(tmp_path)
+    data = mp4_bytes(3 * MIB, seed=5)
+    write(photos / "v.mp4", data)
+    srv = FakeServer()
+    srv.fail_next_patches = 100  # the pass gives up on this file
+    s = run_backup(paths, cfg, transport=srv.transport())
+    assert s.files_failed == 1 and "try later" in s.problems[0].reason
+    with StateDB(paths.state_db) as db:
+        (row,) = db.failed()
+        assert row.upload_url and row.next_retry_at and row.attempts == 1
+    # Parked: not retried before its time...
+    srv.fail_next_patches = 0
+    s = run_backup(paths, cfg, transport=srv.transport())
+    assert s.files_parked == 1 and s.files_uploaded == 0
+    # ...unless asked; then the stored upload is resumed (HEAD), not recreated.
+    posts = srv.requests.count(("POST", "/api/v1/uploads/"))
+    s = run_backup(paths, cfg, transport=srv.transport(), retry_failed_now=True)
+    assert s.files_uploaded == 1
+    assert srv.requests.count(("POST", "/api/v1/uploads/")) == posts
+    assert "HEAD" in [m for m, _ in srv.requests]
+
+
+def test_quota_stops_uploads_with_reason(tmp_path: Path) -> None:
+    paths, cfg, photos = _setup(tmp_path)
+    for i in range(4):
+        write(photos / f"{i}.jpg", jpeg_bytes(i))
+    srv = FakeServer()
+    srv.quota_bytes = 0
+    cfg.policy.upload_concurrency = 1
+    s = run_backup(paths, cfg, transport=srv.transport())
+    assert s.stopped_reason and "quota exceeded" in s.stopped_reason
+    assert "Fix: delete some files" in s.stopped_reason
+    assert s.files_failed >= 1 and s.files_uploaded == 0
+    assert srv.uploads == {} and srv.assets == {}
+    assert s.files_failed + s.files_waiting == 4
+
+
+def test_edit_is_uploaded_again_and_changed_stale_upload_terminated(tmp_path: Path) -> None:
+    paths, cfg, photos = _setup(tmp_path)
+    p = write(photos / "a.jpg", jpeg_bytes(1))
+    srv = FakeServer()
+    run_backup(paths, cfg, transport=srv.transport())
+    st = p.stat()
+    p.write_bytes(jpeg_bytes(2))
+    os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns + 10**6))
+    s = run_backup(paths, cfg, transport=srv.transport())
+    assert s.files_changed == 1 and s.files_uploaded == 1 and len(srv.assets) == 2
+
+
+def test_not_logged_in_and_no_folders(tmp_path: Path) -> None:
+    from camroll.agent.errors import AgentError, NotLoggedIn
+
+    paths = AgentPaths.in_dir(tmp_path)
+    with pytest.raises(NotLoggedIn):
+        run_backup(paths, AgentConfig())
+    _, cfg, _ = _setup(tmp_path)
+    cfg.folders = []
+    with pytest.raises(AgentError, match="camroll folder add PATH"):
+        run_backup(paths, cfg)
