@@ -174,3 +174,26 @@ def test_not_logged_in_and_no_folders(tmp_path: Path) -> None:
     cfg.folders = []
     with pytest.raises(AgentError, match="camroll folder add PATH"):
         run_backup(paths, cfg)
+
+
+def test_changed_during_upload_is_redone(tmp_path: Path) -> None:
+    paths, cfg, photos = _setup(tmp_path)
+    p = write(photos / "v.mp4", mp4_bytes(3 * MIB, seed=1))
+    new = mp4_bytes(3 * MIB, seed=2)
+    srv = FakeServer()
+    edited = []
+
+    def on_event(e: Event) -> None:
+        if isinstance(e, BytesSent) and not edited:
+            edited.append(True)
+            st = p.stat()
+            p.write_bytes(new)
+            os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns + 10**6))
+
+    s = run_backup(paths, cfg, on_event, transport=srv.transport())
+    assert s.ok and s.files_uploaded == 1, s
+    assert list(srv.assets) == [hashlib.sha256(new).hexdigest()]
+    assert srv.uploads == {}  # the upload of the old version was terminated
+    with StateDB(paths.state_db) as db:
+        (row,) = db.rows_in_state("backed_up")
+        assert row.sha256 == hashlib.sha256(new).hexdigest()

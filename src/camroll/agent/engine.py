@@ -505,6 +505,17 @@ class _Pass:
 
     def _upload_changed(self, item: _Item, reason: str) -> None:
         self._release_followers(item, ok=False)
+        # The unfinished upload carries the old hash in its metadata: end it so the new version
+        # starts a fresh one.
+        url = self.db.get(item.row.id).upload_url
+        if url:
+            import httpx
+
+            from camroll.agent.tus import TusClient
+
+            with contextlib.suppress(ProblemError, httpx.TransportError):
+                TusClient(self.client).delete(url)
+            self.db.set_upload(item.row.id, None, None)
         self._changed(item, reason, from_hash=False)
 
     def _upload_gone(self, item: _Item) -> None:
