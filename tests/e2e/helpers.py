@@ -1,0 +1,98 @@
+"""Helpers for end-to-end tests: a logged-in agent home driven through the real CLI in subprocesses."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from camroll.agent.config import load_config, save_config
+
+
+def camroll_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "camroll", *args]
+
+
+def run_camroll(*args: str, env: dict[str, str], check: bool = True,
+                timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(camroll_cmd(*args), env={**os.environ, **env}, capture_output=True, text=True,
+                          timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"camroll {' '.join(args)} exited {proc.returncode}\n"
+                             f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+    return proc
+
+
+@dataclass
+class Agent:
+    home: Path
+    server: Any  # tests/conftest.py's ServerProcess
+    password: str
+    user: str = "ann"
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"CAMROLL_HOME": str(self.home)}
+
+    def run(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return run_camroll(*args, env=self.env, check=check, timeout=timeout)
+
+    def popen(self, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(camroll_cmd(*args), env={**os.environ, **self.env}, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def login(self, url: str | None = None) -> None:
+        pw = self.home.parent / f"{self.user}-agent.pw"
+        pw.write_text(self.password + "\n")
+        self.run("login", url or self.server.url, "--user", self.user, "--password-file", str(pw),
+                 "--device-name", "e2e-device")
+
+    def backup(self, *, check: bool = True) -> dict[str, Any]:
+        r = self.run("backup", "--json", check=check)
+        return dict(json.loads(r.stdout))
+
+    def status(self) -> dict[str, Any]:
+        return dict(json.loads(self.run("status", "--json").stdout))
+
+    def set_policy(self, **values: int) -> None:
+        cfg = load_config(self.home / "config.toml")
+        for k, v in values.items():
+            setattr(cfg.policy, k, v)
+        save_config(self.home / "config.toml", cfg)
+
+    def set_server_url(self, url: str) -> None:
+        cfg = load_config(self.home / "config.toml")
+        assert cfg.server is not None
+        cfg.server.url = url
+        save_config(self.home / "config.toml", cfg)
+
+    def token(self) -> str:
+        cfg = load_config(self.home / "config.toml")
+        assert cfg.server is not None
+        return cfg.server.token
+
+    def api(self, method: str, path: str, **kw: Any) -> httpx.Response:
+        return httpx.request(method, f"{self.server.url}/api/v1{path}",
+                             headers={"Authorization": f"Bearer {self.token()}"}, timeout=30, **kw)
+
+    def server_has(self, data_or_sha: bytes | str) -> int | None:
+        sha = data_or_sha if isinstance(data_or_sha, str) else hashlib.sha256(data_or_sha).hexdigest()
+        r = self.api("POST", "/assets/check", json={"items": [{"sha256": sha}]})
+        r.raise_for_status()
+        present = r.json()["present"]
+        return int(present[sha]) if sha in present else None
+
+
+def sha_of_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
