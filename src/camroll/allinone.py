@@ -1,0 +1,277 @@
+"""``camroll up``: server and agent on one machine, the first thing a new user runs.
+
+This is the one module that knows both sides.  It talks to the server the way any agent does (a
+``camroll serve`` child process on loopback, over HTTP) so that what a new user tries is exactly what
+a multi-device set-up runs; it only reaches into the server's library to find the data directory and
+to create the first user.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import json
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import typer
+
+LAYOUT_NOTE = "server/ (database, blobs/, uploads/), agent/ (config, state), credentials"
+
+
+class UpError(Exception):
+    """A problem that stops ``camroll up``; the message names the fix."""
+
+
+@dataclass(frozen=True)
+class UpLayout:
+    """Where the all-in-one set-up keeps everything, under one root folder."""
+
+    root: Path
+
+    @property
+    def server_data(self) -> Path:
+        return self.root / "server"
+
+    @property
+    def agent_home(self) -> Path:
+        return self.root / "agent"
+
+    @property
+    def credentials(self) -> Path:
+        return self.root / "credentials"
+
+    @property
+    def example(self) -> Path:
+        return self.root / "example-photos"
+
+    @property
+    def server_log(self) -> Path:
+        return self.root / "server.log"
+
+
+def default_root() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("camroll"))
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def _pick_listen(listen: str) -> tuple[str, int, bool]:
+    """The host and port to serve on; a busy default port is replaced by a free one."""
+    host, _, port_s = listen.rpartition(":")
+    if not host or not port_s.isdigit():
+        raise UpError(f"--listen {listen!r} is not HOST:PORT. Fix: use e.g. --listen 127.0.0.1:8420")
+    port = int(port_s)
+    if _port_free(host, port):
+        return host, port, False
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return host, int(s.getsockname()[1]), True
+
+
+@contextlib.contextmanager
+def running_server(layout: UpLayout, host: str, port: int) -> Iterator[str]:
+    """Run ``camroll serve`` on ``layout``'s data until the block ends; yields its URL."""
+    import httpx
+
+    layout.root.mkdir(parents=True, exist_ok=True)
+    url = f"http://{host}:{port}"
+    with open(layout.server_log, "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "camroll", "serve", "--data", str(layout.server_data),
+             "--listen", f"{host}:{port}"],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                raise UpError(f"The camroll server stopped at start (exit code {proc.returncode}). "
+                              f"Fix: see the last lines of {layout.server_log}.")
+            try:
+                if httpx.get(f"{url}/api/v1/server", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise UpError(f"The camroll server did not answer within 60 s. Fix: see {layout.server_log}.")
+            time.sleep(0.05)
+        yield url
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _first_run(layout: UpLayout, url: str) -> str:
+    """Create the local user (random password kept in ``credentials``, mode 0600) and register this
+    device.  Returns the user name."""
+    from camroll.agent.api import Api, make_client
+    from camroll.agent.config import ServerConfig, load_config, save_config
+    from camroll.agent.paths import AgentPaths
+
+    username = "".join(c for c in getpass.getuser() if c.isalnum() or c in "._-") or "me"
+    if layout.credentials.exists():
+        creds = json.loads(layout.credentials.read_text())
+        username, password = creds["username"], creds["password"]
+    else:
+        password = secrets.token_urlsafe(18)
+        fd = os.open(layout.credentials, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump({"username": username, "password": password, "url": url}, f)
+        pw_file = layout.root / ".password-once"
+        fd = os.open(pw_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(password)
+        try:
+            proc = subprocess.run(
+                [sys.executable, "-m", "camroll", "admin", "user", "add", username, "--admin",
+                 "--password-file", str(pw_file), "--data", str(layout.server_data)],
+                capture_output=True, text=True,
+            )
+        finally:
+            pw_file.unlink(missing_ok=True)
+        if proc.returncode != 0:
+            layout.credentials.unlink(missing_ok=True)
+            raise UpError(f"Could not create the local user: {proc.stderr.strip() or proc.stdout.strip()}")
+    paths = AgentPaths.in_dir(layout.agent_home)
+    cfg = load_config(paths.config_file)
+    with make_client(url) as client:
+        api = Api(client)
+        session = api.login(username, password)
+        device = api.create_device(session.token, f"{socket.gethostname()} (camroll up)", "all-in-one")
+    cfg.server = ServerConfig(url=url, username=username, device_id=device.id, device_name=device.name,
+                              token=device.token)
+    save_config(paths.config_file, cfg)
+    return username
+
+
+def _point_agent(layout: UpLayout, url: str, folders: list[Path]) -> None:
+    """Make the agent's config name this run's server URL and folders."""
+    from camroll.agent.config import load_config, save_config
+    from camroll.agent.paths import AgentPaths
+
+    paths = AgentPaths.in_dir(layout.agent_home)
+    cfg = load_config(paths.config_file)
+    assert cfg.server is not None
+    changed = False
+    if cfg.server.url != url:
+        # The port may differ between runs; the server (and so the device token) is the same.
+        cfg.server.url = url
+        changed = True
+    for folder in folders:
+        f = str(folder.resolve())
+        if f not in cfg.folders:
+            cfg.folders.append(f)
+            changed = True
+    if changed:
+        save_config(paths.config_file, cfg)
+
+
+def _check_folders(folders: list[Path]) -> None:
+    for folder in folders:
+        if not folder.exists():
+            raise UpError(f"The folder {folder} does not exist. Fix: give the path of a folder of photos.")
+        if not folder.is_dir():
+            raise UpError(f"{folder} is a file, not a folder. Fix: give the folder that holds it.")
+        if not os.access(folder, os.R_OK | os.X_OK):
+            raise UpError(f"camroll cannot read the folder {folder}. Fix: check its permissions.")
+
+
+def up(
+    folders: list[Path] = typer.Argument(None, help="Folders of photos and videos to back up."),
+    example: bool = typer.Option(False, "--example", help="Generate an example camera roll and back it up."),
+    data: Path | None = typer.Option(None, "--data", help="Where to keep the library (default: the user data dir)."),
+    listen: str = typer.Option("127.0.0.1:8420", "--listen", help="Address for the server (loopback by default)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the backup summary as JSON on stdout."),
+) -> None:
+    """Run a camroll server and back up FOLDERs into it, all on this machine."""
+    from camroll.agent.errors import AgentError
+
+    try:
+        _up(list(folders or []), example, data, listen, json_out)
+    except (UpError, AgentError) as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        typer.echo("Interrupted; unfinished uploads resume on the next 'camroll up'.", err=True)
+        raise typer.Exit(130) from None
+
+
+def _up(folders: list[Path], example: bool, data: Path | None, listen: str, json_out: bool) -> None:
+    from rich.console import Console
+
+    from camroll.agent.config import load_config
+    from camroll.agent.engine import run_backup
+    from camroll.agent.paths import AgentPaths
+    from camroll.agent.progress import ProgressRenderer, summary_text
+
+    layout = UpLayout((data or default_root()).expanduser().resolve())
+    console = Console(stderr=True)
+    paths = AgentPaths.in_dir(layout.agent_home)
+    if example:
+        from camroll.example import make_example_roll
+
+        with console.status("Writing an example camera roll..."):
+            make_example_roll(layout.example)
+        folders.append(layout.example)
+    if not folders and not load_config(paths.config_file).folders:
+        raise UpError("No folder to back up. Fix: give one, e.g. 'camroll up ~/Pictures', "
+                      "or try 'camroll up --example'.")
+    _check_folders(folders)
+    host, port, moved = _pick_listen(listen)
+    if moved:
+        console.print(f"Port {listen.rpartition(':')[2]} is busy; serving on {host}:{port} instead.")
+    with running_server(layout, host, port) as url:
+        if load_config(paths.config_file).server is None:
+            username = _first_run(layout, url)
+            console.print(f"Created user '{username}' on the local server; its password is in "
+                          f"{layout.credentials}.")
+        _point_agent(layout, url, folders)
+        cfg = load_config(paths.config_file)
+        console.print(f"Backing up {', '.join(cfg.folders)} to {url}")
+        renderer = ProgressRenderer(console) if console.is_terminal else None
+        try:
+            summary = run_backup(paths, cfg, renderer)
+        finally:
+            if renderer is not None:
+                renderer.progress.stop()
+    if json_out:
+        out = summary.to_json()
+        out["library"] = str(layout.server_data)
+        typer.echo(json.dumps(out))
+    else:
+        typer.echo(summary_text(summary))
+        typer.echo(f"Your library: {layout.server_data} (originals under blobs/, named by SHA-256).")
+        typer.echo(f"Everything camroll keeps is under {layout.root}: {LAYOUT_NOTE}.")
+        typer.echo("Run the same command again any time: only new and changed files are sent.")
+    if summary.stopped_reason:
+        if not json_out:
+            typer.echo(summary.stopped_reason, err=True)
+        raise typer.Exit(2)
+    if summary.files_failed:
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("up")(up)
