@@ -211,7 +211,7 @@ def backup(
 
         typer.echo(summary_text(summary))
     if summary.stopped_reason:
-        if not json_out:
+        if json_out:  # stdout holds the JSON; say why on stderr too
             typer.echo(summary.stopped_reason, err=True)
         raise typer.Exit(2)
     if summary.files_failed:

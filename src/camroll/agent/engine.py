@@ -166,6 +166,7 @@ class _Pass:
         )
         self.results: queue.Queue[Callable[[], None]] = queue.Queue()
         self.outstanding = 0
+        self.finished = 0
         self.hashing = 0
         self.batch = _Batch()
         # sha256 -> items waiting for the one upload of those bytes already in flight this pass.
@@ -244,7 +245,7 @@ class _Pass:
                     task()
             self.client.close()
         # Files still in the pipeline when it stopped keep their state and are picked up next time.
-        self.summary.files_waiting += max(0, self.outstanding)
+        self.summary.files_waiting += max(0, len(self.work) - self.finished)
         if self.quota_stop and not self.summary.stopped_reason:
             self.summary.stopped_reason = self.quota_stop
 
@@ -270,6 +271,7 @@ class _Pass:
     # --- outcomes (coordinator thread) --------------------------------------------------------------
     def _finish_item(self, item: _Item, outcome: Outcome, reason: str) -> None:
         self.outstanding -= 1
+        self.finished += 1
         row = self.summary
         if outcome == "uploaded":
             row.files_uploaded += 1
