@@ -8,6 +8,7 @@ ends the pass in exactly one state with a reason; one bad file never stops the o
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import queue
 import threading
@@ -37,6 +38,8 @@ from camroll.agent.state import FileRow, StateDB
 
 if TYPE_CHECKING:
     import httpx
+
+    from camroll.agent.hasher import HashResult
 
 META_LAST_SUCCESS = "last_successful_backup_at"
 META_LAST_PASS = "last_pass_at"
@@ -84,7 +87,9 @@ def run_backup(paths: AgentPaths, config: AgentConfig | None = None, on_event: E
     started = time.monotonic()
     emit = on_event or _noop
     with StateDB(paths.state_db) as db:
-        identity = f"{server.url.rstrip('/')}|{server.username}|{server.device_id}"
+        # A new login (new server or account) brings a new device token; a changed URL for the same
+        # server (another port, a new host name) does not, and must not make every file be re-checked.
+        identity = hashlib.sha256(server.token.encode()).hexdigest()[:16]
         if db.get_meta(META_SERVER_IDENTITY) not in (None, identity):
             db.reset_for_new_server()
         if db.get_meta(META_SERVER_IDENTITY) != identity:
@@ -220,7 +225,7 @@ class _Pass:
                 except queue.Empty:
                     task = None
                 if task is not None:
-                    task()
+                    self._run_tasks(task)
                 if self.batch.items and (
                     task is None or self.hashing == 0
                     or time.monotonic() - self.batch.started > CHECK_FLUSH_SECONDS
@@ -248,6 +253,17 @@ class _Pass:
         self.summary.files_waiting += max(0, len(self.work) - self.finished)
         if self.quota_stop and not self.summary.stopped_reason:
             self.summary.stopped_reason = self.quota_stop
+
+    def _run_tasks(self, first: Callable[[], None]) -> None:
+        """Handle ``first`` and whatever else is already queued in one database transaction."""
+        with self.db.batch():
+            first()
+            for _ in range(500):
+                try:
+                    task = self.results.get_nowait()
+                except queue.Empty:
+                    break
+                task()
 
     def _abort(self, reason: str) -> None:
         if not self.summary.stopped_reason:
@@ -352,13 +368,14 @@ class _Pass:
             reason = f"cannot read the file: {exc.strerror or exc}"
             self.results.put(lambda: self._hashed_error(item, reason))
             return
+        self.results.put(lambda: self._hashed_ok(item, res))
+
+    def _hashed_ok(self, item: _Item, res: HashResult) -> None:
+        # Written here, on the coordinator, so workers never contend for the database.
+        self.hashing -= 1
         self.db.set_hashed(item.row.id, res.sha256, res.media_type.mime, res.stat_key)
         item.sha256, item.mime = res.sha256, res.media_type.mime
         item.row.size, item.row.mtime_ns, item.row.inode = res.stat_key
-        self.results.put(lambda: self._hashed_ok(item))
-
-    def _hashed_ok(self, item: _Item) -> None:
-        self.hashing -= 1
         self._add_to_batch(item)
 
     def _hashed_skip(self, item: _Item, reason: str) -> None:

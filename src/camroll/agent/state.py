@@ -105,6 +105,7 @@ class StateDB:
         self.path = path
         self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
         self._lock = threading.RLock()
+        self._batch_depth = 0
         c = self._conn
         c.execute("PRAGMA journal_mode=WAL")
         # NORMAL in WAL mode survives a killed process (the case we care about); only power loss can
@@ -138,8 +139,34 @@ class StateDB:
         self.close()
 
     @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Group the updates made inside into one transaction (one commit instead of hundreds).  Other
+        threads' updates wait until it ends, so keep it short."""
+        with self._lock:
+            if self._batch_depth:
+                self._batch_depth += 1
+                try:
+                    yield
+                finally:
+                    self._batch_depth -= 1
+                return
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._batch_depth = 1
+            try:
+                yield
+            except BaseException:
+                self._batch_depth = 0
+                self._conn.execute("ROLLBACK")
+                raise
+            self._batch_depth = 0
+            self._conn.execute("COMMIT")
+
+    @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
+            if self._batch_depth:
+                yield self._conn
+                return
             self._conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self._conn

@@ -203,15 +203,17 @@ class Uploader:
             finally:
                 if body is not None:
                     self.on_sent(len(body))
-            self.db.set_upload(job.file_id, url, res.offset)
             if body is not None:
                 self.on_bytes(job.path, res.offset)
             if res.offset >= job.size:
-                return self._finish(job, fd, res)
+                return self._finish(job, fd, res, stored=job.upload_url is not None)
+            # Stored before any byte is sent, so a killed agent resumes instead of starting over.
+            self.db.set_upload(job.file_id, url, res.offset)
             return url, res.offset
 
-    def _finish(self, job: UploadJob, fd: int, res: PatchResult) -> Done:
-        self.db.set_upload(job.file_id, None, None)
+    def _finish(self, job: UploadJob, fd: int, res: PatchResult, *, stored: bool = True) -> Done:
+        if stored:
+            self.db.set_upload(job.file_id, None, None)
         if res.asset_id is None:
             present = self.check_present(job)
             if present is None:
