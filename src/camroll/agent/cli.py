@@ -188,10 +188,12 @@ def backup(
     """Back up new and changed photos and videos now."""
     from camroll.agent.config import load_config
     from camroll.agent.engine import run_backup
+    from camroll.agent.log import setup_file_logging
 
     paths = _paths()
     cfg = load_config(paths.config_file)
     cfg.require_server()
+    setup_file_logging(paths)
     renderer: Any = None
     if sys.stderr.isatty():
         from rich.console import Console

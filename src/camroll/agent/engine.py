@@ -32,6 +32,7 @@ from camroll.agent.events import (
     Summary,
     UploadStarted,
 )
+from camroll.agent.log import logger
 from camroll.agent.paths import AgentPaths
 from camroll.agent.scanner import ScanResult, scan
 from camroll.agent.state import FileRow, StateDB
@@ -110,6 +111,10 @@ def run_backup(paths: AgentPaths, config: AgentConfig | None = None, on_event: E
         summary.files_parked = db.parked_count(time.time())
         summary.duration_s = time.monotonic() - started
         _finish(db, summary, result)
+    if result.anything_changed or work:
+        logger.info("pass: %s (%s)", summary.headline,
+                    ", ".join(f"{k}={v}" for k, v in summary.to_json().items()
+                              if k.startswith(("files_", "bytes_")) and v))
     emit(PassFinished(summary))
     return summary
 
@@ -303,6 +308,8 @@ class _Pass:
             row.files_waiting += 1
         with self.lock:
             unreported = max(0, item.row.size - self.reported.pop(item.row.path, 0))
+        log = logger.warning if outcome == "failed" else logger.info
+        log("%s %s: %s", outcome, item.row.path, reason)
         self.emit(FileFinished(item.row.path, item.row.size, outcome, reason, unreported))
 
     def _fail(self, item: _Item, reason: str) -> None:
