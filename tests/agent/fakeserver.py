@@ -39,6 +39,9 @@ class FakeServer:
         self.quota_bytes: int | None = None
         self.used_bytes = 0
         self.check_status: int | None = None
+        self.damage_whole_file_once = False  # flip a stored byte before the final hash check
+        self.token_revoked = False
+        self.max_file_size: int | None = None
 
     def transport(self) -> httpx.MockTransport:
         return httpx.MockTransport(self.handle)
@@ -54,6 +57,9 @@ class FakeServer:
             return self._handle(req)
 
     def _finish(self, uid: str, up: FakeUpload) -> httpx.Response | int:
+        if self.damage_whole_file_once:
+            self.damage_whole_file_once = False
+            up.data[0] ^= 0xFF
         sha = hashlib.sha256(up.data).hexdigest()
         del self.uploads[uid]
         if sha != up.meta.get(wire.META_SHA256):
@@ -95,6 +101,8 @@ class FakeServer:
 
     def _handle(self, req: httpx.Request) -> httpx.Response:
         path = req.url.path
+        if self.token_revoked:
+            return self._problem(401, "unauthorized", "This device token was revoked.", "Log in again.")
         if path == f"{wire.API_PREFIX}/assets/check":
             if self.check_status:
                 return self._problem(self.check_status, "internal", "check failed")
@@ -112,6 +120,9 @@ class FakeServer:
             return httpx.Response(200, json={"present": present, "missing": missing})
         if path == wire.UPLOADS_PATH and req.method == "POST":
             length = int(req.headers["Upload-Length"])
+            if self.max_file_size is not None and length > self.max_file_size:
+                return self._problem(413, "file_too_large", "This file is larger than the server's limit.",
+                                     "Ask the admin to raise it.")
             if self.quota_bytes is not None and self.used_bytes + length > self.quota_bytes:
                 return self._problem(413, "quota_exceeded", "Storage quota exceeded: 1 of 1 MB used",
                                      "delete some files or ask the admin for more space")

@@ -197,3 +197,56 @@ def test_changed_during_upload_is_redone(tmp_path: Path) -> None:
     with StateDB(paths.state_db) as db:
         (row,) = db.rows_in_state("backed_up")
         assert row.sha256 == hashlib.sha256(new).hexdigest()
+
+
+def test_whole_file_mismatch_is_rehashed_and_retried(tmp_path: Path) -> None:
+    paths, cfg, photos = _setup(tmp_path)
+    data = mp4_bytes(2 * MIB + 1, seed=21)
+    write(photos / "v.mp4", data)
+    srv = FakeServer()
+    srv.damage_whole_file_once = True
+    s = run_backup(paths, cfg, transport=srv.transport())
+    assert s.ok and s.files_uploaded == 1, s
+    assert srv.blobs[1] == data
+    assert srv.requests.count(("POST", "/api/v1/uploads/")) == 2
+
+
+def test_revoked_token_stops_the_pass(tmp_path: Path) -> None:
+    paths, cfg, photos = _setup(tmp_path)
+    write(photos / "a.jpg", jpeg_bytes(1))
+    srv = FakeServer()
+    srv.token_revoked = True
+    s = run_backup(paths, cfg, transport=srv.transport())
+    assert s.stopped_reason and "camroll login" in s.stopped_reason
+    assert s.headline.startswith("Stopped: The server no longer accepts this device's token")
+    assert s.files_waiting == 1 and s.files_failed == 0
+
+
+def test_too_large_fails_only_that_file(tmp_path: Path) -> None:
+    paths, cfg, photos = _setup(tmp_path)
+    write(photos / "big.mp4", mp4_bytes(2 * MIB, seed=1))
+    write(photos / "small.jpg", jpeg_bytes(3))
+    srv = FakeServer()
+    srv.max_file_size = MIB
+    s = run_backup(paths, cfg, transport=srv.transport())
+    assert s.stopped_reason is None
+    assert s.files_failed == 1 and s.files_uploaded == 1
+    assert "larger than the server's limit. Fix: Ask the admin to raise it." in s.problems[0].reason
+    assert s.headline.startswith("1 file failed: This file is larger")
+
+
+def test_completed_upload_whose_answer_was_lost(tmp_path: Path) -> None:
+    """Killed after the last byte but before recording it: the next run asks by hash."""
+    paths, cfg, photos = _setup(tmp_path)
+    data = mp4_bytes(2 * MIB, seed=8)
+    write(photos / "v.mp4", data)
+    srv = FakeServer()
+    s = run_backup(paths, cfg, transport=srv.transport())
+    assert s.files_uploaded == 1
+    with StateDB(paths.state_db) as db:  # as if the final answer never arrived
+        (row,) = db.rows_in_state("backed_up")
+        db.set_state(row.id, "uploading", "hashed; waiting to upload")
+        db.set_upload(row.id, "/api/v1/uploads/gone", 2 * MIB - 10)
+    n = srv.bytes_received
+    s = run_backup(paths, cfg, transport=srv.transport())
+    assert s.ok and s.files_already_on_server == 1 and srv.bytes_received == n
