@@ -16,6 +16,7 @@ import httpx
 from camroll import wire
 from camroll.agent.api import TRANSIENT_ERRORS, unreachable
 from camroll.agent.errors import ProblemError
+from camroll.agent.log import logger
 from camroll.agent.retry import IN_PASS, Backoff
 from camroll.agent.state import StateDB, StatKey
 from camroll.agent.tus import PatchResult, TusClient, UploadGone
@@ -91,7 +92,9 @@ class Uploader:
             raise unreachable(self.base_url, exc) from exc
         if self.should_stop():
             raise Stopped()
-        self.sleep(self.backoff.delay(retry))
+        delay = self.backoff.delay(retry)
+        logger.info("retry %d in %.1f s after: %s", retry + 1, delay, exc)
+        self.sleep(delay)
         return retry + 1
 
     def _still_same(self, job: UploadJob, fd: int | None = None) -> None:
@@ -248,6 +251,7 @@ class Uploader:
                 raise
             except ProblemError as exc:
                 if exc.status == wire.STATUS_CHECKSUM_MISMATCH:
+                    logger.warning("%s: the server rejected the chunk at byte %d (%s)", job.path, offset, exc)
                     # Still there: this chunk was damaged, send it again.  Gone: the whole-file hash
                     # failed and the server discarded the upload.
                     try:
