@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -15,6 +17,44 @@ from camroll.agent.api import problem_from
 
 ASSET_ID_HEADER = "Camroll-Asset-Id"
 OCTET = "application/offset+octet-stream"
+
+
+# Pieces a chunk is read and sent in: small, so a 16 MiB chunk never sits in memory whole (large
+# temporary buffers also defeat glibc's mmap threshold and bloat the heap).
+PIECE = 1024 * 1024
+
+
+class SourceChanged(Exception):
+    """The file is shorter than the range being sent: it changed since it was hashed."""
+
+
+@dataclass(frozen=True)
+class FileRange:
+    """``length`` bytes of an open file from ``offset``: read once for the tus checksum, then
+    again (from the page cache) while sending.  If the bytes change in between, the server's chunk
+    checksum rejects them."""
+
+    fd: int
+    offset: int
+    length: int
+
+    def _pieces(self) -> Iterator[bytes]:
+        pos, end = self.offset, self.offset + self.length
+        while pos < end:
+            data = os.pread(self.fd, min(PIECE, end - pos), pos)
+            if not data:
+                raise SourceChanged(f"file ended at byte {pos}, expected {end}")
+            pos += len(data)
+            yield data
+
+    def checksum_header(self) -> str:
+        h = hashlib.sha256()
+        for piece in self._pieces():
+            h.update(piece)
+        return "sha256 " + base64.b64encode(h.digest()).decode("ascii")
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self._pieces()
 
 
 class UploadGone(Exception):
@@ -59,15 +99,19 @@ class TusClient:
         return path + (f"?{parts.query}" if parts.query else "")
 
     def create(self, size: int, metadata: dict[str, str],
-               body: bytes | None = None) -> tuple[str, PatchResult]:
+               body: FileRange | None = None) -> tuple[str, PatchResult]:
         """POST a new upload; with ``body`` (creation-with-upload) the first bytes travel in the same
         request.  Returns the upload URL (path) and the resulting offset/asset id."""
         headers = {**self._base, "Upload-Length": str(size),
                    "Upload-Metadata": wire.encode_upload_metadata(metadata)}
         if body is not None:
             headers["Content-Type"] = OCTET
-            headers["Upload-Checksum"] = checksum_header(body)
-        resp = self.client.post(wire.UPLOADS_PATH, headers=headers, content=body or b"")
+            headers["Upload-Checksum"] = body.checksum_header()
+            # An explicit length makes httpx send a plain body rather than chunked encoding.
+            headers["Content-Length"] = str(body.length)
+            resp = self.client.post(wire.UPLOADS_PATH, headers=headers, content=iter(body))
+        else:
+            resp = self.client.post(wire.UPLOADS_PATH, headers=headers, content=b"")
         if resp.status_code != 201:
             raise problem_from(resp)
         location = resp.headers.get("Location")
@@ -85,10 +129,15 @@ class TusClient:
             raise problem_from(resp)
         return _offset(resp)
 
-    def patch(self, url: str, offset: int, data: bytes) -> PatchResult:
-        headers = {**self._base, "Content-Type": OCTET, "Upload-Offset": str(offset),
-                   "Upload-Checksum": checksum_header(data)}
-        resp = self.client.patch(url, headers=headers, content=data)
+    def patch(self, url: str, offset: int, data: bytes | FileRange) -> PatchResult:
+        headers = {**self._base, "Content-Type": OCTET, "Upload-Offset": str(offset)}
+        if isinstance(data, FileRange):
+            headers["Upload-Checksum"] = data.checksum_header()
+            headers["Content-Length"] = str(data.length)
+            resp = self.client.patch(url, headers=headers, content=iter(data))
+        else:
+            headers["Upload-Checksum"] = checksum_header(data)
+            resp = self.client.patch(url, headers=headers, content=data)
         if resp.status_code in (404, 410):
             raise UploadGone(url)
         if resp.status_code not in (200, 201, 204):

@@ -19,7 +19,7 @@ from camroll.agent.errors import ProblemError
 from camroll.agent.log import logger
 from camroll.agent.retry import IN_PASS, Backoff
 from camroll.agent.state import StateDB, StatKey
-from camroll.agent.tus import PatchResult, TusClient, UploadGone
+from camroll.agent.tus import FileRange, PatchResult, SourceChanged, TusClient, UploadGone
 
 
 @dataclass(frozen=True)
@@ -179,14 +179,14 @@ class Uploader:
         while True:
             if self.should_stop():
                 raise Stopped()
-            body: bytes | None = None
+            body: FileRange | None = None
             if small:
                 self._still_same(job, fd)
-                body = os.pread(fd, job.size, 0)
-                if len(body) != job.size:
-                    raise FileChangedDuringUpload("shorter than when hashed")
+                body = FileRange(fd, 0, job.size)
             try:
                 url, res = self.tus.create(job.size, meta, body)
+            except SourceChanged as exc:
+                raise FileChangedDuringUpload(str(exc)) from exc
             except ProblemError as exc:
                 if exc.status == wire.STATUS_CHECKSUM_MISMATCH:
                     # Chunk damaged in transit, or the file no longer matches its hash: resend once,
@@ -205,7 +205,7 @@ class Uploader:
                 continue
             finally:
                 if body is not None:
-                    self.on_sent(len(body))
+                    self.on_sent(body.length)
             if body is not None:
                 self.on_bytes(job.path, res.offset)
             if res.offset >= job.size:
@@ -239,14 +239,14 @@ class Uploader:
             n = min(self.chunk_size, job.size - offset)
             if offset + n >= job.size:
                 self._still_same(job, fd)
-            data = os.pread(fd, n, offset)
-            if len(data) != n:
-                raise FileChangedDuringUpload("shorter than when hashed")
+            data = FileRange(fd, offset, n)
             try:
                 try:
                     res = self.tus.patch(url, offset, data)
                 finally:
                     self.on_sent(n)
+            except SourceChanged as exc:
+                raise FileChangedDuringUpload(str(exc)) from exc
             except UploadGone:
                 raise
             except ProblemError as exc:
