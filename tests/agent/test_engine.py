@@ -250,3 +250,14 @@ def test_completed_upload_whose_answer_was_lost(tmp_path: Path) -> None:
     n = srv.bytes_received
     s = run_backup(paths, cfg, transport=srv.transport())
     assert s.ok and s.files_already_on_server == 1 and srv.bytes_received == n
+
+
+def test_one_pass_at_a_time(tmp_path: Path) -> None:
+    from camroll.agent.errors import AgentError
+    from camroll.agent.lock import pass_lock
+
+    paths, cfg, photos = _setup(tmp_path)
+    write(photos / "a.jpg", jpeg_bytes(1))
+    with pass_lock(paths.state_db), pytest.raises(AgentError, match=r"Another camroll backup is already running"):
+        run_backup(paths, cfg, transport=FakeServer().transport())
+    assert run_backup(paths, cfg, transport=FakeServer().transport()).files_uploaded == 1

@@ -32,6 +32,7 @@ from camroll.agent.events import (
     Summary,
     UploadStarted,
 )
+from camroll.agent.lock import pass_lock
 from camroll.agent.log import logger
 from camroll.agent.paths import AgentPaths
 from camroll.agent.scanner import ScanResult, scan
@@ -87,7 +88,7 @@ def run_backup(paths: AgentPaths, config: AgentConfig | None = None, on_event: E
         raise AgentError("No folders to back up. Run: camroll folder add PATH")
     started = time.monotonic()
     emit = on_event or _noop
-    with StateDB(paths.state_db) as db:
+    with pass_lock(paths.state_db), StateDB(paths.state_db) as db:
         # A new login (new server or account) brings a new device token; a changed URL for the same
         # server (another port, a new host name) does not, and must not make every file be re-checked.
         identity = hashlib.sha256(server.token.encode()).hexdigest()[:16]
