@@ -41,50 +41,57 @@ def normalise_folders(folders: list[str]) -> list[str]:
     return out
 
 
-def _walk(root: str, result: ScanResult) -> dict[str, tuple[int, int, int]]:
-    """path -> (size, mtime_ns, inode) for every regular, non-hidden file under ``root``.  Symlinked
-    directories are followed once; the (dev, inode) set stops link loops."""
-    found: dict[str, tuple[int, int, int]] = {}
-    visited: set[tuple[int, int]] = set()
+def _walk(root: str, index: dict[str, str], result: ScanResult,
+          differs: list[tuple[str, int, int, int]]) -> int:
+    """Stat every regular, non-hidden file under ``root``; remove the unchanged ones from ``index``
+    and append the new or different ones to ``differs`` as (path, size, mtime_ns, inode).
+
+    ``os.listdir`` + ``os.stat`` is the fastest pure-Python walk here (faster than ``DirEntry.stat``).
+    Symlinks are followed; the (dev, inode) set of visited directories stops link loops."""
+    seen = 0
     st = os.stat(root)
-    visited.add((st.st_dev, st.st_ino))
+    visited = {(st.st_dev, st.st_ino)}
     stack = [root]
+    stat = os.stat
+    s_isdir, s_isreg = stat_mod.S_ISDIR, stat_mod.S_ISREG
+    pop = index.pop
     while stack:
         d = stack.pop()
         try:
-            it = os.scandir(d)
+            names = os.listdir(d)
         except OSError as exc:
             result.unreadable.append((d, exc.strerror or str(exc)))
             continue
-        with it:
-            for entry in it:
-                if entry.name.startswith("."):
-                    continue
-                try:
-                    if entry.is_dir():
-                        if entry.is_symlink():
-                            ds = entry.stat()
-                            key = (ds.st_dev, ds.st_ino)
-                            if key in visited:
-                                continue
-                            visited.add(key)
-                        stack.append(entry.path)
-                        continue
-                    s = entry.stat()
-                except OSError as exc:
-                    # A dangling symlink or a file removed mid-scan: nothing to back up.
-                    if not entry.is_symlink():
-                        result.unreadable.append((entry.path, exc.strerror or str(exc)))
-                    continue
-                if stat_mod.S_ISREG(s.st_mode):
-                    found[entry.path] = (s.st_size, s.st_mtime_ns, s.st_ino)
-    return found
+        prefix = d + os.sep if not d.endswith(os.sep) else d
+        for name in names:
+            if name[0] == ".":
+                continue
+            path = prefix + name
+            try:
+                s = stat(path)
+            except FileNotFoundError:
+                continue  # removed mid-scan, or a dangling symlink: nothing to back up
+            except OSError as exc:
+                result.unreadable.append((path, exc.strerror or str(exc)))
+                continue
+            mode = s.st_mode
+            if s_isreg(mode):
+                seen += 1
+                size, mtime, ino = s.st_size, s.st_mtime_ns, s.st_ino
+                if pop(path, None) != f"{size}:{mtime}:{ino}:0":
+                    differs.append((path, size, mtime, ino))
+            elif s_isdir(mode):
+                key = (s.st_dev, s.st_ino)
+                if key not in visited:
+                    visited.add(key)
+                    stack.append(path)
+    return seen
 
 
 def scan(db: StateDB, folders: list[str]) -> ScanResult:
     """Compare the folders with the state DB and record new, changed, vanished and reappeared files."""
     result = ScanResult()
-    index = db.index()
+    index = db.stat_index()
     new: list[NewFile] = []
     changed: list[tuple[int, int, int, int]] = []
     reappeared: list[int] = []
@@ -96,31 +103,34 @@ def scan(db: StateDB, folders: list[str]) -> ScanResult:
             result.missing_folders.append((root, reason))
             skip_folders.add(root)
             continue
+        differs: list[tuple[str, int, int, int]] = []
         try:
-            found = _walk(root, result)
+            result.files_seen += _walk(root, index, result, differs)
         except OSError as exc:
             result.missing_folders.append((root, exc.strerror or str(exc)))
             skip_folders.add(root)
             continue
-        result.files_seen += len(found)
-        for path, key in found.items():
-            row = index.pop(path, None)
+        # Only files that differ from the index cost a query.
+        for path, size, mtime, ino in differs:
+            row = db.lookup(path)
             if row is None:
-                new.append(NewFile(path, root, *key))
+                new.append(NewFile(path, root, size, mtime, ino))
                 continue
-            fid, size, mtime_ns, inode, state, _folder = row
-            if (size, mtime_ns, inode) != key:
-                changed.append((fid, *key))
+            fid, osize, omtime, oino, state, _folder = row
+            if (osize, omtime, oino) != (size, mtime, ino):
+                changed.append((fid, size, mtime, ino))
             elif state == "vanished":
                 reappeared.append(fid)
     # Whatever is left in the index was not found this time.
     configured = set(roots)
     vanished: list[tuple[int, str]] = []
-    for row in index.values():
-        fid, _s, _m, _i, state, folder = row
-        if state == "vanished" or folder in skip_folders:
+    for path, key in index.items():
+        if key.endswith(":1"):
             continue
-        vanished.append((fid, FILE_GONE if folder in configured else FOLDER_REMOVED))
+        row = db.lookup(path)
+        if row is None or row[5] in skip_folders:
+            continue
+        vanished.append((row[0], FILE_GONE if row[5] in configured else FOLDER_REMOVED))
     result.new, result.changed, result.vanished = len(new), len(changed), len(vanished)
     if new or changed or vanished or reappeared:
         db.apply_scan(new, changed, vanished, reappeared)

@@ -187,11 +187,29 @@ class StateDB:
 
     # --- scanning -----------------------------------------------------------------------------------
     def index(self) -> dict[str, tuple[int, int, int, int, str, str]]:
-        """path -> (id, size, mtime_ns, inode, state, folder) for every known file, in one query:
-        the scanner compares against this dict instead of querying per file."""
+        """path -> (id, size, mtime_ns, inode, state, folder) for every known file."""
         with self._lock:
             cur = self._conn.execute("SELECT path, id, size, mtime_ns, inode, state, folder FROM files")
             return {r[0]: r[1:] for r in cur}
+
+    def stat_index(self) -> dict[str, str]:
+        """path -> "size:mtime_ns:inode:V" (V is 1 for vanished files) for every known file, in one
+        query built by SQLite and turned into a dict in C: the scanner formats the same string from
+        each ``stat`` and compares, which keeps a no-change scan of 100,000 files well under a
+        second."""
+        with self._lock:
+            return dict(self._conn.execute(
+                "SELECT path, size || ':' || mtime_ns || ':' || inode || ':' || (state = 'vanished')"
+                " FROM files"
+            ))
+
+    def lookup(self, path: str) -> tuple[int, int, int, int, str, str] | None:
+        """(id, size, mtime_ns, inode, state, folder) of one known file."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT id, size, mtime_ns, inode, state, folder FROM files WHERE path=?", (path,)
+            ).fetchone()
+        return None if row is None else (row[0], row[1], row[2], row[3], row[4], row[5])
 
     def apply_scan(self, new: Iterable[NewFile], changed: Iterable[tuple[int, int, int, int]],
                    vanished: Iterable[tuple[int, str]], reappeared: Iterable[int]) -> None:
