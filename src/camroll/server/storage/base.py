@@ -1,6 +1,6 @@
 """The blob store interface: where verified originals live, addressed by their SHA-256.
 
-Every implementation must pass ``tests/test_storage_conformance.py``.  Callers never build storage
+Every implementation must pass ``tests/server/test_storage_conformance.py``.  Callers never build storage
 paths from client-supplied names: the only key is a lowercase hex SHA-256 that the server itself
 computed from the bytes.
 """

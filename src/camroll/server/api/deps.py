@@ -1,0 +1,51 @@
+"""Dependencies shared by the routers: the context, the caller, and the client-version gate."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+
+import anyio.to_thread
+from fastapi import Depends, Header, Request
+
+from camroll import wire
+from camroll.server.context import Context
+from camroll.server.problems import ProblemError
+from camroll.server.services import auth
+from camroll.server.services.auth import Principal
+
+
+def get_ctx(request: Request) -> Context:
+    ctx: Context = request.app.state.ctx
+    return ctx
+
+
+Ctx = Annotated[Context, Depends(get_ctx)]
+
+
+async def current_principal(ctx: Ctx, authorization: Annotated[str | None, Header()] = None) -> Principal:
+    return await anyio.to_thread.run_sync(auth.authenticate, ctx, authorization)
+
+
+Caller = Annotated[Principal, Depends(current_principal)]
+
+
+def _version_tuple(text: str) -> tuple[int, ...] | None:
+    m = re.match(r"^\s*v?(\d+(?:\.\d+)*)", text)
+    return tuple(int(p) for p in m.group(1).split(".")) if m else None
+
+
+def check_client_version(request: Request) -> None:
+    sent = request.headers.get(wire.CLIENT_VERSION_HEADER)
+    if sent is None:
+        return
+    ctx = get_ctx(request)
+    minimum = ctx.settings.min_client_version
+    have, need = _version_tuple(sent), _version_tuple(minimum)
+    if have is None or need is None:
+        return
+    width = max(len(have), len(need))
+    if have + (0,) * (width - len(have)) < need + (0,) * (width - len(need)):
+        raise ProblemError(426, "client_too_old",
+                           f"This server needs camroll {minimum} or later; this client is {sent.strip()}.",
+                           f"Update camroll to {minimum} or later.")

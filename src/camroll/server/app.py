@@ -1,0 +1,62 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import anyio.to_thread
+from fastapi import Depends, FastAPI
+
+from camroll import __version__, wire
+from camroll.server import problems, sweeper
+from camroll.server.api import accounts, assets, meta, tus
+from camroll.server.api.deps import check_client_version
+from camroll.server.context import Context
+from camroll.server.settings import Settings
+
+
+def _prepare(ctx: Context) -> None:
+    from camroll.server import migrate
+    from camroll.server.services import uploads
+
+    ctx.settings.data_dir.mkdir(parents=True, exist_ok=True)
+    migrate.upgrade(ctx.engine)
+    uploads.reconcile(ctx)
+    uploads.sweep(ctx)
+
+
+def create_app(settings: Settings, ctx: Context | None = None) -> FastAPI:
+    """The camroll server app for ``settings``; ``ctx`` lets tests swap the blob store."""
+    from camroll.server.context import build
+
+    context = ctx or build(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await anyio.to_thread.run_sync(_prepare, context)
+        task = asyncio.create_task(sweeper.run_forever(context))
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            context.engine.dispose()
+
+    app = FastAPI(
+        title="camroll",
+        version=__version__,
+        lifespan=lifespan,
+        dependencies=[Depends(check_client_version)],
+        openapi_url=f"{wire.API_PREFIX}/openapi.json",
+        docs_url=f"{wire.API_PREFIX}/docs",
+        redoc_url=None,
+    )
+    app.state.ctx = context
+    problems.install(app)
+    for router in (meta.router, accounts.router, assets.router, tus.router):
+        app.include_router(router, prefix=wire.API_PREFIX)
+    app.add_middleware(tus.TusHeaders)
+    return app

@@ -1,0 +1,185 @@
+"""``camroll serve`` and ``camroll admin ...``.  Imports stay inside the commands: ``camroll`` must
+start fast for the agent commands that share this CLI."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
+
+import typer
+
+if TYPE_CHECKING:
+    from camroll.server.context import Context
+
+admin_app = typer.Typer(help="Administer the server: users.", no_args_is_help=True)
+user_app = typer.Typer(help="Manage user accounts.", no_args_is_help=True)
+admin_app.add_typer(user_app, name="user")
+
+DATA_HELP = "Server data directory [default: $CAMROLL_DATA or the per-user data directory]."
+
+
+def _fail(message: str) -> NoReturn:
+    typer.secho(f"Error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(2)
+
+
+def _size(text: str | None, option: str) -> int | None:
+    if text is None:
+        return None
+    from camroll.units import parse_size
+
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        _fail(f"{option}: {exc}.")
+
+
+def _data_dir(data: Path | None) -> Path:
+    from camroll.server.settings import resolve_data_dir
+
+    path = resolve_data_dir(data)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        _fail(f"cannot use data directory {path}: {exc.strerror}. Pass a writable one with --data DIR.")
+    return path
+
+
+def _context(data: Path | None) -> Context:
+    from camroll.server import migrate
+    from camroll.server.context import build
+    from camroll.server.settings import Settings
+
+    settings = Settings.for_data_dir(_data_dir(data))
+    ctx = build(settings)
+    try:
+        migrate.upgrade(ctx.engine)
+    except Exception as exc:
+        _fail(f"cannot open the server database ({settings.database_url}): {exc}. "
+              "Check --data / CAMROLL_DATABASE_URL.")
+    return ctx
+
+
+def serve(
+    data: Path | None = typer.Option(None, "--data", help=DATA_HELP),
+    listen: str = typer.Option("127.0.0.1:8420", "--listen", help="Address to listen on, HOST:PORT."),
+    max_file_size: str = typer.Option("100GB", "--max-file-size", help="Largest file accepted, e.g. 100GB."),
+    upload_expiry: float = typer.Option(
+        24.0, "--upload-expiry", help="Hours an unfinished upload is kept after its last byte."),
+    name: str | None = typer.Option(None, "--name", help="Server name shown to clients [default: hostname]."),
+    access_log: bool = typer.Option(False, "--access-log", help="Log every request."),
+) -> None:
+    """Run the camroll server."""
+    from camroll.server.run import parse_listen
+    from camroll.server.run import serve as run_server
+    from camroll.server.settings import Settings
+
+    try:
+        host, port = parse_listen(listen)
+    except ValueError as exc:
+        _fail(str(exc))
+    if upload_expiry <= 0:
+        _fail("--upload-expiry must be a positive number of hours, e.g. 24.")
+    limit = _size(max_file_size, "--max-file-size")
+    assert limit is not None
+    overrides: dict[str, object] = {"max_file_size": limit, "upload_expiry_seconds": upload_expiry * 3600}
+    if name:
+        overrides["name"] = name
+    settings = Settings.for_data_dir(_data_dir(data), **overrides)
+    _check_port(host, port)
+    run_server(settings, host, port, access_log=access_log)
+
+
+def _check_port(host: str, port: int) -> None:
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            _fail(f"cannot listen on {host}:{port}: {exc.strerror}. "
+                  "Stop whatever uses it or pick another address with --listen HOST:PORT.")
+
+
+def _read_password(password_file: Path | None) -> str:
+    if password_file is not None:
+        try:
+            text = password_file.read_text(encoding="utf-8")
+        except OSError as exc:
+            _fail(f"cannot read password file {password_file}: {exc.strerror}.")
+        lines = text.splitlines()
+        password = lines[0] if lines else ""
+    else:
+        if not sys.stdin.isatty():
+            _fail("no terminal to ask for a password; pass --password-file FILE.")
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    if not password:
+        _fail("the password is empty; choose a non-empty password.")
+    return password
+
+
+@user_app.command("add")
+def user_add(
+    username: str = typer.Argument(..., help="Login name."),
+    admin: bool = typer.Option(False, "--admin", help="Make the user an administrator."),
+    quota: str | None = typer.Option(None, "--quota", help="Storage quota, e.g. 15GB [default: unlimited]."),
+    password_file: Path | None = typer.Option(
+        None, "--password-file", help="Read the password from the first line of this file."),
+    data: Path | None = typer.Option(None, "--data", help=DATA_HELP),
+) -> None:
+    """Create a user account."""
+    username = username.strip()
+    if not username or len(username) > 100:
+        _fail("the username must be 1 to 100 characters.")
+    quota_bytes = _size(quota, "--quota")
+    ctx = _context(data)
+    from camroll.server.repositories import users
+    from camroll.server.services.accounts import UserExists, add_user
+
+    with ctx.db() as db:
+        if users.by_name(db, username) is not None:
+            _fail(f"a user named {username!r} already exists; pick another name.")
+    password = _read_password(password_file)
+    try:
+        user = add_user(ctx, username, password, is_admin=admin, quota_bytes=quota_bytes)
+    except UserExists:
+        _fail(f"a user named {username!r} already exists; pick another name.")
+    from camroll.units import format_size
+
+    limit = format_size(quota_bytes) if quota_bytes is not None else "unlimited"
+    typer.echo(f"Added user {user.username} (id {user.id}{', admin' if admin else ''}, quota {limit}).")
+
+
+@user_app.command("list")
+def user_list(
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    data: Path | None = typer.Option(None, "--data", help=DATA_HELP),
+) -> None:
+    """List user accounts with their usage."""
+    ctx = _context(data)
+    from camroll.server.services.accounts import list_users
+
+    people = list_users(ctx)
+    if as_json:
+        import json
+
+        typer.echo(json.dumps([u.model_dump() for u in people], indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    from camroll.units import format_size
+
+    table = Table("id", "username", "admin", "used", "quota")
+    for u in people:
+        table.add_row(str(u.id), u.username, "yes" if u.is_admin else "", format_size(u.used_bytes),
+                      format_size(u.quota_bytes) if u.quota_bytes is not None else "unlimited")
+    Console().print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)
+    app.add_typer(admin_app, name="admin")

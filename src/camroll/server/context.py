@@ -1,0 +1,70 @@
+"""What every request handler and background task shares: settings, database and blob store."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from camroll.server.services.partfiles import PartFiles
+from camroll.server.settings import Settings
+from camroll.server.storage.base import BlobStore
+
+
+class HashCache:
+    """Running whole-file SHA-256 per upload, so the final hash costs nothing extra.
+
+    Only an optimisation: a miss (restart, another replica) means the partial file is re-read."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._items: dict[str, tuple[int, Any]] = {}
+
+    def take(self, upload_id: str, offset: int) -> Any | None:
+        """The hasher for ``upload_id`` if it has consumed exactly ``offset`` bytes; removes it."""
+        with self._lock:
+            item = self._items.pop(upload_id, None)
+        if item is None:
+            return hashlib.sha256() if offset == 0 else None
+        return item[1] if item[0] == offset else None
+
+    def put(self, upload_id: str, offset: int, hasher: Any) -> None:
+        with self._lock:
+            self._items[upload_id] = (offset, hasher)
+
+    def drop(self, upload_id: str) -> None:
+        with self._lock:
+            self._items.pop(upload_id, None)
+
+
+@dataclass
+class Context:
+    settings: Settings
+    engine: Engine
+    sessionmaker: sessionmaker[Session]
+    blobs: BlobStore
+    parts: PartFiles
+    hashes: HashCache = field(default_factory=HashCache)
+    # Uploads a request is writing to right now; a second writer is refused rather than interleaved.
+    busy: set[str] = field(default_factory=set)
+
+    @contextmanager
+    def db(self) -> Iterator[Session]:
+        """A session whose transaction commits on success and rolls back on error."""
+        with self.sessionmaker() as session, session.begin():
+            yield session
+
+
+def build(settings: Settings) -> Context:
+    from camroll.server.db import make_engine, make_sessionmaker
+    from camroll.server.storage.local import LocalBlobStore
+
+    engine = make_engine(settings.database_url)
+    return Context(settings, engine, make_sessionmaker(engine), LocalBlobStore(settings.blobs_dir),
+                   PartFiles(settings.uploads_dir))

@@ -1,0 +1,1 @@
+"""Alembic migrations for the server database; run through :mod:`camroll.server.migrate`."""

@@ -1,0 +1,1 @@
+"""Database access: small functions over a ``Session``; no rules, no HTTP."""

@@ -1,0 +1,80 @@
+"""Assets, the blobs behind them and the device files they came from."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from camroll.server.models import Asset, AssetFile, Blob, Device
+
+
+def by_hashes(db: Session, user_id: int, hashes: Iterable[str]) -> dict[str, Asset]:
+    wanted = list(set(hashes))
+    out: dict[str, Asset] = {}
+    # Chunked so no backend hits its bound-parameter limit.
+    for i in range(0, len(wanted), 500):
+        rows = db.scalars(select(Asset).where(Asset.user_id == user_id, Asset.sha256.in_(wanted[i:i + 500])))
+        out.update({a.sha256: a for a in rows})
+    return out
+
+
+def by_id(db: Session, user_id: int, asset_id: int) -> Asset | None:
+    return db.scalars(select(Asset).where(Asset.id == asset_id, Asset.user_id == user_id)).first()
+
+
+def page(db: Session, user_id: int, before_id: int | None, limit: int) -> Sequence[Asset]:
+    q = select(Asset).where(Asset.user_id == user_id)
+    if before_id is not None:
+        q = q.where(Asset.id < before_id)
+    return db.scalars(q.order_by(Asset.id.desc()).limit(limit)).all()
+
+
+def files_of(db: Session, asset_ids: Sequence[int]) -> dict[int, list[tuple[AssetFile, str | None]]]:
+    out: dict[int, list[tuple[AssetFile, str | None]]] = {i: [] for i in asset_ids}
+    if not asset_ids:
+        return out
+    rows = db.execute(
+        select(AssetFile, Device.name)
+        .outerjoin(Device, Device.id == AssetFile.device_id)
+        .where(AssetFile.asset_id.in_(asset_ids))
+        .order_by(AssetFile.id)
+    )
+    for f, name in rows:
+        out[f.asset_id].append((f, name))
+    return out
+
+
+def ensure_blob(db: Session, sha256: str, size: int) -> None:
+    if db.get(Blob, sha256) is None:
+        db.add(Blob(sha256=sha256, size=size))
+        db.flush()
+
+
+def get_or_create(db: Session, user_id: int, sha256: str, size: int, mime: str | None,
+                  filename: str) -> Asset:
+    asset = db.scalars(select(Asset).where(Asset.user_id == user_id, Asset.sha256 == sha256)).first()
+    if asset is None:
+        asset = Asset(user_id=user_id, sha256=sha256, size=size, mime=mime, filename=filename)
+        db.add(asset)
+        db.flush()
+    return asset
+
+
+def record_file(db: Session, asset_id: int, device_id: int | None, path: str, filename: str,
+                mtime_ns: int | None) -> None:
+    """Remember that ``device_id`` holds the asset at ``path``; idempotent."""
+    existing = db.scalars(
+        select(AssetFile).where(
+            AssetFile.asset_id == asset_id,
+            AssetFile.device_id.is_(None) if device_id is None else AssetFile.device_id == device_id,
+            AssetFile.path == path,
+        )
+    ).first()
+    if existing is None:
+        db.add(AssetFile(asset_id=asset_id, device_id=device_id, path=path, filename=filename,
+                         mtime_ns=mtime_ns))
+    elif mtime_ns is not None and existing.mtime_ns != mtime_ns:
+        existing.mtime_ns = mtime_ns
+    db.flush()

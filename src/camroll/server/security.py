@@ -1,0 +1,49 @@
+"""Password hashing and bearer tokens.  The database keeps only hashes of either."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from functools import lru_cache
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from argon2 import PasswordHasher
+
+SESSION_PREFIX = "crs_"
+DEVICE_PREFIX = "crd_"
+
+
+@lru_cache(maxsize=1)
+def _hasher() -> PasswordHasher:
+    from argon2 import PasswordHasher
+
+    return PasswordHasher()
+
+
+def hash_password(password: str) -> str:
+    return _hasher().hash(password)
+
+
+def verify_password(password_hash: str, password: str) -> bool:
+    from argon2.exceptions import InvalidHashError, VerificationError
+
+    try:
+        return _hasher().verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+@lru_cache(maxsize=1)
+def dummy_hash() -> str:
+    """A hash to verify against when the user does not exist, so timing does not reveal usernames."""
+    return hash_password(secrets.token_urlsafe(16))
+
+
+def new_token(prefix: str) -> str:
+    return prefix + secrets.token_urlsafe(32)
+
+
+def token_hash(token: str) -> str:
+    # Tokens carry 256 random bits, so a fast unsalted hash is enough: nobody can brute-force them.
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()

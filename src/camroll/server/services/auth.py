@@ -1,0 +1,115 @@
+"""Logging in, bearer tokens and devices."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from camroll import wire
+from camroll.server.context import Context
+from camroll.server.models import Device, SessionToken, utcnow
+from camroll.server.problems import ProblemError
+from camroll.server.repositories import tokens, users
+from camroll.server.security import (
+    DEVICE_PREFIX,
+    SESSION_PREFIX,
+    dummy_hash,
+    new_token,
+    token_hash,
+    verify_password,
+)
+from camroll.server.services.accounts import user_info
+
+# Recording every request would turn each read into a write; a minute is fine for "last seen".
+LAST_SEEN_RESOLUTION = timedelta(minutes=1)
+
+_RELOGIN = "Log in again (camroll login URL --user NAME) to get a new token."
+
+
+@dataclass(frozen=True)
+class Principal:
+    user_id: int
+    username: str
+    is_admin: bool
+    device_id: int | None
+
+
+def _unauthorized(detail: str) -> ProblemError:
+    return ProblemError(401, "unauthorized", detail, _RELOGIN, headers={"WWW-Authenticate": "Bearer"})
+
+
+def login(ctx: Context, username: str, password: str) -> wire.LoginResponse:
+    with ctx.db() as db:
+        user = users.by_name(db, username)
+        stored = user.password_hash if user else dummy_hash()
+    if not verify_password(stored, password) or user is None:
+        raise ProblemError(401, "unauthorized", "Wrong username or password.",
+                           "Check both; an admin can create accounts with 'camroll admin user add'.")
+    token = new_token(SESSION_PREFIX)
+    expires = utcnow() + timedelta(days=ctx.settings.session_days)
+    with ctx.db() as db:
+        db.add(SessionToken(user_id=user.id, token_hash=token_hash(token), expires_at=expires))
+    return wire.LoginResponse(token=token, expires_at=expires, user=user_info(ctx, user.id))
+
+
+def authenticate(ctx: Context, authorization: str | None) -> Principal:
+    if not authorization:
+        raise _unauthorized("This request needs a token: send 'Authorization: Bearer <token>'.")
+    scheme, _, token = authorization.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise _unauthorized("The Authorization header must be 'Bearer <token>'.")
+    now = utcnow()
+    with ctx.db() as db:
+        if token.startswith(DEVICE_PREFIX):
+            device = tokens.device_by_hash(db, token_hash(token))
+            if device is None:
+                raise _unauthorized("This device token is not known to the server.")
+            if device.revoked_at is not None:
+                raise _unauthorized(f"The token of device '{device.name}' was revoked.")
+            if device.last_seen_at is None or now - device.last_seen_at >= LAST_SEEN_RESOLUTION:
+                tokens.touch_device(db, device.id, now)
+            user_id, device_id = device.user_id, device.id
+        elif token.startswith(SESSION_PREFIX):
+            session = tokens.session_by_hash(db, token_hash(token))
+            if session is None:
+                raise _unauthorized("This session token is not known to the server.")
+            if session.expires_at <= now:
+                raise _unauthorized("This session has expired.")
+            user_id, device_id = session.user_id, None
+        else:
+            raise _unauthorized("The token is not a camroll token.")
+        user = users.by_id(db, user_id)
+        if user is None:
+            raise _unauthorized("The account of this token no longer exists.")
+        return Principal(user.id, user.username, user.is_admin, device_id)
+
+
+def _device_info(d: Device) -> wire.DeviceInfo:
+    return wire.DeviceInfo(id=d.id, name=d.name, platform=d.platform, created_at=d.created_at,
+                           last_seen_at=d.last_seen_at, revoked=d.revoked_at is not None)
+
+
+def create_device(ctx: Context, who: Principal, req: wire.DeviceCreate) -> wire.DeviceCreated:
+    token = new_token(DEVICE_PREFIX)
+    with ctx.db() as db:
+        device = Device(user_id=who.user_id, name=req.name, platform=req.platform,
+                        token_hash=token_hash(token), last_seen_at=utcnow())
+        db.add(device)
+        db.flush()
+        return wire.DeviceCreated(**_device_info(device).model_dump(), token=token)
+
+
+def list_devices(ctx: Context, who: Principal) -> list[wire.DeviceInfo]:
+    with ctx.db() as db:
+        return [_device_info(d) for d in tokens.devices_of(db, who.user_id)]
+
+
+def revoke_device(ctx: Context, who: Principal, device_id: int) -> None:
+    with ctx.db() as db:
+        device = db.get(Device, device_id)
+        if device is None or device.user_id != who.user_id:
+            raise ProblemError(404, "not_found", f"You have no device with id {device_id}.",
+                               "List your devices with GET /api/v1/devices.")
+        if device.revoked_at is None:
+            device.revoked_at = utcnow()

@@ -1,0 +1,88 @@
+"""The user's library: which hashes they have, listing assets, and reading originals."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Sequence
+
+from camroll import wire
+from camroll.server.context import Context
+from camroll.server.models import Asset
+from camroll.server.problems import ProblemError
+from camroll.server.repositories import assets as repo
+from camroll.server.services.auth import Principal
+
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000
+
+
+def check(ctx: Context, who: Principal, req: wire.CheckRequest) -> wire.CheckResponse:
+    with ctx.db() as db:
+        have = repo.by_hashes(db, who.user_id, (i.sha256 for i in req.items))
+        for item in req.items:
+            asset = have.get(item.sha256)
+            if asset is not None and item.path:
+                filename = item.filename or item.path.replace("\\", "/").rsplit("/", 1)[-1]
+                repo.record_file(db, asset.id, who.device_id, item.path, filename, item.mtime_ns)
+        missing = list(dict.fromkeys(i.sha256 for i in req.items if i.sha256 not in have))
+        return wire.CheckResponse(present={h: a.id for h, a in have.items()}, missing=missing)
+
+
+def _infos(ctx: Context, assets: Sequence[Asset]) -> list[wire.AssetInfo]:
+    with ctx.db() as db:
+        files = repo.files_of(db, [a.id for a in assets])
+    return [
+        wire.AssetInfo(
+            id=a.id, sha256=a.sha256, size=a.size, mime=a.mime, filename=a.filename, created_at=a.created_at,
+            files=[wire.AssetFileInfo(device_id=f.device_id, device_name=name, path=f.path,
+                                      filename=f.filename, mtime_ns=f.mtime_ns)
+                   for f, name in files[a.id]],
+        )
+        for a in assets
+    ]
+
+
+def _encode_cursor(before_id: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"before": before_id}).encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> int:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        value = json.loads(raw)["before"]
+        if not isinstance(value, int):
+            raise TypeError
+        return value
+    except (binascii.Error, ValueError, KeyError, TypeError):
+        raise ProblemError(400, "bad_request", "The cursor is not one this server handed out.",
+                           "Pass next_cursor from the previous page unchanged, or omit it.") from None
+
+
+def page(ctx: Context, who: Principal, cursor: str | None, limit: int) -> wire.AssetPage:
+    before = _decode_cursor(cursor) if cursor else None
+    with ctx.db() as db:
+        rows = repo.page(db, who.user_id, before, limit + 1)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return wire.AssetPage(items=_infos(ctx, rows),
+                          next_cursor=_encode_cursor(rows[-1].id) if more and rows else None)
+
+
+def _get(ctx: Context, who: Principal, asset_id: int) -> Asset:
+    with ctx.db() as db:
+        asset = repo.by_id(db, who.user_id, asset_id)
+    if asset is None:
+        raise ProblemError(404, "not_found", f"You have no asset with id {asset_id}.",
+                           "List your assets with GET /api/v1/assets.")
+    return asset
+
+
+def get(ctx: Context, who: Principal, asset_id: int) -> wire.AssetInfo:
+    return _infos(ctx, [_get(ctx, who, asset_id)])[0]
+
+
+def original(ctx: Context, who: Principal, asset_id: int) -> Asset:
+    """The asset whose original the caller may read."""
+    return _get(ctx, who, asset_id)

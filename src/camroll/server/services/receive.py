@@ -1,0 +1,177 @@
+"""Streaming a PATCH (or creation-with-upload) body into a partial upload.
+
+The event loop only collects the body; writing and hashing run in worker threads (hashlib and file
+writes release the GIL) and overlap with receiving the next block, so several uploads use several
+cores.  Bytes are fsynced before the offset is recorded, so an acknowledged offset is never lost."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, BinaryIO
+
+import anyio.to_thread
+
+from camroll import wire
+from camroll.server.context import Context
+from camroll.server.problems import ProblemError
+from camroll.server.services import uploads
+
+BLOCK = 4 * 2**20
+
+
+class BodyInterrupted(Exception):
+    """The client went away before the whole body arrived."""
+
+
+@dataclass(frozen=True)
+class Checksum:
+    algorithm: str
+    digest: bytes
+
+    def new(self) -> Any:
+        return hashlib.new(self.algorithm)
+
+
+def parse_checksum(header: str | None) -> Checksum | None:
+    if header is None:
+        return None
+    algorithm, _, value = header.strip().partition(" ")
+    algorithm = algorithm.lower()
+    if algorithm not in wire.TUS_CHECKSUM_ALGORITHMS:
+        raise ProblemError(400, "bad_request", f"Upload-Checksum algorithm {algorithm!r} is not supported.",
+                           f"Use one of: {', '.join(wire.TUS_CHECKSUM_ALGORITHMS)}.")
+    try:
+        digest = base64.b64decode(value.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise ProblemError(400, "bad_request", "Upload-Checksum value is not base64.",
+                           "Send 'Upload-Checksum: <algorithm> <base64 digest>'.") from None
+    return Checksum(algorithm, digest)
+
+
+@dataclass(frozen=True)
+class Received:
+    offset: int
+    expires_at: datetime | None
+    asset_id: int | None
+
+
+class _Sink:
+    """The open partial file and the hashes it feeds; used from one worker thread at a time."""
+
+    def __init__(self, f: BinaryIO, whole: Any, chunk: Any) -> None:
+        self.f = f
+        self.whole = whole
+        self.chunk = chunk
+
+    def write(self, block: bytes | bytearray) -> None:
+        self.f.write(block)
+        if self.whole is not None:
+            self.whole.update(block)
+        if self.chunk is not None:
+            self.chunk.update(block)
+
+    def rewind(self, start: int) -> None:
+        self.f.flush()
+        self.f.truncate(start)
+        os.fsync(self.f.fileno())
+
+    def sync(self) -> None:
+        self.f.flush()
+        os.fsync(self.f.fileno())
+
+
+async def receive(ctx: Context, upload_id: str, start: int, length: int, body: AsyncIterator[bytes],
+                  checksum: Checksum | None) -> Received:
+    """Append ``body`` at ``start``; record the new offset; complete the upload on its last byte.
+
+    Raises ``BodyInterrupted`` after saving what can be kept when the client disconnects."""
+    if upload_id in ctx.busy:
+        raise ProblemError(409, "conflict", f"Another request is still writing to upload {upload_id}.",
+                           "Wait for it to end, then send HEAD and resume from the offset it reports.")
+    ctx.busy.add(upload_id)
+    try:
+        return await _receive(ctx, upload_id, start, length, body, checksum)
+    finally:
+        ctx.busy.discard(upload_id)
+
+
+async def _receive(ctx: Context, upload_id: str, start: int, length: int, body: AsyncIterator[bytes],
+                   checksum: Checksum | None) -> Received:
+    whole = ctx.hashes.take(upload_id, start)
+    whole_before = whole.copy() if whole is not None and checksum is not None else whole
+    f = await anyio.to_thread.run_sync(open, ctx.parts.path(upload_id), "r+b")
+    sink = _Sink(f, whole, checksum.new() if checksum else None)
+    written = 0
+    pending: asyncio.Future[None] | None = None
+    buf = bytearray()
+    interrupted = False
+    try:
+        await anyio.to_thread.run_sync(f.seek, start)
+        try:
+            async for data in body:
+                if start + written + len(buf) + len(data) > length:
+                    raise ProblemError(413, "bad_request",
+                                       f"The body runs past the declared Upload-Length {length}.",
+                                       "Send no more than Upload-Length minus Upload-Offset bytes.")
+                buf += data
+                if len(buf) >= BLOCK:
+                    if pending is not None:
+                        await pending
+                    block, buf = buf, bytearray()
+                    written += len(block)
+                    pending = asyncio.ensure_future(anyio.to_thread.run_sync(sink.write, block))
+        except BodyInterrupted:
+            interrupted = True
+        if pending is not None:
+            await pending
+            pending = None
+        if buf and not (interrupted and checksum):
+            written += len(buf)
+            await anyio.to_thread.run_sync(sink.write, buf)
+        mismatch = (checksum is not None and sink.chunk is not None and not interrupted
+                    and sink.chunk.digest() != checksum.digest)
+        if (interrupted and checksum) or mismatch:
+            await anyio.to_thread.run_sync(sink.rewind, start)
+            written = 0
+            sink.whole = whole_before
+        else:
+            await anyio.to_thread.run_sync(sink.sync)
+    except BaseException:
+        # Unknown state (disk full, bug, cancellation): drop what this request wrote.
+        if pending is not None:
+            await asyncio.wait([pending])
+        ctx.hashes.drop(upload_id)
+        await anyio.to_thread.run_sync(sink.rewind, start)
+        raise
+    finally:
+        await anyio.to_thread.run_sync(f.close)
+
+    new_offset = start + written
+    expires = None
+    if written:
+        expires = await anyio.to_thread.run_sync(uploads.record_progress, ctx, upload_id, start, new_offset)
+    if sink.whole is not None:
+        ctx.hashes.put(upload_id, new_offset, sink.whole)
+    if interrupted:
+        raise BodyInterrupted
+    if mismatch:
+        assert checksum is not None
+        raise ProblemError(
+            wire.STATUS_CHECKSUM_MISMATCH, "checksum_mismatch",
+            f"This chunk's {checksum.algorithm} checksum does not match the bytes received; "
+            "they were discarded.",
+            f"Resend the chunk from offset {start}.", headers={"Upload-Offset": str(start)},
+        )
+    asset_id = None
+    if new_offset == length:
+        asset_id = await anyio.to_thread.run_sync(
+            uploads.complete, ctx, upload_id, ctx.hashes.take(upload_id, new_offset)
+        )
+    return Received(new_offset, expires, asset_id)

@@ -1,0 +1,64 @@
+"""Server settings and where the server keeps its data; shared by ``serve``, ``admin`` and ``camroll up``."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DATA_ENV = "CAMROLL_DATA"
+DATABASE_URL_ENV = "CAMROLL_DATABASE_URL"
+
+DEFAULT_LISTEN = "127.0.0.1:8420"
+DEFAULT_MAX_FILE_SIZE = 100 * 10**9
+DEFAULT_CHUNK_SIZE = 16 * 2**20
+DEFAULT_UPLOAD_EXPIRY_HOURS = 24.0
+DEFAULT_MIN_CLIENT_VERSION = "0.1.0"
+
+
+def resolve_data_dir(option: Path | str | None = None) -> Path:
+    """The server data directory: ``--data`` if given, else ``$CAMROLL_DATA``, else the per-user
+    data directory (``~/.local/share/camroll/server`` on Linux)."""
+    if option:
+        return Path(option).expanduser()
+    env = os.environ.get(DATA_ENV)
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("camroll")) / "server"
+
+
+def database_url(data_dir: Path) -> str:
+    """``$CAMROLL_DATABASE_URL`` if set, else SQLite at ``<data>/camroll.db``."""
+    return os.environ.get(DATABASE_URL_ENV) or f"sqlite+pysqlite:///{data_dir / 'camroll.db'}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    database_url: str = ""
+    name: str = field(default_factory=socket.gethostname)
+    max_file_size: int = DEFAULT_MAX_FILE_SIZE
+    chunk_size: int = DEFAULT_CHUNK_SIZE
+    upload_expiry_seconds: float = DEFAULT_UPLOAD_EXPIRY_HOURS * 3600
+    min_client_version: str = DEFAULT_MIN_CLIENT_VERSION
+    session_days: int = 30
+
+    @classmethod
+    def for_data_dir(cls, data_dir: Path, **overrides: object) -> Settings:
+        return cls(data_dir=data_dir, database_url=database_url(data_dir), **overrides)  # type: ignore[arg-type]
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.data_dir / "uploads"
+
+    @property
+    def blobs_dir(self) -> Path:
+        return self.data_dir / "blobs"
+
+    @property
+    def sweep_interval_seconds(self) -> float:
+        # Often enough that an expired upload's disk space comes back within a fraction of the expiry.
+        return max(0.5, min(60.0, self.upload_expiry_seconds / 4))

@@ -1,0 +1,111 @@
+"""Blob store on a local filesystem: ``<root>/ab/cd/<sha256>``, written by temp file, fsync, rename."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+from camroll.server.storage.base import BlobNotFound, BlobStat, RangeReader, ReadStream, check_key
+
+_TMP_DIR = ".tmp"
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class LocalBlobStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._tmp = root / _TMP_DIR
+        self._tmp.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, sha256: str) -> Path:
+        check_key(sha256)
+        return self.root / sha256[:2] / sha256[2:4] / sha256
+
+    def put_file(self, sha256: str, source: Path) -> BlobStat:
+        dest = self._path(sha256)
+        if dest.exists():
+            with contextlib.suppress(FileNotFoundError):
+                source.unlink()
+            return BlobStat(sha256, dest.stat().st_size)
+        _fsync_file(source)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.replace(source, dest)
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+            # Different filesystem: copy into our own temp dir first so the final rename stays atomic.
+            tmp = self._tmp / f"{sha256}.{uuid.uuid4().hex}"
+            try:
+                with open(source, "rb") as src, open(tmp, "wb") as dst:
+                    shutil.copyfileobj(src, dst, 4 * 2**20)
+                    dst.flush()
+                    os.fsync(dst.fileno())
+                os.replace(tmp, dest)
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    tmp.unlink()
+            with contextlib.suppress(FileNotFoundError):
+                source.unlink()
+        _fsync_dir(dest.parent)
+        # A new shard directory must itself be durable in its parent.
+        _fsync_dir(dest.parent.parent)
+        _fsync_dir(self.root)
+        return BlobStat(sha256, dest.stat().st_size)
+
+    def open(self, sha256: str, offset: int = 0, length: int | None = None) -> ReadStream:
+        path = self._path(sha256)
+        try:
+            raw = open(path, "rb")  # noqa: SIM115 - ownership passes to the caller
+        except FileNotFoundError:
+            raise BlobNotFound(sha256) from None
+        if offset:
+            raw.seek(offset)
+        return RangeReader(raw, length)
+
+    def stat(self, sha256: str) -> BlobStat:
+        try:
+            return BlobStat(sha256, self._path(sha256).stat().st_size)
+        except FileNotFoundError:
+            raise BlobNotFound(sha256) from None
+
+    def exists(self, sha256: str) -> bool:
+        return self._path(sha256).is_file()
+
+    def delete(self, sha256: str) -> None:
+        path = self._path(sha256)
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+            _fsync_dir(path.parent)
+
+    def list(self) -> Iterator[BlobStat]:
+        for first in sorted(self.root.iterdir()):
+            if len(first.name) != 2 or not first.is_dir():
+                continue
+            for second in sorted(first.iterdir()):
+                if not second.is_dir():
+                    continue
+                for blob in second.iterdir():
+                    if len(blob.name) == 64 and blob.name.startswith(first.name + second.name):
+                        with contextlib.suppress(FileNotFoundError):
+                            yield BlobStat(blob.name, blob.stat().st_size)

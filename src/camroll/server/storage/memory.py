@@ -1,0 +1,59 @@
+"""Blob store in a dict: for tests and for trying things out; nothing survives the process."""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+from camroll.server.storage.base import BlobNotFound, BlobStat, RangeReader, ReadStream, check_key
+
+
+class MemoryBlobStore:
+    def __init__(self) -> None:
+        self._blobs: dict[str, bytes] = {}
+        self._lock = threading.Lock()
+
+    def put_file(self, sha256: str, source: Path) -> BlobStat:
+        check_key(sha256)
+        with self._lock:
+            existing = self._blobs.get(sha256)
+        if existing is not None:
+            return BlobStat(sha256, len(existing))
+        data = source.read_bytes()
+        with self._lock:
+            data = self._blobs.setdefault(sha256, data)
+        return BlobStat(sha256, len(data))
+
+    def _get(self, sha256: str) -> bytes:
+        check_key(sha256)
+        with self._lock:
+            data = self._blobs.get(sha256)
+        if data is None:
+            raise BlobNotFound(sha256)
+        return data
+
+    def open(self, sha256: str, offset: int = 0, length: int | None = None) -> ReadStream:
+        raw = io.BytesIO(self._get(sha256))
+        raw.seek(offset)
+        return RangeReader(raw, length)
+
+    def stat(self, sha256: str) -> BlobStat:
+        return BlobStat(sha256, len(self._get(sha256)))
+
+    def exists(self, sha256: str) -> bool:
+        check_key(sha256)
+        with self._lock:
+            return sha256 in self._blobs
+
+    def delete(self, sha256: str) -> None:
+        check_key(sha256)
+        with self._lock:
+            self._blobs.pop(sha256, None)
+
+    def list(self) -> Iterator[BlobStat]:
+        with self._lock:
+            items = list(self._blobs.items())
+        for key, data in items:
+            yield BlobStat(key, len(data))
