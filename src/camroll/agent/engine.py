@@ -359,6 +359,9 @@ class _Pass:
         from camroll.agent.hasher import FileChanged, NotMedia, hash_file
 
         path = item.row.path
+        if self.stop.is_set():
+            self.results.put(lambda: self._cancelled(item, True))
+            return
         try:
             res = hash_file(path)
         except NotMedia as exc:
