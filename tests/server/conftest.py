@@ -1,0 +1,113 @@
+"""Fixtures for the server suite: one shared ``camroll serve`` per module plus per-test users."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from camroll import wire
+from conftest import ServerProcess
+
+TUS = {"Tus-Resumable": wire.TUS_VERSION}
+OCTET = "application/offset+octet-stream"
+_names = itertools.count()
+
+
+@pytest.fixture(scope="module")
+def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """A server shared by the tests of one module; each test makes its own user."""
+    srv = ServerProcess(data=tmp_path_factory.mktemp("shared") / "server-data")
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+@dataclass
+class User:
+    server: ServerProcess
+    name: str
+    password: str
+    client: httpx.Client
+
+    @property
+    def data(self) -> Path:
+        return self.server.data
+
+
+def make_user(srv: ServerProcess, *, quota: str | None = None, device: str = "test-device") -> User:
+    name = f"user{next(_names)}"
+    pw = srv.add_user(name, quota=quota)
+    token = srv.device_token(name, pw, device)
+    client = httpx.Client(base_url=srv.url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    return User(srv, name, pw, client)
+
+
+@pytest.fixture
+def user(shared_server: ServerProcess) -> Iterator[User]:
+    u = make_user(shared_server)
+    try:
+        yield u
+    finally:
+        u.client.close()
+
+
+def meta(data: bytes, **extra: str) -> str:
+    fields = {"filename": "a.jpg", "sha256": hashlib.sha256(data).hexdigest(), "size": str(len(data)), **extra}
+    return wire.encode_upload_metadata(fields)
+
+
+def b64digest(algorithm: str, data: bytes) -> str:
+    return f"{algorithm} " + base64.b64encode(hashlib.new(algorithm, data).digest()).decode()
+
+
+def create(client: httpx.Client, data: bytes, length: int | None = None, **extra: str) -> str:
+    r = client.post(wire.UPLOADS_PATH, headers={**TUS, "Upload-Length": str(len(data) if length is None else length),
+                                                "Upload-Metadata": meta(data, **extra)})
+    assert r.status_code == 201, r.text
+    return r.headers["Location"]
+
+
+def patch(client: httpx.Client, url: str, offset: int, chunk: bytes, checksum: str | None = None,
+          **headers: str) -> httpx.Response:
+    h = {**TUS, "Content-Type": OCTET, "Upload-Offset": str(offset), **headers}
+    if checksum:
+        h["Upload-Checksum"] = checksum
+    return client.patch(url, headers=h, content=chunk)
+
+
+def upload(client: httpx.Client, data: bytes, chunk: int = 64 * 1024, **extra: str) -> int:
+    """Upload ``data`` in chunks; returns the asset id."""
+    url = create(client, data, **extra)
+    offset = 0
+    while True:
+        r = patch(client, url, offset, data[offset:offset + chunk], b64digest("sha256", data[offset:offset + chunk]))
+        assert r.status_code == 204, r.text
+        offset = int(r.headers["Upload-Offset"])
+        if offset == len(data):
+            return int(r.headers["Camroll-Asset-Id"])
+
+
+def assert_problem(r: httpx.Response, status: int, code: str) -> dict[str, object]:
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith(wire.PROBLEM_CONTENT_TYPE)
+    body = r.json()
+    problem = wire.Problem.model_validate(body)
+    assert problem.status == status
+    assert problem.code == code
+    assert problem.detail
+    return dict(body)
+
+
+def jpeg(n: int, seed: int = 0) -> bytes:
+    """``n`` bytes that sniff as JPEG and are unique per ``seed``."""
+    body = hashlib.sha256(str(seed).encode()).digest() * (n // 32 + 1)
+    return (b"\xff\xd8\xff\xe0" + body)[:n]

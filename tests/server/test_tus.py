@@ -1,0 +1,347 @@
+"""tus 1.0 compliance against a real ``camroll serve`` on loopback."""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from camroll import wire
+from conftest import ServerProcess
+
+from .conftest import (
+    OCTET,
+    TUS,
+    User,
+    assert_problem,
+    b64digest,
+    create,
+    jpeg,
+    make_user,
+    meta,
+    patch,
+    upload,
+)
+
+
+def blob_files(data: Path) -> list[Path]:
+    root = data / "blobs"
+    return [p for p in root.rglob("*") if p.is_file() and ".tmp" not in p.parts] if root.exists() else []
+
+
+def part_files(data: Path) -> list[Path]:
+    return list((data / "uploads").glob("*.part"))
+
+
+def test_options_advertises_the_protocol(user: User) -> None:
+    r = user.client.options(wire.UPLOADS_PATH)
+    assert r.status_code == 204
+    assert r.headers["Tus-Version"] == "1.0.0"
+    assert set(r.headers["Tus-Extension"].split(",")) == set(wire.TUS_EXTENSIONS)
+    assert int(r.headers["Tus-Max-Size"]) == 100 * 10**9
+    assert set(r.headers["Tus-Checksum-Algorithm"].split(",")) == {"sha1", "sha256"}
+    assert r.headers["Tus-Resumable"] == "1.0.0"
+
+
+def test_chunked_upload_becomes_an_asset(user: User) -> None:
+    data = jpeg(300_000, seed=1)
+    url = create(user.client, data, path="/DCIM/a.jpg")
+    assert url.startswith(wire.UPLOADS_PATH)
+    h = user.client.head(url, headers=TUS)
+    assert h.status_code == 200
+    assert h.headers["Upload-Offset"] == "0"
+    assert h.headers["Upload-Length"] == str(len(data))
+    assert h.headers["Cache-Control"] == "no-store"
+    assert h.headers["Tus-Resumable"] == "1.0.0"
+    assert "GMT" in h.headers["Upload-Expires"]
+    assert wire.decode_upload_metadata(h.headers["Upload-Metadata"])["path"] == "/DCIM/a.jpg"
+
+    r = patch(user.client, url, 0, data[:100_000])
+    assert r.status_code == 204
+    assert r.headers["Upload-Offset"] == "100000"
+    assert "Upload-Expires" in r.headers
+    assert "Camroll-Asset-Id" not in r.headers
+    assert user.client.head(url, headers=TUS).headers["Upload-Offset"] == "100000"
+
+    r = patch(user.client, url, 100_000, data[100_000:])
+    assert r.status_code == 204, r.text
+    asset_id = int(r.headers["Camroll-Asset-Id"])
+
+    info = user.client.get(f"/api/v1/assets/{asset_id}").json()
+    assert info["sha256"] == hashlib.sha256(data).hexdigest()
+    assert info["size"] == len(data)
+    assert info["mime"] == "image/jpeg"
+    assert info["filename"] == "a.jpg"
+    assert [f["path"] for f in info["files"]] == ["/DCIM/a.jpg"]
+    assert info["files"][0]["device_name"] == "test-device"
+    assert user.client.get(f"/api/v1/assets/{asset_id}/original").content == data
+    # A client whose last response was lost learns the outcome from HEAD.
+    h = user.client.head(url, headers=TUS)
+    assert h.headers["Upload-Offset"] == str(len(data))
+    assert h.headers["Camroll-Asset-Id"] == str(asset_id)
+
+
+def test_creation_with_upload(user: User) -> None:
+    data = jpeg(5000, seed=2)
+    r = user.client.post(wire.UPLOADS_PATH, content=data, headers={
+        **TUS, "Upload-Length": str(len(data)), "Upload-Metadata": meta(data), "Content-Type": OCTET,
+        "Upload-Checksum": b64digest("sha256", data)})
+    assert r.status_code == 201, r.text
+    assert r.headers["Upload-Offset"] == str(len(data))
+    assert "Location" in r.headers and "Upload-Expires" in r.headers
+    asset_id = int(r.headers["Camroll-Asset-Id"])
+    assert user.client.get(f"/api/v1/assets/{asset_id}").json()["size"] == len(data)
+
+
+def test_creation_with_partial_body_then_patch(user: User) -> None:
+    data = jpeg(5000, seed=3)
+    r = user.client.post(wire.UPLOADS_PATH, content=data[:2000], headers={
+        **TUS, "Upload-Length": str(len(data)), "Upload-Metadata": meta(data), "Content-Type": OCTET})
+    assert r.status_code == 201
+    assert r.headers["Upload-Offset"] == "2000"
+    r = patch(user.client, r.headers["Location"], 2000, data[2000:])
+    assert r.status_code == 204 and "Camroll-Asset-Id" in r.headers
+
+
+def test_wrong_offset_is_409(user: User) -> None:
+    data = jpeg(1000, seed=4)
+    url = create(user.client, data)
+    assert patch(user.client, url, 0, data[:400]).status_code == 204
+    r = patch(user.client, url, 0, data[:400])
+    body = assert_problem(r, 409, "offset_mismatch")
+    assert "400" in str(body["detail"])
+    assert r.headers["Tus-Resumable"] == "1.0.0"
+    assert user.client.head(url, headers=TUS).headers["Upload-Offset"] == "400"
+
+
+@pytest.mark.parametrize("algorithm", ["sha1", "sha256"])
+def test_bad_chunk_checksum_is_460_and_discarded(user: User, algorithm: str) -> None:
+    data = jpeg(1000, seed=5)
+    url = create(user.client, data)
+    assert patch(user.client, url, 0, data[:500], b64digest(algorithm, data[:500])).status_code == 204
+    r = patch(user.client, url, 500, data[500:], b64digest(algorithm, b"something else"))
+    assert_problem(r, 460, "checksum_mismatch")
+    assert user.client.head(url, headers=TUS).headers["Upload-Offset"] == "500"
+    r = patch(user.client, url, 500, data[500:], b64digest(algorithm, data[500:]))
+    assert r.status_code == 204
+    info = user.client.get(f"/api/v1/assets/{r.headers['Camroll-Asset-Id']}").json()
+    assert info["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+def test_unsupported_checksum_algorithm_is_400(user: User) -> None:
+    data = jpeg(100, seed=6)
+    url = create(user.client, data)
+    r = patch(user.client, url, 0, data, "md5 AAAA")
+    assert_problem(r, 400, "bad_request")
+    assert user.client.head(url, headers=TUS).headers["Upload-Offset"] == "0"
+
+
+def test_whole_file_mismatch_stores_nothing(user: User) -> None:
+    data = jpeg(4000, seed=7)
+    blobs_before = blob_files(user.data)
+    url = create(user.client, data, sha256=hashlib.sha256(b"other").hexdigest())
+    assert patch(user.client, url, 0, data[:2000]).status_code == 204
+    r = patch(user.client, url, 2000, data[2000:])
+    body = assert_problem(r, 460, "checksum_mismatch")
+    assert hashlib.sha256(data).hexdigest() in str(body["detail"])
+    assert "agent retries" in str(body["fix"])
+    assert blob_files(user.data) == blobs_before
+    assert user.client.get("/api/v1/assets").json()["items"] == []
+    assert user.client.head(url, headers=TUS).status_code == 404
+    assert not (user.data / "uploads" / (url.rsplit("/", 1)[1] + ".part")).exists()
+
+
+def test_upload_without_declared_hash_uses_computed_hash(user: User) -> None:
+    data = jpeg(3000, seed=8)
+    r = user.client.post(wire.UPLOADS_PATH, headers={
+        **TUS, "Upload-Length": str(len(data)), "Upload-Metadata": wire.encode_upload_metadata({"filename": "x.jpg"})})
+    r = patch(user.client, r.headers["Location"], 0, data)
+    info = user.client.get(f"/api/v1/assets/{r.headers['Camroll-Asset-Id']}").json()
+    assert info["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+def test_termination(user: User) -> None:
+    data = jpeg(1000, seed=9)
+    url = create(user.client, data)
+    patch(user.client, url, 0, data[:10])
+    part = user.data / "uploads" / (url.rsplit("/", 1)[1] + ".part")
+    assert part.exists()
+    assert user.client.delete(url, headers=TUS).status_code == 204
+    assert not part.exists()
+    assert user.client.head(url, headers=TUS).status_code == 404
+    assert_problem(patch(user.client, url, 10, data[10:]), 404, "not_found")
+
+
+def test_protocol_errors(user: User) -> None:
+    data = jpeg(100, seed=10)
+    url = create(user.client, data)
+    r = user.client.patch(url, content=data, headers={"Tus-Resumable": "0.2.2", "Content-Type": OCTET,
+                                                      "Upload-Offset": "0"})
+    assert_problem(r, 412, "tus_version")
+    assert r.headers["Tus-Version"] == "1.0.0"
+    r = user.client.patch(url, content=data, headers={**TUS, "Content-Type": "text/plain", "Upload-Offset": "0"})
+    assert_problem(r, 415, "unsupported_media_type")
+    r = user.client.post(wire.UPLOADS_PATH, headers=TUS)
+    assert_problem(r, 400, "bad_request")
+    r = user.client.post(wire.UPLOADS_PATH, headers={**TUS, "Upload-Length": "10", "Upload-Metadata": "bad pair x"})
+    assert_problem(r, 400, "bad_request")
+
+
+def test_body_past_upload_length_is_refused(user: User) -> None:
+    data = jpeg(100, seed=11)
+    url = create(user.client, data)
+    r = patch(user.client, url, 0, data + b"extra")
+    assert_problem(r, 413, "bad_request")
+    assert user.client.head(url, headers=TUS).headers["Upload-Offset"] == "0"
+
+
+def test_file_over_max_size_is_413(user: User) -> None:
+    r = user.client.post(wire.UPLOADS_PATH, headers={**TUS, "Upload-Length": str(101 * 10**9)})
+    body = assert_problem(r, 413, "file_too_large")
+    assert "100.0 GB" in str(body["detail"])
+
+
+def test_quota_exceeded_at_creation_leaves_nothing(shared_server: ServerProcess) -> None:
+    u = make_user(shared_server, quota="1MB")
+    parts_before = part_files(u.data)
+    r = u.client.post(wire.UPLOADS_PATH, headers={**TUS, "Upload-Length": str(2 * 10**6)})
+    body = assert_problem(r, 413, "quota_exceeded")
+    assert "Storage full: 0 B of 1.0 MB used; this 2.0 MB file does not fit." in str(body["detail"])
+    assert body["fix"]
+    assert part_files(u.data) == parts_before
+    # Unfinished uploads reserve their length.
+    create(u.client, b"x" * 10, length=600_000)
+    r = u.client.post(wire.UPLOADS_PATH, headers={**TUS, "Upload-Length": "600000"})
+    assert_problem(r, 413, "quota_exceeded")
+    assert u.client.get("/api/v1/me").json()["quota_bytes"] == 10**6
+
+
+def test_same_content_twice_is_one_asset_with_two_paths(user: User) -> None:
+    data = jpeg(20_000, seed=12)
+    first = upload(user.client, data, path="/DCIM/one.jpg")
+    second = upload(user.client, data, path="/Backup/one-copy.jpg", filename="one-copy.jpg")
+    assert first == second
+    info = user.client.get(f"/api/v1/assets/{first}").json()
+    assert sorted(f["path"] for f in info["files"]) == ["/Backup/one-copy.jpg", "/DCIM/one.jpg"]
+    assert len(user.client.get("/api/v1/assets").json()["items"]) == 1
+    assert user.client.get("/api/v1/me").json()["used_bytes"] == len(data)
+
+
+def _raw_patch(srv: ServerProcess, token: str, url: str, offset: int, declared: int, body: bytes,
+               extra: str = "") -> None:
+    """Send a PATCH that promises ``declared`` bytes but delivers only ``body`` and hangs up."""
+    with socket.create_connection(("127.0.0.1", srv.port)) as s:
+        head = (f"PATCH {url} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
+                f"Tus-Resumable: 1.0.0\r\nContent-Type: {OCTET}\r\nUpload-Offset: {offset}\r\n"
+                f"Content-Length: {declared}\r\n{extra}\r\n")
+        s.sendall(head.encode() + body)
+        time.sleep(0.3)
+
+
+def _wait_offset(user: User, url: str, want: int) -> None:
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        if user.client.head(url, headers=TUS).headers["Upload-Offset"] == str(want):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"offset never became {want}: {user.client.head(url, headers=TUS).headers}")
+
+
+def test_disconnect_keeps_received_bytes(user: User) -> None:
+    data = jpeg(50_000, seed=13)
+    url = create(user.client, data)
+    token = str(user.client.headers["Authorization"]).split()[1]
+    _raw_patch(user.server, token, url, 0, len(data), data[:20_000])
+    _wait_offset(user, url, 20_000)
+    r = patch(user.client, url, 20_000, data[20_000:])
+    assert r.status_code == 204
+    info = user.client.get(f"/api/v1/assets/{r.headers['Camroll-Asset-Id']}").json()
+    assert info["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+def test_disconnect_with_checksum_drops_the_chunk(user: User) -> None:
+    data = jpeg(50_000, seed=14)
+    url = create(user.client, data)
+    token = str(user.client.headers["Authorization"]).split()[1]
+    _raw_patch(user.server, token, url, 0, len(data), data[:20_000],
+               extra=f"Upload-Checksum: {b64digest('sha1', data)}\r\n")
+    time.sleep(0.3)
+    _wait_offset(user, url, 0)
+    part = user.data / "uploads" / (url.rsplit("/", 1)[1] + ".part")
+    assert part.stat().st_size == 0
+
+
+def test_head_after_restart_returns_persisted_offset(server: ServerProcess) -> None:
+    u = make_user(server)
+    data = jpeg(100_000, seed=15)
+    url = create(u.client, data)
+    assert patch(u.client, url, 0, data[:30_000]).status_code == 204
+    server.restart()
+    assert u.client.head(url, headers=TUS).headers["Upload-Offset"] == "30000"
+    r = patch(u.client, url, 30_000, data[30_000:])
+    assert r.status_code == 204, r.text
+    info = u.client.get(f"/api/v1/assets/{r.headers['Camroll-Asset-Id']}").json()
+    assert info["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+def test_startup_truncates_unacknowledged_bytes(server: ServerProcess) -> None:
+    u = make_user(server)
+    data = jpeg(10_000, seed=16)
+    url = create(u.client, data)
+    assert patch(u.client, url, 0, data[:3000]).status_code == 204
+    server.kill()
+    part = server.data / "uploads" / (url.rsplit("/", 1)[1] + ".part")
+    with part.open("ab") as f:
+        f.write(b"garbage not acknowledged")
+    server.start()
+    assert part.stat().st_size == 3000
+    r = patch(u.client, url, 3000, data[3000:])
+    assert r.status_code == 204
+    info = u.client.get(f"/api/v1/assets/{r.headers['Camroll-Asset-Id']}").json()
+    assert info["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+def test_expired_upload_is_gone_and_swept(tmp_path: Path) -> None:
+    # 0.0005 h = 1.8 s of inactivity.
+    srv = ServerProcess(data=tmp_path / "data", extra_args=("--upload-expiry", "0.0005"))
+    srv.start()
+    try:
+        u = make_user(srv)
+        data = jpeg(1000, seed=17)
+        url = create(u.client, data)
+        r = patch(u.client, url, 0, data[:100])
+        assert "GMT" in r.headers["Upload-Expires"]
+        part = srv.data / "uploads" / (url.rsplit("/", 1)[1] + ".part")
+        assert part.exists()
+        time.sleep(2.0)
+        r = u.client.head(url, headers=TUS)
+        assert r.status_code == 410
+        assert_problem(patch(u.client, url, 100, data[100:]), 410, "gone")
+        deadline = time.monotonic() + 5
+        while part.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not part.exists()
+        assert u.client.head(url, headers=TUS).status_code == 410
+        # An expired upload no longer reserves quota and a fresh one works.
+        assert upload(u.client, data) > 0
+    finally:
+        srv.stop()
+
+
+def test_other_users_upload_is_not_found(shared_server: ServerProcess, user: User) -> None:
+    data = jpeg(100, seed=18)
+    url = create(user.client, data)
+    other = make_user(shared_server)
+    assert other.client.head(url, headers=TUS).status_code == 404
+    assert_problem(patch(other.client, url, 0, data), 404, "not_found")
+    assert_problem(other.client.delete(url, headers=TUS), 404, "not_found")
+
+
+def test_uploads_need_a_token(shared_server: ServerProcess) -> None:
+    r = httpx.post(shared_server.url + wire.UPLOADS_PATH, headers={**TUS, "Upload-Length": "1"})
+    assert_problem(r, 401, "unauthorized")
+    assert r.headers["Tus-Resumable"] == "1.0.0"
