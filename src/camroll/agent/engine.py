@@ -13,6 +13,7 @@ import os
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -53,7 +54,7 @@ MAX_REHASH_PER_PASS = 3
 CHECK_FLUSH_SECONDS = 0.3
 
 
-@dataclass
+@dataclass(slots=True)
 class _Item:
     row: FileRow
     rehashes: int = 0
@@ -179,6 +180,9 @@ class _Pass:
         self.outstanding = 0
         self.finished = 0
         self.hashing = 0
+        self.uploading = 0
+        self.hash_queue: deque[_Item] = deque()
+        self.upload_queue: deque[_Item] = deque()
         self.batch = _Batch()
         # sha256 -> items waiting for the one upload of those bytes already in flight this pass.
         self.inflight: dict[str, list[_Item]] = {}
@@ -233,7 +237,7 @@ class _Pass:
                 if task is not None:
                     self._run_tasks(task)
                 if self.batch.items and (
-                    task is None or self.hashing == 0
+                    task is None or (self.hashing == 0 and not self.hash_queue)
                     or time.monotonic() - self.batch.started > CHECK_FLUSH_SECONDS
                 ):
                     self._flush_checks()
@@ -321,13 +325,31 @@ class _Pass:
         self._finish_item(item, "failed", reason)
 
     # --- hashing ------------------------------------------------------------------------------------
+    # Work is handed to the pools a little at a time (not 100,000 futures at once), which bounds
+    # memory and lets checks and uploads start while hashing goes on.
     def _submit_hash(self, item: _Item) -> None:
-        if self.stop.is_set():
-            self._finish_item(item, "waiting", "not hashed: the pass stopped")
-            return
-        self.hashing += 1
-        fut = self.hash_pool.submit(self._hash_worker, item)
-        fut.add_done_callback(self._crashed(item, hashing=True))
+        self.hash_queue.append(item)
+        self._pump_hashes()
+
+    def _pump_hashes(self) -> None:
+        limit = self.cfg.policy.hash_workers * 4
+        while self.hash_queue and self.hashing < limit:
+            item = self.hash_queue.popleft()
+            if self.stop.is_set():
+                self._finish_item(item, "waiting", "not hashed: the pass stopped")
+                continue
+            self.hashing += 1
+            fut = self.hash_pool.submit(self._hash_task, item)
+            fut.add_done_callback(self._crashed(item, hashing=True))
+
+    def _hash_task(self, item: _Item) -> None:
+        handler = self._hash_worker(item)
+        self.results.put(lambda: self._after_hash(handler))
+
+    def _after_hash(self, handler: Callable[[], None]) -> None:
+        self.hashing -= 1
+        handler()
+        self._pump_hashes()
 
     def _crashed(self, item: _Item, *, hashing: bool = False) -> Callable[[Future[None]], None]:
         def cb(fut: Future[None]) -> None:
@@ -338,16 +360,22 @@ class _Pass:
                 self.results.put(lambda: self._worker_crash(item, err, hashing))
         return cb
 
-    def _cancelled(self, item: _Item, hashing: bool) -> None:
+    def _free_slot(self, hashing: bool) -> None:
         if hashing:
             self.hashing -= 1
+            self._pump_hashes()
+        else:
+            self.uploading -= 1
+            self._pump_uploads()
+
+    def _cancelled(self, item: _Item, hashing: bool) -> None:
         self._finish_item(item, "waiting", "not handled: the pass stopped")
+        self._free_slot(hashing)
 
     def _worker_crash(self, item: _Item, exc: BaseException, hashing: bool) -> None:
-        if hashing:
-            self.hashing -= 1
-        else:
+        if not hashing:
             self._release_followers(item, ok=False)
+        self._free_slot(hashing)
         if isinstance(exc, (PassAborted, ServerUnreachable)):
             self._abort(exc.message)
             self._finish_item(item, "waiting", exc.message)
@@ -355,57 +383,43 @@ class _Pass:
         # A bug must not stop the other files; the reason says what happened.
         self._fail(item, f"internal error: {type(exc).__name__}: {exc}")
 
-    def _hash_worker(self, item: _Item) -> None:
+    def _hash_worker(self, item: _Item) -> Callable[[], None]:
+        """Hash one file (worker thread); returns what the coordinator does with the result."""
         from camroll.agent.hasher import FileChanged, NotMedia, hash_file
 
-        path = item.row.path
         if self.stop.is_set():
-            self.results.put(lambda: self._cancelled(item, True))
-            return
+            return lambda: self._finish_item(item, "waiting", "not hashed: the pass stopped")
         try:
-            res = hash_file(path)
+            res = hash_file(item.row.path)
         except NotMedia as exc:
             why = str(exc)
-            self.results.put(lambda: self._hashed_skip(item, why))
-            return
+            return lambda: self._hashed_skip(item, why)
         except FileChanged as exc:
             reason = str(exc)
-            self.results.put(lambda: self._changed(item, reason))
-            return
+            return lambda: self._changed(item, reason)
         except FileNotFoundError:
-            self.results.put(lambda: self._hashed_gone(item))
-            return
+            return lambda: self._hashed_gone(item)
         except OSError as exc:
             reason = f"cannot read the file: {exc.strerror or exc}"
-            self.results.put(lambda: self._hashed_error(item, reason))
-            return
-        self.results.put(lambda: self._hashed_ok(item, res))
+            return lambda: self._fail(item, reason)
+        return lambda: self._hashed_ok(item, res)
 
     def _hashed_ok(self, item: _Item, res: HashResult) -> None:
         # Written here, on the coordinator, so workers never contend for the database.
-        self.hashing -= 1
         self.db.set_hashed(item.row.id, res.sha256, res.media_type.mime, res.stat_key)
         item.sha256, item.mime = res.sha256, res.media_type.mime
         item.row.size, item.row.mtime_ns, item.row.inode = res.stat_key
         self._add_to_batch(item)
 
     def _hashed_skip(self, item: _Item, reason: str) -> None:
-        self.hashing -= 1
         self.db.set_skipped(item.row.id, reason)
         self._finish_item(item, "skipped", reason)
 
     def _hashed_gone(self, item: _Item) -> None:
-        self.hashing -= 1
         self.db.set_state(item.row.id, "vanished", "the file disappeared before it was read")
         self._finish_item(item, "skipped", "the file disappeared before it was read")
 
-    def _hashed_error(self, item: _Item, reason: str) -> None:
-        self.hashing -= 1
-        self._fail(item, reason)
-
-    def _changed(self, item: _Item, reason: str, *, from_hash: bool = True) -> None:
-        if from_hash:
-            self.hashing -= 1
+    def _changed(self, item: _Item, reason: str) -> None:
         item.rehashes += 1
         if item.rehashes > MAX_REHASH_PER_PASS:
             why = f"{reason}; it keeps changing, so it is retried on the next backup"
@@ -464,18 +478,39 @@ class _Pass:
 
     # --- uploading ----------------------------------------------------------------------------------
     def _submit_upload(self, item: _Item) -> None:
-        if self.stop.is_set():
-            self._finish_item(item, "waiting", "not uploaded: the pass stopped")
-            return
+        self.upload_queue.append(item)
+        self._pump_uploads()
+
+    def _pump_uploads(self) -> None:
+        limit = self.cfg.policy.upload_concurrency * 2
+        while self.upload_queue and self.uploading < limit:
+            item = self.upload_queue.popleft()
+            if self.stop.is_set() or self.quota_stop:
+                self._not_uploaded(item)
+                continue
+            self.uploading += 1
+            fut = self.upload_pool.submit(self._upload_task, item)
+            fut.add_done_callback(self._crashed(item))
+
+    def _not_uploaded(self, item: _Item) -> None:
+        self._release_followers(item, ok=False)
         if self.quota_stop:
-            self._release_followers(item, ok=False)
             self.db.set_state(item.row.id, "uploading", f"waiting: {self.quota_stop}")
             self._finish_item(item, "waiting", self.quota_stop)
-            return
-        fut = self.upload_pool.submit(self._upload_worker, item)
-        fut.add_done_callback(self._crashed(item))
+        else:
+            self._finish_item(item, "waiting", "not uploaded: the pass stopped")
 
-    def _upload_worker(self, item: _Item) -> None:
+    def _upload_task(self, item: _Item) -> None:
+        handler = self._upload_worker(item)
+        self.results.put(lambda: self._after_upload(handler))
+
+    def _after_upload(self, handler: Callable[[], None]) -> None:
+        self.uploading -= 1
+        handler()
+        self._pump_uploads()
+
+    def _upload_worker(self, item: _Item) -> Callable[[], None]:
+        """Upload one file (worker thread); returns what the coordinator does with the outcome."""
         from camroll.agent.uploader import (
             FileChangedDuringUpload,
             ServerHashMismatch,
@@ -491,28 +526,22 @@ class _Pass:
             done = self.uploader.upload(job)
         except FileChangedDuringUpload as exc:
             reason = str(exc)
-            self.results.put(lambda: self._upload_changed(item, reason))
-            return
+            return lambda: self._upload_changed(item, reason)
         except FileNotFoundError:
-            self.results.put(lambda: self._upload_gone(item))
-            return
+            return lambda: self._upload_gone(item)
         except ServerHashMismatch as exc:
             reason = f"the server's checksum of the whole file did not match ({exc}); hashing it again"
-            self.results.put(lambda: self._upload_changed(item, reason))
-            return
+            return lambda: self._upload_changed(item, reason)
         except Stopped:
             why = "upload paused: the pass stopped; it resumes next time"
-            self.results.put(lambda: self._upload_waiting(item, why))
-            return
+            return lambda: self._upload_waiting(item, why)
         except ProblemError as exc:
             err = exc
-            self.results.put(lambda: self._upload_problem(item, err))
-            return
+            return lambda: self._upload_problem(item, err)
         except OSError as exc:
             reason = f"cannot read the file: {exc.strerror or exc}"
-            self.results.put(lambda: self._upload_failed(item, reason))
-            return
-        self.results.put(lambda: self._uploaded(item, done.asset_id, done.already_there))
+            return lambda: self._upload_failed(item, reason)
+        return lambda: self._uploaded(item, done.asset_id, done.already_there)
 
     def _release_followers(self, item: _Item, *, ok: bool) -> None:
         followers = self.inflight.pop(item.sha256 or "", [])
@@ -546,7 +575,7 @@ class _Pass:
             with contextlib.suppress(ProblemError, httpx.TransportError):
                 TusClient(self.client).delete(url)
             self.db.set_upload(item.row.id, None, None)
-        self._changed(item, reason, from_hash=False)
+        self._changed(item, reason)
 
     def _upload_gone(self, item: _Item) -> None:
         self._release_followers(item, ok=False)

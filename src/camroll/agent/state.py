@@ -54,7 +54,7 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 StatKey = tuple[int, int, int]  # (size, mtime_ns, inode)
 
 
-@dataclass
+@dataclass(slots=True)
 class FileRow:
     id: int
     path: str
