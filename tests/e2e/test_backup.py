@@ -25,7 +25,9 @@ def test_first_backup_then_nothing_then_edit(agent: Agent, photos: Path) -> None
     assert (s["files_uploaded"], s["files_skipped"], s["files_failed"]) == (3, 1, 0)
     assert s["bytes_uploaded"] == a.stat().st_size + (photos / "2024" / "b.png").stat().st_size + len(video)
     for data in (a.read_bytes(), video):
-        assert agent.server_has(data) is not None
+        asset = agent.server_has(data)
+        assert asset is not None
+        assert agent.api("GET", f"/assets/{asset}/original").content == data
     assert agent.server_has(jpeg_bytes(9)) is None  # hidden folders are not backed up
 
     st = agent.status()
@@ -59,9 +61,10 @@ def test_same_photo_in_two_folders_is_stored_once(agent: Agent, photos: Path, tm
     asset = agent.server_has(data)
     assert asset is not None
     r = agent.api("GET", f"/assets/{asset}")
-    if r.status_code == 200:  # the asset endpoint shows both device paths
-        paths = {f["path"] for f in r.json()["files"]}
-        assert {str(photos / "IMG_1.jpg"), str(other / "IMG-2024.jpg")} <= paths
+    assert r.status_code == 200, r.text
+    paths = {f["path"] for f in r.json()["files"]}
+    assert paths == {str(photos / "IMG_1.jpg"), str(other / "IMG-2024.jpg")}
+    assert agent.api("GET", "/me").json()["used_bytes"] == len(data)
 
 
 def test_quota_exceeded_is_clear_and_nothing_partial(server: object, tmp_path: Path) -> None:
