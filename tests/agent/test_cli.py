@@ -94,3 +94,23 @@ def test_login_unreachable(app: typer.Typer, tmp_path: Path) -> None:
     pw.write_text("secret\n")
     r = runner.invoke(app, ["login", "http://127.0.0.1:9", "--user", "ann", "--password-file", str(pw)])
     assert r.exit_code == 2 and "Cannot reach the camroll server at http://127.0.0.1:9" in r.output
+
+
+def test_unusable_home_is_a_sentence(app: typer.Typer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    monkeypatch.setenv("CAMROLL_HOME", str(blocker / "home"))
+    d = tmp_path / "pics"
+    d.mkdir()
+    r = runner.invoke(app, ["folder", "add", str(d)])
+    assert r.exit_code == 1 and "Fix:" in r.output and "Traceback" not in r.output
+    # A state database that cannot be opened.
+    home = tmp_path / "home2"
+    (home / "state.db").mkdir(parents=True)
+    monkeypatch.setenv("CAMROLL_HOME", str(home))
+    save_config(home / "config.toml", AgentConfig(
+        server=ServerConfig(url="http://s", username="u", device_id=1, device_name="d", token="t"),
+        folders=[str(d)]))
+    r = runner.invoke(app, ["backup"])
+    assert r.exit_code == 1, r.output
+    assert "state database could not be used" in r.output and "Traceback" not in r.output

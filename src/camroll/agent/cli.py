@@ -35,6 +35,27 @@ def _friendly(fn: Callable[P, R]) -> Callable[P, R]:
         except KeyboardInterrupt:
             typer.echo("Interrupted; unfinished uploads resume on the next 'camroll backup'.", err=True)
             raise typer.Exit(130) from None
+        except (typer.Exit, typer.Abort):
+            raise
+        except OSError as exc:
+            where = f" ({exc.filename})" if exc.filename else ""
+            typer.echo(f"camroll could not use a file it needs{where}: {exc.strerror or exc}. "
+                       "Fix: check that the folder exists, is writable and the disk is not full.", err=True)
+            raise typer.Exit(1) from None
+        except Exception as exc:
+            import sqlite3
+
+            if isinstance(exc, sqlite3.Error):
+                typer.echo(f"camroll's state database could not be used: {exc}. Fix: check the disk and "
+                           "permissions of CAMROLL_HOME; if the file is damaged, delete state.db (it is "
+                           "rebuilt without re-uploading anything).", err=True)
+                raise typer.Exit(1) from None
+            from camroll.agent.log import logger
+
+            logger.exception("unexpected error")
+            typer.echo(f"camroll hit an unexpected error ({type(exc).__name__}: {exc}). Fix: run the command "
+                       "again; if it persists, report it with the agent log (logs/agent.log).", err=True)
+            raise typer.Exit(3) from None
 
     return wrapper
 
