@@ -52,6 +52,7 @@ META_SERVER_IDENTITY = "server_identity"
 # A file that keeps changing while we read it is retried this often in one pass, then left pending.
 MAX_REHASH_PER_PASS = 3
 CHECK_FLUSH_SECONDS = 0.3
+VISIBLE_HASH_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(slots=True)
@@ -339,6 +340,9 @@ class _Pass:
                 self._finish_item(item, "waiting", "not hashed: the pass stopped")
                 continue
             self.hashing += 1
+            if item.row.size >= VISIBLE_HASH_BYTES:
+                # Long enough to be seen in 'camroll status' while it runs.
+                self.db.set_state(item.row.id, "hashing", "computing its SHA-256")
             fut = self.hash_pool.submit(self._hash_task, item)
             fut.add_done_callback(self._crashed(item, hashing=True))
 
