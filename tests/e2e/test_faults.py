@@ -95,3 +95,42 @@ def test_file_changed_during_upload_is_redone(agent: Agent, photos: Path, proxy:
     assert agent.server_has(new_sha) is not None
     assert agent.server_has(old_sha) is None
     assert agent.status()["files"]["backed_up"] == 1
+
+
+def test_expired_upload_starts_again(agent: Agent, photos: Path, proxy: Proxy) -> None:
+    """HEAD of a stored upload answers 410 after expiry: the agent starts a fresh upload."""
+    agent.server.extra_args = ("--upload-expiry", "0.0005")  # about 2 s
+    agent.server.restart()
+    size = 12 * MIB
+    f = write_mp4(photos / "v.mp4", size, seed=15)
+    _through(agent, proxy, rate=8 * MIB)
+    p = agent.popen("backup")
+    proxy.wait_for_bytes_up(5 * MIB)
+    os.kill(p.pid, signal.SIGKILL)
+    p.wait()
+    assert agent.status()["files"]["uploading"] == 1
+    time.sleep(4)
+    proxy.rate = None
+    s = agent.backup()
+    assert s["ok"] and s["files_uploaded"] == 1, s
+    assert s["bytes_sent"] == size  # all of it again: the server had dropped the partial upload
+    assert agent.server_has(sha_of_file(f)) is not None
+
+
+def test_file_too_large_fails_only_that_file(agent: Agent, photos: Path) -> None:
+    agent.server.extra_args = ("--max-file-size", "1MB")
+    agent.server.restart()
+    write_mp4(photos / "big.mp4", 2 * MIB, seed=16)
+    small = write_mp4(photos / "small.mp4", 100_000, seed=17)
+    r = agent.run("backup", "--json", check=False)
+    assert r.returncode == 1
+    import json
+
+    s = json.loads(r.stdout)
+    assert s["files_uploaded"] == 1 and s["files_failed"] == 1 and s["stopped_reason"] is None
+    (problem,) = s["problems"]
+    assert problem["path"].endswith("big.mp4") and "larger than the server's limit" in problem["reason"]
+    assert "Fix:" in problem["reason"]
+    assert agent.server_has(sha_of_file(small)) is not None
+    st = agent.status()
+    assert st["headline"].startswith("1 file failed:") and st["failed"][0]["next_retry_at"]
