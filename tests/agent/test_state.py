@@ -65,3 +65,17 @@ def test_reset_for_new_server(tmp_path: Path) -> None:
         db.reset_for_new_server()
         row = db.get(fid)
         assert row.state == "uploading" and row.sha256 == "ab" * 32 and row.asset_id is None
+
+
+def test_batch_keeps_updates_when_the_caller_fails(tmp_path: Path) -> None:
+    import pytest
+
+    with StateDB(tmp_path / "s.db") as db:
+        db.apply_scan([NewFile("/f/a.jpg", "/f", 10, 111, 7)], [], [], [])
+        fid = db.index()["/f/a.jpg"][0]
+        with pytest.raises(RuntimeError), db.batch():
+            db.set_backed_up(fid, 3, "ok")
+            with db.batch():  # nested: part of the outer transaction
+                db.set_meta("x", "1")
+            raise RuntimeError("aborted")
+        assert db.get(fid).state == "backed_up" and db.get_meta("x") == "1"

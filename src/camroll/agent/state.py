@@ -154,12 +154,11 @@ class StateDB:
             self._batch_depth = 1
             try:
                 yield
-            except BaseException:
+            finally:
+                # Each update inside is valid on its own, so keep them even if the caller fails
+                # half-way (e.g. the pass is aborted after some files were recorded as backed up).
                 self._batch_depth = 0
-                self._conn.execute("ROLLBACK")
-                raise
-            self._batch_depth = 0
-            self._conn.execute("COMMIT")
+                self._conn.execute("COMMIT")
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
