@@ -241,6 +241,15 @@ class Service:
         self._logf.close()
 
 
+def stop_on_sigterm() -> None:
+    """Turn SIGTERM into SystemExit so ``finally`` blocks stop the servers and remove work dirs."""
+
+    def _handler(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, _handler)
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -251,9 +260,7 @@ def wait_for_port(port: int, service: Service | None = None, timeout: float = 60
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if service is not None and not service.alive():
-            raise RuntimeError(
-                f"{service.argv[0]} exited early ({service.proc.returncode}):\n{service.log_tail()}"
-            )
+            raise RuntimeError(f"{service.argv[0]} exited early ({service.proc.returncode}):\n{service.log_tail()}")
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
             s.settimeout(0.5)
             if s.connect_ex(("127.0.0.1", port)) == 0:
@@ -267,9 +274,7 @@ def wait_for_http(url: str, service: Service | None = None, timeout: float = 60.
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if service is not None and not service.alive():
-            raise RuntimeError(
-                f"{service.argv[0]} exited early ({service.proc.returncode}):\n{service.log_tail()}"
-            )
+            raise RuntimeError(f"{service.argv[0]} exited early ({service.proc.returncode}):\n{service.log_tail()}")
         try:
             with urllib.request.urlopen(url, timeout=2):
                 return
@@ -475,9 +480,7 @@ class CamrollRig:
             self._run("folder", "add", str(f))
         self.server.reset_peaks()
 
-    def backup(
-        self, log: Path | None = None, profile: Path | None = None
-    ) -> tuple[RunResult, dict[str, Any] | None]:
+    def backup(self, log: Path | None = None, profile: Path | None = None) -> tuple[RunResult, dict[str, Any] | None]:
         """One ``camroll backup --json``.  With ``profile`` (a path without suffix), the agent runs under
         ``py-spy record`` and the server is sampled by a second py-spy; folded stacks are written to
         ``PROFILE-agent.txt`` / ``PROFILE-server.txt`` (RSS figures then include py-spy: do not use them)."""

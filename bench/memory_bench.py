@@ -33,6 +33,7 @@ from benchlib import (
     du_bytes,
     fmt_mb,
     machine_info,
+    stop_on_sigterm,
     timed_sync,
     tool_version,
 )
@@ -90,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--interval", type=float, default=0.05, help="RSS sampling interval, seconds")
     ap.add_argument("--keep", action="store_true", help="keep the work dir")
     args = ap.parse_args(argv)
+    stop_on_sigterm()
 
     path = args.file.resolve()
     made_s = make_big_file(path, args.size)
@@ -142,9 +144,7 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(work, ignore_errors=True)
 
     agent = max(result.get("agent_maxrss_bytes", 0), result.get("agent_peak_rss_psutil_bytes", 0))
-    server = max(
-        result.get("server_maxrss_bytes", 0) or 0, result.get("server_peak_rss_during_backup_bytes", 0)
-    )
+    server = max(result.get("server_maxrss_bytes", 0) or 0, result.get("server_peak_rss_during_backup_bytes", 0))
     lines = [
         f"file: {path} ({args.size / MB:,.0f} MB)",
         f"camroll: {tool_version([*camroll_argv(), '--version'])}",
@@ -152,9 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     if "error" in result:
         lines.append(f"FAILED: {result['error'].splitlines()[0]}")
     else:
-        lines.append(
-            f"backup: {result['seconds']:.1f}s ({result['mb_per_s']:.0f} MB/s), exit {result['returncode']}"
-        )
+        lines.append(f"backup: {result['seconds']:.1f}s ({result['mb_per_s']:.0f} MB/s), exit {result['returncode']}")
     lines += [
         f"agent  peak RSS: {fmt_mb(agent)}  (ru_maxrss {fmt_mb(result.get('agent_maxrss_bytes'))}, "
         f"psutil {fmt_mb(result.get('agent_peak_rss_psutil_bytes'))})  "
