@@ -11,11 +11,12 @@ import base64
 import binascii
 import hashlib
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, BinaryIO
+from typing import Any
 
+import anyio
 import anyio.to_thread
 
 from camroll import wire
@@ -62,29 +63,38 @@ class Received:
     asset_id: int | None
 
 
+def _each(job: Callable[[bytes], object], blocks: list[bytes]) -> None:
+    for b in blocks:
+        job(b)
+
+
 class _Sink:
     """The open partial file and the hashes it feeds; used from one worker thread at a time."""
 
-    def __init__(self, f: BinaryIO, whole: Any, chunk: Any) -> None:
-        self.f = f
+    def __init__(self, fd: int, whole: Any, chunk: Any) -> None:
+        self.fd = fd
         self.whole = whole
         self.chunk = chunk
 
-    def write(self, block: bytes | bytearray) -> None:
-        self.f.write(block)
-        if self.whole is not None:
-            self.whole.update(block)
-        if self.chunk is not None:
-            self.chunk.update(block)
+    async def consume(self, blocks: list[bytes]) -> None:
+        """Write and hash ``blocks``, each job on its own worker thread so they use separate cores."""
+        jobs = [self._write] + [h.update for h in (self.whole, self.chunk) if h is not None]
+        async with anyio.create_task_group() as tg:
+            for job in jobs:
+                tg.start_soon(anyio.to_thread.run_sync, _each, job, blocks)
+
+    def _write(self, block: bytes) -> None:
+        view = memoryview(block)
+        while view:
+            view = view[os.write(self.fd, view):]
 
     def rewind(self, start: int) -> None:
-        self.f.flush()
-        self.f.truncate(start)
-        os.fsync(self.f.fileno())
+        os.ftruncate(self.fd, start)
+        os.lseek(self.fd, start, os.SEEK_SET)
+        os.fsync(self.fd)
 
     def sync(self) -> None:
-        self.f.flush()
-        os.fsync(self.f.fileno())
+        os.fsync(self.fd)
 
 
 async def receive(ctx: Context, upload_id: str, start: int, length: int, body: AsyncIterator[bytes],
@@ -106,35 +116,38 @@ async def _receive(ctx: Context, upload_id: str, start: int, length: int, body: 
                    checksum: Checksum | None) -> Received:
     whole = ctx.hashes.take(upload_id, start)
     whole_before = whole.copy() if whole is not None and checksum is not None else whole
-    f = await anyio.to_thread.run_sync(open, ctx.parts.path(upload_id), "r+b")
-    sink = _Sink(f, whole, checksum.new() if checksum else None)
+    fd = await anyio.to_thread.run_sync(os.open, ctx.parts.path(upload_id), os.O_WRONLY)
+    sink = _Sink(fd, whole, checksum.new() if checksum else None)
     written = 0
     pending: asyncio.Future[None] | None = None
-    buf = bytearray()
+    buf: list[bytes] = []
+    buffered = 0
     interrupted = False
     try:
-        await anyio.to_thread.run_sync(f.seek, start)
+        await anyio.to_thread.run_sync(os.lseek, fd, start, os.SEEK_SET)
         try:
             async for data in body:
-                if start + written + len(buf) + len(data) > length:
+                if start + written + buffered + len(data) > length:
                     raise ProblemError(413, "bad_request",
                                        f"The body runs past the declared Upload-Length {length}.",
                                        "Send no more than Upload-Length minus Upload-Offset bytes.")
-                buf += data
-                if len(buf) >= BLOCK:
+                buf.append(data)
+                buffered += len(data)
+                if buffered >= BLOCK:
                     if pending is not None:
                         await pending
-                    block, buf = buf, bytearray()
-                    written += len(block)
-                    pending = asyncio.ensure_future(anyio.to_thread.run_sync(sink.write, block))
+                    blocks, buf = buf, []
+                    written += buffered
+                    buffered = 0
+                    pending = asyncio.ensure_future(sink.consume(blocks))
         except BodyInterrupted:
             interrupted = True
         if pending is not None:
             await pending
             pending = None
         if buf and not (interrupted and checksum):
-            written += len(buf)
-            await anyio.to_thread.run_sync(sink.write, buf)
+            written += buffered
+            await sink.consume(buf)
         mismatch = (checksum is not None and sink.chunk is not None and not interrupted
                     and sink.chunk.digest() != checksum.digest)
         if (interrupted and checksum) or mismatch:
@@ -151,7 +164,7 @@ async def _receive(ctx: Context, upload_id: str, start: int, length: int, body: 
         await anyio.to_thread.run_sync(sink.rewind, start)
         raise
     finally:
-        await anyio.to_thread.run_sync(f.close)
+        await anyio.to_thread.run_sync(os.close, fd)
 
     new_offset = start + written
     expires = None
