@@ -42,26 +42,29 @@ def _photo(rng: random.Random, size: tuple[int, int]) -> Image.Image:
 def make_example_roll(folder: Path, count: int = 24) -> list[Path]:
     """Write ``count`` JPEGs with EXIF capture time and camera, plus one PNG screenshot, into
     ``folder`` (DCIM-like layout).  Existing files are left as they are."""
-    rng = random.Random(20241124)
     start = datetime(2024, 6, 1, 9, 30)
     written: list[Path] = []
     for i in range(count):
+        # One generator per photo, so a photo that already exists need not be drawn again.
+        rng = random.Random(20241124 + i)
         taken = start + timedelta(days=i * 3, minutes=rng.randrange(0, 600))
         make, model = _CAMERAS[i % len(_CAMERAS)]
         path = folder / "DCIM" / f"{taken:%Y}" / f"IMG_{taken:%Y%m%d_%H%M%S}.jpg"
-        img = _photo(rng, (1600, 1200))
+        written.append(path)
         if path.exists():
-            written.append(path)
             continue
+        img = _photo(rng, (1600, 1200))
         path.parent.mkdir(parents=True, exist_ok=True)
         exif = Image.Exif()
         exif[_EXIF_MAKE] = make
         exif[_EXIF_MODEL] = model
         exif.get_ifd(_EXIF_IFD)[_EXIF_DATETIME_ORIGINAL] = taken.strftime("%Y:%m:%d %H:%M:%S")
-        img.save(path, "JPEG", quality=88, exif=exif)
+        # Written aside and renamed, so an interrupted run never leaves a half photo that looks done.
+        tmp = path.with_suffix(".tmp")
+        img.save(tmp, "JPEG", quality=88, exif=exif)
         stamp = taken.timestamp()
-        os.utime(path, (stamp, stamp))
-        written.append(path)
+        os.utime(tmp, (stamp, stamp))
+        os.replace(tmp, path)
     shot = folder / "Screenshots" / "Screenshot_20240715-101500.png"
     if not shot.exists():
         shot.parent.mkdir(parents=True, exist_ok=True)
@@ -69,6 +72,8 @@ def make_example_roll(folder: Path, count: int = 24) -> list[Path]:
         draw = ImageDraw.Draw(img)
         for row in range(12):
             draw.rounded_rectangle([30, 40 + row * 90, 510, 110 + row * 90], 12, fill=(220, 228, 240))
-        img.save(shot, "PNG")
+        tmp = shot.with_suffix(".tmp")
+        img.save(tmp, "PNG")
+        os.replace(tmp, shot)
     written.append(shot)
     return written
