@@ -70,6 +70,7 @@ class Trial:
     server_peak_rss_initial: int | None = None
     server_peak_rss_rerun: int | None = None
     server_maxrss: int | None = None
+    server_cpu_initial_s: float | None = None
     dest_bytes: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -89,6 +90,7 @@ class ToolResult:
     files_per_s: float | None = None
     sync_after_s: float | None = None
     rerun_s: float | None = None
+    cpu_s: float | None = None  # client + server CPU seconds of the initial backup
     client_peak_rss: int | None = None  # kernel ru_maxrss, max over trials
     client_peak_rss_psutil: int | None = None
     server_peak_rss: int | None = None  # max of ru_maxrss / psutil over trials
@@ -117,9 +119,11 @@ def trial_camroll(corpus: Path, work: Path, args: argparse.Namespace) -> Trial:
     try:
         rig.start([corpus])
         assert rig.server is not None
+        cpu0 = rig.server.cpu_seconds()
         initial, initial_json = rig.backup(log=work / "backup-initial", profile=_prof(args, "camroll-initial"))
         if initial.returncode != 0:
             raise CommandFailed(initial)
+        srv_cpu = rig.server.cpu_seconds() - cpu0
         sync_s = timed_sync()
         srv_initial = rig.server.peaks()[0]
         rig.server.reset_peaks()
@@ -139,6 +143,7 @@ def trial_camroll(corpus: Path, work: Path, args: argparse.Namespace) -> Trial:
         sync_after_initial_s=sync_s,
         rerun=_brief(rerun),
         server_peak_rss_initial=srv_initial,
+        server_cpu_initial_s=srv_cpu,
         server_peak_rss_rerun=srv_rerun,
         server_maxrss=rig.server.maxrss_bytes if rig.server else None,
         dest_bytes=du_bytes(rig.data),
@@ -189,7 +194,9 @@ def trial_rclone(corpus: Path, work: Path, args: argparse.Namespace) -> Trial:
         ]
         if args.rclone_vendor:
             client += ["--webdav-vendor", args.rclone_vendor]
+        cpu0 = server.cpu_seconds()
         initial = run_measured(client, env=env, interval=args.interval, log=work / "copy-initial")
+        srv_cpu = server.cpu_seconds() - cpu0
         sync_s = timed_sync()
         srv_initial = server.peaks()[0]
         server.reset_peaks()
@@ -205,6 +212,7 @@ def trial_rclone(corpus: Path, work: Path, args: argparse.Namespace) -> Trial:
         sync_after_initial_s=sync_s,
         rerun=_brief(rerun),
         server_peak_rss_initial=srv_initial,
+        server_cpu_initial_s=srv_cpu,
         server_peak_rss_rerun=srv_rerun,
         server_maxrss=server.maxrss_bytes,
         dest_bytes=du_bytes(dest),
@@ -300,6 +308,7 @@ def run_tool(tool: str, corpus: Path, cstats: CorpusStats, work_root: Path, args
         result.mb_per_s = cstats.bytes / MB / result.initial_s
         result.files_per_s = cstats.files / result.initial_s
         result.sync_after_s = statistics.median(t.sync_after_initial_s for t in ts)
+        result.cpu_s = statistics.median(t.initial["cpu_seconds"] + (t.server_cpu_initial_s or 0.0) for t in ts)
         result.rerun_s = statistics.median(t.rerun["seconds"] for t in ts if t.rerun)
         result.client_peak_rss = max(
             max(t.initial["maxrss_bytes"], t.rerun["maxrss_bytes"] if t.rerun else 0) for t in ts
@@ -330,16 +339,17 @@ def render(results: list[ToolResult], cstats: CorpusStats, warm_s: float | None)
         "MB/s",
         "files/s",
         "+sync s",
+        "CPU s",
         "no-change s",
         "client RSS",
         "server RSS",
         "dest size",
         "ok",
     )
-    rows = [hdr]
+    rows: list[tuple[str, ...]] = [hdr]
     for r in results:
         if not r.trials:
-            rows.append((r.tool, "-", "-", "-", "-", "-", "-", "-", "-", "FAILED"))
+            rows.append((r.tool, *("-",) * (len(hdr) - 2), "FAILED"))
             continue
         rows.append(
             (
@@ -348,6 +358,7 @@ def render(results: list[ToolResult], cstats: CorpusStats, warm_s: float | None)
                 f"{r.mb_per_s:,.1f}",
                 f"{r.files_per_s:,.0f}",
                 f"{r.sync_after_s:.2f}",
+                f"{r.cpu_s:.1f}",
                 f"{r.rerun_s:.3f}",
                 fmt_mb(r.client_peak_rss),
                 fmt_mb(r.server_peak_rss),
@@ -364,13 +375,22 @@ def render(results: list[ToolResult], cstats: CorpusStats, warm_s: float | None)
         )
         if j == 0:
             lines.append("  ".join("-" * w for w in widths))
+    loads = [
+        f"{r.tool} {t.extra['loadavg_before'][0]:.1f}" for r in results for t in r.trials if "loadavg_before" in t.extra
+    ]
+    if loads:
+        lines.append(
+            f"1-min load average before each tool ({os.cpu_count()} CPUs; > CPUs means other work competed): "
+            + ", ".join(loads)
+        )
     for r in results:
         if r.error:
             lines.append(f"{r.tool} error: {r.error.splitlines()[0]}")
     lines.append("")
     lines.append(
         "MB/s and files/s = corpus bytes/files / initial seconds (MB = 10^6 bytes). +sync s = a `sync` run "
-        "right after the initial backup (unflushed writes). RSS: peak, kernel ru_maxrss of the client; "
+        "right after the initial backup (unflushed writes). CPU s = user+system CPU seconds of client and server "
+        "during the initial backup. RSS: peak, kernel ru_maxrss of the client; "
         "server: max of ru_maxrss and psutil samples."
     )
     lines.append(

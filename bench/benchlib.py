@@ -90,6 +90,7 @@ class RunResult:
     maxrss_bytes: int  # wait4 ru_maxrss of the child
     peak_rss_bytes: int  # psutil: largest single process of the tree
     peak_tree_rss_bytes: int  # psutil: largest sum over the tree
+    cpu_seconds: float = 0.0  # user + system CPU of the child and its reaped descendants
     stdout: str = ""
     stderr: str = ""
 
@@ -104,10 +105,10 @@ def _tail(text: str, limit: int = 4000) -> str:
     return text if len(text) <= limit else "...\n" + text[-limit:]
 
 
-def _wait4(pid: int) -> tuple[int, int]:
-    """Reap ``pid``; returns (returncode, ru_maxrss in bytes)."""
+def _wait4(pid: int) -> tuple[int, int, float]:
+    """Reap ``pid``; returns (returncode, ru_maxrss in bytes, user + system CPU seconds)."""
     _, status, usage = os.wait4(pid, 0)
-    return os.waitstatus_to_exitcode(status), usage.ru_maxrss * 1024
+    return os.waitstatus_to_exitcode(status), usage.ru_maxrss * 1024, usage.ru_utime + usage.ru_stime
 
 
 def run_measured(
@@ -137,7 +138,7 @@ def run_measured(
         )
         mon = RssMonitor(proc.pid, interval).start()
         try:
-            rc, maxrss = _wait4(proc.pid)
+            rc, maxrss, cpu = _wait4(proc.pid)
         finally:
             mon.stop()
         seconds = time.perf_counter() - t0
@@ -151,6 +152,7 @@ def run_measured(
             maxrss,
             mon.peak_single,
             mon.peak_tree,
+            cpu,
             out.read().decode(errors="replace"),
             err.read().decode(errors="replace"),
         )
@@ -203,6 +205,20 @@ class Service:
         self.monitor.peak_single = 0
         self.monitor.peak_tree = 0
         self.monitor.sample()
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU used so far by the server process tree."""
+        total = 0.0
+        try:
+            root = psutil.Process(self.proc.pid)
+            procs = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            return 0.0
+        for p in procs:
+            with contextlib.suppress(psutil.Error):
+                t = p.cpu_times()
+                total += t.user + t.system + t.children_user + t.children_system
+        return total
 
     def peaks(self) -> tuple[int, int]:
         return self.monitor.peak_single, self.monitor.peak_tree
