@@ -1,0 +1,116 @@
+"""``camroll admin`` and ``camroll serve`` argument handling, through the real CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import select
+import signal
+import sys
+import time
+from pathlib import Path
+
+from conftest import run_camroll
+
+
+def test_user_add_and_list(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    pw = tmp_path / "pw"
+    pw.write_text("secret one\n")
+    out = run_camroll("admin", "user", "add", "ann", "--password-file", str(pw), "--quota", "15GB",
+                      "--admin", "--data", str(data))
+    assert "ann" in out.stdout
+    run_camroll("admin", "user", "add", "bob", "--password-file", str(pw), env={"CAMROLL_DATA": str(data)})
+    users = json.loads(run_camroll("admin", "user", "list", "--json", "--data", str(data)).stdout)
+    assert [(u["username"], u["is_admin"], u["quota_bytes"], u["used_bytes"]) for u in users] == [
+        ("ann", True, 15 * 10**9, 0), ("bob", False, None, 0)]
+    table = run_camroll("admin", "user", "list", "--data", str(data)).stdout
+    assert "ann" in table and "15.0 GB" in table and "unlimited" in table
+
+
+def test_existing_name_is_refused(tmp_path: Path) -> None:
+    data, pw = tmp_path / "data", tmp_path / "pw"
+    pw.write_text("x\n")
+    run_camroll("admin", "user", "add", "ann", "--password-file", str(pw), "--data", str(data))
+    r = run_camroll("admin", "user", "add", "ann", "--password-file", str(pw), "--data", str(data), check=False)
+    assert r.returncode != 0
+    assert "already exists" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_user_errors_are_sentences(tmp_path: Path) -> None:
+    data, pw = tmp_path / "data", tmp_path / "pw"
+    pw.write_text("x\n")
+    empty = tmp_path / "empty"
+    empty.write_text("")
+    cases = [
+        (["admin", "user", "add", "a", "--password-file", str(pw), "--quota", "lots"], "e.g. 15GB"),
+        (["admin", "user", "add", "a", "--password-file", str(tmp_path / "missing")], "cannot read password file"),
+        (["admin", "user", "add", "a", "--password-file", str(empty)], "password is empty"),
+        (["admin", "user", "add", "a"], "--password-file"),  # no terminal to prompt on
+        (["serve", "--listen", "nonsense"], "HOST:PORT"),
+        (["serve", "--max-file-size", "huge"], "--max-file-size"),
+    ]
+    for args, needle in cases:
+        r = run_camroll(*args, "--data", str(data), check=False, input="")
+        assert r.returncode != 0, args
+        assert needle in r.stderr, (args, r.stderr)
+        assert "Traceback" not in r.stderr, args
+
+
+def _run_in_pty(args: list[str], answers: list[str]) -> tuple[int, str]:
+    """Run the CLI on a pseudo-terminal, answering each prompt once it has been shown."""
+    pid, fd = pty.fork()
+    if pid == 0:  # child
+        os.execv(sys.executable, [sys.executable, "-m", "camroll", *args])
+    out = b""
+    seen = 0  # answers are sent only for prompts printed after the previous answer
+    pending = list(answers)
+    deadline = time.monotonic() + 30
+    try:
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([fd], [], [], 0.1)
+            if not ready:
+                continue
+            try:
+                chunk = os.read(fd, 1024)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+            if pending and out[seen:].rstrip().endswith(b":"):
+                time.sleep(0.2)  # let getpass switch echo off before the answer arrives
+                os.write(fd, pending.pop(0).encode() + b"\n")
+                seen = len(out)
+    finally:
+        if time.monotonic() >= deadline:
+            os.kill(pid, signal.SIGKILL)
+        _, status = os.waitpid(pid, 0)
+        os.close(fd)
+    return os.waitstatus_to_exitcode(status), out.decode(errors="replace")
+
+
+def test_password_prompt_asks_twice(tmp_path: Path) -> None:
+    data = tmp_path / "d"
+    code, out = _run_in_pty(["admin", "user", "add", "ann", "--data", str(data)], ["s3cret", "s3cret"])
+    assert code == 0, out
+    assert "s3cret" not in out  # hidden input
+    assert "Password:" in out and "Repeat for confirmation:" in out
+    users = json.loads(run_camroll("admin", "user", "list", "--json", "--data", str(data)).stdout)
+    assert [u["username"] for u in users] == ["ann"]
+
+
+def test_password_prompt_needs_a_terminal(tmp_path: Path) -> None:
+    r = run_camroll("admin", "user", "add", "a", "--data", str(tmp_path / "d"), check=False, input="x\nx\n")
+    assert r.returncode != 0
+    assert "no terminal" in r.stderr
+
+
+def test_data_dir_that_cannot_be_created(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    r = run_camroll("admin", "user", "list", "--data", str(blocker / "sub"), check=False)
+    assert r.returncode != 0
+    assert "--data" in r.stderr and "Traceback" not in r.stderr
