@@ -11,9 +11,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from conftest import ServerProcess
 
 from camroll import wire
-from conftest import ServerProcess
 
 TUS = {"Tus-Resumable": wire.TUS_VERSION}
 OCTET = "application/offset+octet-stream"

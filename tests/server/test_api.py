@@ -5,9 +5,9 @@ from __future__ import annotations
 import hashlib
 
 import httpx
+from conftest import ServerProcess
 
 from camroll import __version__, wire
-from conftest import ServerProcess
 
 from .conftest import User, assert_problem, jpeg, make_user, upload
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from conftest import ServerProcess
 
 from camroll import wire
-from conftest import ServerProcess
 
 from .conftest import (
     OCTET,

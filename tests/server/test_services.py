@@ -1,0 +1,119 @@
+"""Rules that are hard to reach over a real socket, run in-process on a memory blob store."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from camroll import wire
+from camroll.server.app import create_app
+from camroll.server.context import Context, HashCache
+from camroll.server.db import make_engine, make_sessionmaker
+from camroll.server.models import Upload, User, utcnow
+from camroll.server.services import accounts, uploads
+from camroll.server.services.partfiles import PartFiles
+from camroll.server.settings import Settings
+from camroll.server.storage.memory import MemoryBlobStore
+
+from .conftest import OCTET, TUS, assert_problem, jpeg, meta
+
+
+@pytest.fixture
+def ctx(tmp_path: Path) -> Context:
+    settings = Settings.for_data_dir(tmp_path / "data")
+    engine = make_engine(settings.database_url)
+    return Context(settings, engine, make_sessionmaker(engine), MemoryBlobStore(), PartFiles(settings.uploads_dir))
+
+
+@pytest.fixture
+def api(ctx: Context) -> Iterator[TestClient]:
+    with TestClient(create_app(ctx.settings, ctx)) as client:
+        accounts.add_user(ctx, "ann", "pw", quota_bytes=10_000)
+        token = client.post("/api/v1/auth/login", json={"username": "ann", "password": "pw"}).json()["token"]
+        client.headers["Authorization"] = f"Bearer {token}"
+        yield client
+
+
+def _create(api: TestClient, data: bytes) -> str:
+    r = api.post(wire.UPLOADS_PATH, headers={**TUS, "Upload-Length": str(len(data)), "Upload-Metadata": meta(data)})
+    assert r.status_code == 201, r.text
+    return str(r.headers["Location"])
+
+
+def _patch(api: TestClient, url: str, offset: int, chunk: bytes) -> object:
+    return api.patch(url, content=chunk, headers={**TUS, "Content-Type": OCTET, "Upload-Offset": str(offset)})
+
+
+def test_quota_checked_again_at_completion(api: TestClient, ctx: Context) -> None:
+    data = jpeg(6000, seed=1)
+    url = _create(api, data)
+    assert _patch(api, url, 0, data[:3000]).status_code == 204  # type: ignore[attr-defined]
+    with ctx.db() as db:
+        user = db.query(User).one()
+        user.quota_bytes = 5000  # the admin lowered it meanwhile
+    r = _patch(api, url, 3000, data[3000:])
+    assert_problem(r, 413, "quota_exceeded")  # type: ignore[arg-type]
+    assert list(ctx.blobs.list()) == []
+    assert list(ctx.parts.root.glob("*.part")) == []
+    assert api.head(url, headers=TUS).status_code == 404
+
+
+def test_hash_recomputed_when_cache_is_cold(api: TestClient, ctx: Context) -> None:
+    data = jpeg(5000, seed=2)
+    url = _create(api, data)
+    _patch(api, url, 0, data[:2000])
+    ctx.hashes = HashCache()  # as after a restart, or on another replica
+    r = _patch(api, url, 2000, data[2000:])
+    assert r.status_code == 204  # type: ignore[attr-defined]
+    assert ctx.blobs.exists(hashlib.sha256(data).hexdigest())
+
+
+def test_crash_between_blob_and_asset_is_finished_at_startup(api: TestClient, ctx: Context) -> None:
+    data = jpeg(4000, seed=3)
+    sha = hashlib.sha256(data).hexdigest()
+    upload_id = _create(api, data).rsplit("/", 1)[1]
+    # Simulate: all bytes received and hashed, blob stored, then the process died.
+    ctx.parts.path(upload_id).write_bytes(data)
+    with ctx.db() as db:
+        row = db.get(Upload, upload_id)
+        assert row is not None
+        row.offset, row.computed_sha256 = len(data), sha
+    ctx.blobs.put_file(sha, ctx.parts.path(upload_id))
+    uploads.reconcile(ctx)
+    state = api.head(f"{wire.UPLOADS_PATH}{upload_id}", headers=TUS)
+    asset_id = int(state.headers["Camroll-Asset-Id"])
+    assert api.get(f"/api/v1/assets/{asset_id}").json()["sha256"] == sha
+
+
+def test_sweep_removes_bytes_and_keeps_a_tombstone(api: TestClient, ctx: Context) -> None:
+    data = jpeg(1000, seed=4)
+    url = _create(api, data)
+    upload_id = url.rsplit("/", 1)[1]
+    with ctx.db() as db:
+        row = db.get(Upload, upload_id)
+        assert row is not None
+        row.expires_at = utcnow() - timedelta(seconds=1)
+    assert uploads.sweep(ctx) == 1
+    assert not ctx.parts.path(upload_id).exists()
+    assert api.head(url, headers=TUS).status_code == 410
+    assert_problem(_patch(api, url, 0, data), 410, "gone")  # type: ignore[arg-type]
+    with ctx.db() as db:
+        row = db.get(Upload, upload_id)
+        assert row is not None
+        row.expires_at = utcnow() - timedelta(days=uploads.TOMBSTONE_DAYS + 1)
+    uploads.sweep(ctx)
+    assert api.head(url, headers=TUS).status_code == 404
+
+
+def test_zero_length_upload(api: TestClient) -> None:
+    r = api.post(wire.UPLOADS_PATH, headers={**TUS, "Upload-Length": "0", "Upload-Metadata": meta(b"")})
+    assert r.status_code == 201
+    assert r.headers["Upload-Offset"] == "0"
+    info = api.get(f"/api/v1/assets/{r.headers['Camroll-Asset-Id']}").json()
+    assert info["sha256"] == hashlib.sha256(b"").hexdigest()
+    assert info["mime"] is None
