@@ -33,3 +33,12 @@ def test_migrations_ship_as_package_files() -> None:
     assert (migrate.MIGRATIONS_DIR / "__init__.py").is_file()
     assert (versions / "__init__.py").is_file()
     assert any(p.name.startswith("0001_") for p in versions.glob("*.py"))
+
+
+def test_head_constant_matches_scripts() -> None:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(migrate.MIGRATIONS_DIR))
+    assert ScriptDirectory.from_config(cfg).get_current_head() == migrate.HEAD

@@ -345,3 +345,19 @@ def test_uploads_need_a_token(shared_server: ServerProcess) -> None:
     r = httpx.post(shared_server.url + wire.UPLOADS_PATH, headers={**TUS, "Upload-Length": "1"})
     assert_problem(r, 401, "unauthorized")
     assert r.headers["Tus-Resumable"] == "1.0.0"
+
+
+def test_concurrent_uploads(user: User) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    files = [jpeg(400_000, seed=500 + i) for i in range(4)]
+    same = jpeg(300_000, seed=600)
+    jobs = [*files, same, same]
+    with ThreadPoolExecutor(len(jobs)) as pool:
+        ids = list(pool.map(lambda i_d: upload(user.client, i_d[1], chunk=50_000, path=f"/p/{i_d[0]}"),
+                            enumerate(jobs)))
+    assert len(set(ids)) == 5
+    assert ids[4] == ids[5]
+    for data, asset_id in zip(jobs, ids, strict=True):
+        assert user.client.get(f"/api/v1/assets/{asset_id}").json()["sha256"] == hashlib.sha256(data).hexdigest()
+    assert len(user.client.get(f"/api/v1/assets/{ids[4]}").json()["files"]) == 2

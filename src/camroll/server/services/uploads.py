@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
+
 from camroll import wire
 from camroll.media.types import SNIFF_BYTES, sniff
 from camroll.server.context import Context
@@ -194,7 +196,11 @@ def complete(ctx: Context, upload_id: str, hasher: Any | None) -> int:
             raise
         ctx.blobs.put_file(digest, ctx.parts.path(upload_id))
     ctx.hashes.drop(upload_id)
-    return _finish(ctx, upload_id, digest)
+    try:
+        return _finish(ctx, upload_id, digest)
+    except IntegrityError:
+        # Another upload of the same bytes created the blob or asset row first; now it exists.
+        return _finish(ctx, upload_id, digest)
 
 
 def _finish(ctx: Context, upload_id: str, digest: str) -> int:
