@@ -426,7 +426,10 @@ def machine_info() -> dict[str, Any]:
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
+    repo = Path(__file__).resolve().parent.parent
+    git = tool_version(["git", "-C", str(repo), "describe", "--always", "--dirty"])
     return {
+        "camroll_git": git,
         "nproc": os.cpu_count(),
         "cpu": cpu,
         "ram_bytes": vm.total,
