@@ -175,7 +175,7 @@ async def patch(request: Request, ctx: Ctx, who: Caller, upload_id: str,
     except BodyInterrupted:
         # Nobody is listening any more; what could be kept is kept.
         return Response(status_code=400)
-    headers = {"Upload-Offset": str(got.offset), **_expires(got.expires_at)}
+    headers = {"Upload-Offset": str(got.offset), **_expires(got.expires_at or state.expires_at)}
     if got.asset_id is not None:
         headers[ASSET_ID_HEADER] = str(got.asset_id)
     return Response(status_code=204, headers=headers)
