@@ -25,6 +25,7 @@ from camroll.server.problems import ProblemError
 from camroll.server.services import uploads
 
 BLOCK = 4 * 2**20
+FLUSH_EVERY = 64 * 2**20
 
 
 class BodyInterrupted(Exception):
@@ -69,12 +70,14 @@ def _each(job: Callable[[bytes], object], blocks: list[bytes]) -> None:
 
 
 class _Sink:
-    """The open partial file and the hashes it feeds; used from one worker thread at a time."""
+    """The open partial file and the hashes it feeds."""
 
     def __init__(self, fd: int, whole: Any, chunk: Any) -> None:
         self.fd = fd
         self.whole = whole
         self.chunk = chunk
+        self._unflushed = 0
+        self._flushing: asyncio.Future[None] | None = None
 
     async def consume(self, blocks: list[bytes]) -> None:
         """Write and hash ``blocks``, each job on its own worker thread so they use separate cores."""
@@ -82,19 +85,35 @@ class _Sink:
         async with anyio.create_task_group() as tg:
             for job in jobs:
                 tg.start_soon(anyio.to_thread.run_sync, _each, job, blocks)
+        self._unflushed += sum(len(b) for b in blocks)
+        if self._unflushed >= FLUSH_EVERY and (self._flushing is None or self._flushing.done()):
+            # Start writeback while the body is still arriving; otherwise the kernel holds gigabytes
+            # dirty and the fsync at the end of a large PATCH waits for all of it at once.
+            self._unflushed = 0
+            self._flushing = asyncio.ensure_future(anyio.to_thread.run_sync(os.fdatasync, self.fd))
 
     def _write(self, block: bytes) -> None:
         view = memoryview(block)
         while view:
             view = view[os.write(self.fd, view):]
 
-    def rewind(self, start: int) -> None:
+    async def settle(self) -> None:
+        if self._flushing is not None:
+            await asyncio.wait([self._flushing])
+            self._flushing = None
+
+    async def rewind(self, start: int) -> None:
+        await self.settle()
+        await anyio.to_thread.run_sync(self._rewind, start)
+
+    def _rewind(self, start: int) -> None:
         os.ftruncate(self.fd, start)
         os.lseek(self.fd, start, os.SEEK_SET)
         os.fsync(self.fd)
 
-    def sync(self) -> None:
-        os.fsync(self.fd)
+    async def sync(self) -> None:
+        await self.settle()
+        await anyio.to_thread.run_sync(os.fsync, self.fd)
 
 
 async def receive(ctx: Context, upload_id: str, start: int, length: int, body: AsyncIterator[bytes],
@@ -151,19 +170,20 @@ async def _receive(ctx: Context, upload_id: str, start: int, length: int, body: 
         mismatch = (checksum is not None and sink.chunk is not None and not interrupted
                     and sink.chunk.digest() != checksum.digest)
         if (interrupted and checksum) or mismatch:
-            await anyio.to_thread.run_sync(sink.rewind, start)
+            await sink.rewind(start)
             written = 0
             sink.whole = whole_before
         else:
-            await anyio.to_thread.run_sync(sink.sync)
+            await sink.sync()
     except BaseException:
         # Unknown state (disk full, bug, cancellation): drop what this request wrote.
         if pending is not None:
             await asyncio.wait([pending])
         ctx.hashes.drop(upload_id)
-        await anyio.to_thread.run_sync(sink.rewind, start)
+        await sink.rewind(start)
         raise
     finally:
+        await sink.settle()
         await anyio.to_thread.run_sync(os.close, fd)
 
     new_offset = start + written
