@@ -114,3 +114,17 @@ def test_data_dir_that_cannot_be_created(tmp_path: Path) -> None:
     r = run_camroll("admin", "user", "list", "--data", str(blocker / "sub"), check=False)
     assert r.returncode != 0
     assert "--data" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_serve_on_a_busy_port(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        r = run_camroll("serve", "--data", str(tmp_path / "d"), "--listen", f"127.0.0.1:{port}", check=False,
+                        timeout=30)
+    assert r.returncode != 0
+    assert "cannot listen" in r.stderr and "--listen" in r.stderr
+    assert "Traceback" not in r.stderr

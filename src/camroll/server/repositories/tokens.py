@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from camroll.server.models import Device, SessionToken
@@ -25,3 +25,7 @@ def devices_of(db: Session, user_id: int) -> Sequence[Device]:
 
 def touch_device(db: Session, device_id: int, now: datetime) -> None:
     db.execute(update(Device).where(Device.id == device_id).values(last_seen_at=now))
+
+
+def delete_expired_sessions(db: Session, now: datetime) -> None:
+    db.execute(delete(SessionToken).where(SessionToken.expires_at <= now))

@@ -113,3 +113,8 @@ def revoke_device(ctx: Context, who: Principal, device_id: int) -> None:
                                "List your devices with GET /api/v1/devices.")
         if device.revoked_at is None:
             device.revoked_at = utcnow()
+
+
+def forget_expired_sessions(ctx: Context) -> None:
+    with ctx.db() as db:
+        tokens.delete_expired_sessions(db, utcnow())
