@@ -230,7 +230,7 @@ def backup(
     if json_out:
         typer.echo(json.dumps(summary.to_json()))
     else:
-        from camroll.agent.progress import summary_text
+        from camroll.agent.events import summary_text
 
         typer.echo(summary_text(summary))
     if summary.stopped_reason:

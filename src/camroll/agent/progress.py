@@ -22,9 +22,9 @@ from camroll.agent.events import (
     FileFinished,
     PassFinished,
     ScanFinished,
-    Summary,
     UploadStarted,
 )
+from camroll.agent.events import summary_text as _summary_text
 
 
 class ProgressRenderer:
@@ -79,29 +79,5 @@ class ProgressRenderer:
             self.progress.stop()
 
 
-def _mb(n: int) -> str:
-    return f"{n / 1e6:,.1f} MB"
-
-
-def summary_text(s: Summary) -> str:
-    lines = [s.headline]
-    lines.append(
-        f"Scanned {s.files_scanned:,} files ({s.files_new:,} new, {s.files_changed:,} changed, "
-        f"{s.files_vanished:,} vanished): {s.files_uploaded:,} uploaded, "
-        f"{s.files_already_on_server:,} already on the server, {s.files_skipped:,} skipped, "
-        f"{s.files_failed:,} failed, {s.files_waiting:,} waiting."
-    )
-    lines.append(f"Sent {_mb(s.bytes_sent)} in {s.duration_s:.1f} s ({s.mb_per_s:.1f} MB/s).")
-    if s.files_parked:
-        lines.append(f"{s.files_parked:,} failed files wait for their retry time "
-                     "('camroll backup --retry-failed' tries them now).")
-    shown = s.problems[:10]
-    for p in shown:
-        lines.append(f"  {p.path}: {p.reason}")
-    for p in s.skipped[:5]:
-        lines.append(f"  skipped {p.path}: {p.reason}")
-    if len(s.skipped) > 5:
-        lines.append(f"  ... and {len(s.skipped) - 5:,} more skipped.")
-    if len(s.problems) > len(shown):
-        lines.append(f"  ... and {len(s.problems) - len(shown):,} more (camroll status lists them).")
-    return "\n".join(lines)
+# Kept here too for callers that render progress and the summary together.
+summary_text = _summary_text
