@@ -261,3 +261,26 @@ def test_one_pass_at_a_time(tmp_path: Path) -> None:
     with pass_lock(paths.state_db), pytest.raises(AgentError, match=r"Another camroll backup is already running"):
         run_backup(paths, cfg, transport=FakeServer().transport())
     assert run_backup(paths, cfg, transport=FakeServer().transport()).files_uploaded == 1
+
+
+def test_server_disk_full_stops_uploads(tmp_path: Path) -> None:
+    paths, cfg, photos = _setup(tmp_path)
+    for i in range(3):
+        write(photos / f"{i}.mp4", mp4_bytes(2 * MIB, seed=i))
+    srv = FakeServer()
+    cfg.policy.upload_concurrency = 1
+    real = srv._handle
+
+    def full(req: object) -> object:
+        import httpx
+
+        assert isinstance(req, httpx.Request)
+        if req.method == "PATCH":
+            return srv._problem(507, "internal", "The server's disk is full", "free space on the server")
+        return real(req)
+
+    srv._handle = full  # type: ignore[method-assign,assignment]
+    s = run_backup(paths, cfg, transport=srv.transport())
+    assert s.stopped_reason and s.stopped_reason.startswith("the server's storage is full")
+    assert s.files_failed == 1 and s.files_waiting == 2
+    assert srv.requests.count(("POST", "/api/v1/uploads/")) == 1

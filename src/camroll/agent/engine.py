@@ -147,6 +147,15 @@ def _finish(db: StateDB, summary: Summary, result: ScanResult) -> None:
         summary.headline = f"Folder {folder} {why}: its files were not checked"
 
 
+def _storage_stop(exc: ProblemError) -> str | None:
+    """The pass-stopping reason if ``exc`` says no upload can succeed now (quota or disk full)."""
+    if exc.code == "quota_exceeded" or (exc.status == 413 and exc.code != "file_too_large"):
+        return f"storage quota exceeded: {exc}"
+    if exc.status == 507:
+        return f"the server's storage is full: {exc}"
+    return None
+
+
 def _folders(result: ScanResult) -> set[str]:
     return {f for f, _ in result.missing_folders} | {p for p, _ in result.unreadable}
 
@@ -505,7 +514,8 @@ class _Pass:
             self._finish_item(item, "waiting", "not uploaded: the pass stopped")
 
     def _upload_task(self, item: _Item) -> None:
-        handler = self._upload_worker(item)
+        # A quota stop seen by another worker: do not start an upload that cannot succeed.
+        handler = (lambda: self._not_uploaded(item)) if self.quota_stop else self._upload_worker(item)
         self.results.put(lambda: self._after_upload(handler))
 
     def _after_upload(self, handler: Callable[[], None]) -> None:
@@ -541,6 +551,11 @@ class _Pass:
             return lambda: self._upload_waiting(item, why)
         except ProblemError as exc:
             err = exc
+            stop = _storage_stop(exc)
+            if stop and not self.quota_stop:
+                # Set here, not only on the coordinator, so uploads already queued in the pool see
+                # it before they start.
+                self.quota_stop = stop
             return lambda: self._upload_problem(item, err)
         except OSError as exc:
             reason = f"cannot read the file: {exc.strerror or exc}"
@@ -602,8 +617,8 @@ class _Pass:
             self._abort(fatal.message)
             self._finish_item(item, "waiting", fatal.message)
             return
-        quota = exc.code == "quota_exceeded" or (exc.status == 413 and exc.code != "file_too_large")
-        if quota and not self.quota_stop:
+        stop = _storage_stop(exc)
+        if stop and not self.quota_stop:
             # Every further upload would fail the same way: stop uploading, keep checking.
-            self.quota_stop = f"storage quota exceeded: {exc}"
+            self.quota_stop = stop
         self._upload_failed(item, str(exc))

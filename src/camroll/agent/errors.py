@@ -48,7 +48,8 @@ class ProblemError(AgentError):
     @property
     def transient(self) -> bool:
         """Worth retrying the same request after a pause."""
-        return self.status >= 500 or self.status in (408, 429)
+        # 507: the server's disk is full; retrying at once cannot help (the engine stops uploads).
+        return (self.status >= 500 and self.status != 507) or self.status in (408, 429)
 
 
 class PassAborted(AgentError):
