@@ -361,3 +361,22 @@ def test_concurrent_uploads(user: User) -> None:
     for data, asset_id in zip(jobs, ids, strict=True):
         assert user.client.get(f"/api/v1/assets/{asset_id}").json()["sha256"] == hashlib.sha256(data).hexdigest()
     assert len(user.client.get(f"/api/v1/assets/{ids[4]}").json()["files"]) == 2
+
+
+def test_sigterm_mid_patch_keeps_received_bytes(server: ServerProcess) -> None:
+    u = make_user(server)
+    data = jpeg(2_000_000, seed=700)
+    url = create(u.client, data)
+    token = str(u.client.headers["Authorization"]).split()[1]
+    with socket.create_connection(("127.0.0.1", server.port)) as s:
+        s.sendall((f"PATCH {url} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
+                   f"Tus-Resumable: 1.0.0\r\nContent-Type: {OCTET}\r\nUpload-Offset: 0\r\n"
+                   f"Content-Length: {len(data)}\r\n\r\n").encode() + data[:700_000])
+        time.sleep(0.5)
+        server.stop()  # SIGTERM while the PATCH is still open
+    server.start()
+    assert u.client.head(url, headers=TUS).headers["Upload-Offset"] == "700000"
+    r = patch(u.client, url, 700_000, data[700_000:])
+    assert r.status_code == 204
+    info = u.client.get(f"/api/v1/assets/{r.headers['Camroll-Asset-Id']}").json()
+    assert info["sha256"] == hashlib.sha256(data).hexdigest()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator
 
 import anyio.to_thread
@@ -27,6 +28,13 @@ def _prepare(ctx: Context) -> None:
     uploads.sweep(ctx)
 
 
+async def _drain(ctx: Context, timeout: float = 10.0) -> None:
+    """Give PATCHes that shutdown interrupted time to fsync and record their offset."""
+    deadline = time.monotonic() + timeout
+    while ctx.busy and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+
+
 def create_app(settings: Settings, ctx: Context | None = None) -> FastAPI:
     """The camroll server app for ``settings``; ``ctx`` lets tests swap the blob store."""
     from camroll.server.context import build
@@ -40,6 +48,7 @@ def create_app(settings: Settings, ctx: Context | None = None) -> FastAPI:
         try:
             yield
         finally:
+            await _drain(context)
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task

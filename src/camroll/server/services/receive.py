@@ -64,6 +64,10 @@ class Received:
     asset_id: int | None
 
 
+def _succeeded(fut: asyncio.Future[None]) -> bool:
+    return not fut.cancelled() and fut.exception() is None
+
+
 def _each(job: Callable[[bytes], object], blocks: list[bytes]) -> None:
     for b in blocks:
         job(b)
@@ -175,16 +179,39 @@ async def _receive(ctx: Context, upload_id: str, start: int, length: int, body: 
             sink.whole = whole_before
         else:
             await sink.sync()
+    except anyio.get_cancelled_exc_class():
+        # Server shutdown: like a disconnect, keep what was written unless the chunk is checksummed.
+        with anyio.CancelScope(shield=True):
+            kept = False
+            if pending is not None:
+                await asyncio.wait([pending])
+            if checksum is None and (pending is None or _succeeded(pending)):
+                if buf:
+                    await sink.consume(buf)
+                    written += buffered
+                await sink.sync()
+                if written:
+                    await anyio.to_thread.run_sync(uploads.record_progress, ctx, upload_id, start,
+                                                   start + written)
+                if sink.whole is not None:
+                    ctx.hashes.put(upload_id, start + written, sink.whole)
+                kept = True
+            if not kept:
+                ctx.hashes.drop(upload_id)
+                await sink.rewind(start)
+        raise
     except BaseException:
-        # Unknown state (disk full, bug, cancellation): drop what this request wrote.
-        if pending is not None:
-            await asyncio.wait([pending])
-        ctx.hashes.drop(upload_id)
-        await sink.rewind(start)
+        # Unknown state (disk full, bug): drop what this request wrote.
+        with anyio.CancelScope(shield=True):
+            if pending is not None:
+                await asyncio.wait([pending])
+            ctx.hashes.drop(upload_id)
+            await sink.rewind(start)
         raise
     finally:
-        await sink.settle()
-        await anyio.to_thread.run_sync(os.close, fd)
+        with anyio.CancelScope(shield=True):
+            await sink.settle()
+            await anyio.to_thread.run_sync(os.close, fd)
 
     new_offset = start + written
     expires = None
