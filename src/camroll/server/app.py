@@ -28,6 +28,11 @@ def _prepare(ctx: Context) -> None:
     uploads.sweep(ctx)
 
 
+_PROBLEM: dict[int | str, dict[str, object]] = {
+    "default": {"model": wire.Problem, "description": "Any error: an RFC 9457 problem document."},
+}
+
+
 async def _drain(ctx: Context, timeout: float = 10.0) -> None:
     """Give PATCHes that shutdown interrupted time to fsync and record their offset."""
     deadline = time.monotonic() + timeout
@@ -66,6 +71,6 @@ def create_app(settings: Settings, ctx: Context | None = None) -> FastAPI:
     app.state.ctx = context
     problems.install(app)
     for router in (meta.router, accounts.router, assets.router, tus.router):
-        app.include_router(router, prefix=wire.API_PREFIX)
+        app.include_router(router, prefix=wire.API_PREFIX, responses=_PROBLEM)
     app.add_middleware(tus.TusHeaders)
     return app
