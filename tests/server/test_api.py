@@ -73,6 +73,8 @@ def test_client_too_old(shared_server: ServerProcess, user: User) -> None:
     assert body["fix"] == "Update camroll to 0.1.0 or later."
     assert user.client.get("/api/v1/me", headers={wire.CLIENT_VERSION_HEADER: __version__}).status_code == 200
     assert user.client.get("/api/v1/me", headers={wire.CLIENT_VERSION_HEADER: "0.10"}).status_code == 200
+    info = user.client.get("/api/v1/server", headers={wire.CLIENT_VERSION_HEADER: "0.0.9"})
+    assert info.json()["min_client_version"] == "0.1.0"
 
 
 def test_framework_errors_are_problems(shared_server: ServerProcess, user: User) -> None:

@@ -37,7 +37,8 @@ def _version_tuple(text: str) -> tuple[int, ...] | None:
 
 def check_client_version(request: Request) -> None:
     sent = request.headers.get(wire.CLIENT_VERSION_HEADER)
-    if sent is None:
+    # The server description stays readable so an old client can say which version it needs.
+    if sent is None or request.url.path == f"{wire.API_PREFIX}/server":
         return
     ctx = get_ctx(request)
     minimum = ctx.settings.min_client_version
