@@ -126,3 +126,12 @@ def test_openapi_lists_every_endpoint(api: TestClient) -> None:
             "/api/v1/assets/{asset_id}/original", "/api/v1/uploads/", "/api/v1/uploads/{upload_id}"}
     assert want <= set(spec["paths"])
     assert "Problem" in spec["components"]["schemas"]
+
+
+def test_orphan_part_files_are_removed_at_startup(ctx: Context) -> None:
+    ctx.settings.uploads_dir.mkdir(parents=True, exist_ok=True)
+    orphan = ctx.settings.uploads_dir / "AAAAAAAAAAAAAAAAAAAAAAAA.part"
+    orphan.write_bytes(b"lost")
+    with TestClient(create_app(ctx.settings, ctx)):
+        pass
+    assert not orphan.exists()

@@ -49,3 +49,7 @@ def purge_finished(db: Session, before: datetime) -> None:
 
 def active(db: Session) -> Sequence[Upload]:
     return db.scalars(select(Upload).where(Upload.state == ACTIVE)).all()
+
+
+def all_ids(db: Session) -> Sequence[str]:
+    return db.scalars(select(Upload.id)).all()

@@ -256,6 +256,11 @@ def reconcile(ctx: Context) -> None:
     """Make partial files and the database agree after a restart or crash."""
     with ctx.db() as db:
         rows = list(repo.active(db))
+        known = set(repo.all_ids(db))
+    for part in ctx.parts.root.glob("*.part"):
+        if part.stem not in known:
+            # Created just before a crash that lost its database row: nobody can resume it.
+            part.unlink(missing_ok=True)
     for row in rows:
         size = ctx.parts.size(row.id)
         try:
@@ -276,3 +281,5 @@ def reconcile(ctx: Context) -> None:
                         fresh.offset = size
         except ProblemError as exc:
             log.warning("upload %s could not be finished at start-up: %s", row.id, exc.detail)
+        except OSError as exc:
+            log.warning("upload %s could not be reconciled at start-up: %s", row.id, exc)
