@@ -1,0 +1,1 @@
+"""Blob stores for verified originals: the interface in ``base``, implementations beside it."""
