@@ -16,7 +16,7 @@ admin_app = typer.Typer(help="Administer the server: users.", no_args_is_help=Tr
 user_app = typer.Typer(help="Manage user accounts.", no_args_is_help=True)
 admin_app.add_typer(user_app, name="user")
 
-DATA_HELP = "Server data directory [default: $CAMROLL_DATA or the per-user data directory]."
+DATA_HELP = "Server data directory; default: $CAMROLL_DATA, else the per-user data directory."
 
 
 def _fail(message: str) -> NoReturn:
@@ -67,7 +67,7 @@ def serve(
     max_file_size: str = typer.Option("100GB", "--max-file-size", help="Largest file accepted, e.g. 100GB."),
     upload_expiry: float = typer.Option(
         24.0, "--upload-expiry", help="Hours an unfinished upload is kept after its last byte."),
-    name: str | None = typer.Option(None, "--name", help="Server name shown to clients [default: hostname]."),
+    name: str | None = typer.Option(None, "--name", help="Server name shown to clients (default: the hostname)."),
     access_log: bool = typer.Option(False, "--access-log", help="Log every request."),
 ) -> None:
     """Run the camroll server."""
@@ -125,7 +125,7 @@ def _read_password(password_file: Path | None) -> str:
 def user_add(
     username: str = typer.Argument(..., help="Login name."),
     admin: bool = typer.Option(False, "--admin", help="Make the user an administrator."),
-    quota: str | None = typer.Option(None, "--quota", help="Storage quota, e.g. 15GB [default: unlimited]."),
+    quota: str | None = typer.Option(None, "--quota", help="Storage quota, e.g. 15GB (default: unlimited)."),
     password_file: Path | None = typer.Option(
         None, "--password-file", help="Read the password from the first line of this file."),
     data: Path | None = typer.Option(None, "--data", help=DATA_HELP),
