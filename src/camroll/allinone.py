@@ -126,8 +126,8 @@ def running_server(layout: UpLayout, host: str, port: int) -> Iterator[str]:
 def _first_run(layout: UpLayout, url: str) -> str:
     """Create the local user (random password kept in ``credentials``, mode 0600) and register this
     device.  Returns the user name."""
-    from camroll.agent.api import Api, make_client
-    from camroll.agent.config import ServerConfig, load_config, save_config
+    from camroll.agent.account import register_device
+    from camroll.agent.config import load_config, save_config
     from camroll.agent.paths import AgentPaths
 
     username = "".join(c for c in getpass.getuser() if c.isalnum() or c in "._-") or "me"
@@ -156,18 +156,14 @@ def _first_run(layout: UpLayout, url: str) -> str:
             raise UpError(f"Could not create the local user: {proc.stderr.strip() or proc.stdout.strip()}")
     paths = AgentPaths.in_dir(layout.agent_home)
     cfg = load_config(paths.config_file)
-    with make_client(url) as client:
-        api = Api(client)
-        session = api.login(username, password)
-        device = api.create_device(session.token, f"{socket.gethostname()} (camroll up)", "all-in-one")
-    cfg.server = ServerConfig(url=url, username=username, device_id=device.id, device_name=device.name,
-                              token=device.token)
+    cfg.server = register_device(url, username, password, f"{socket.gethostname()} (camroll up)").server
     save_config(paths.config_file, cfg)
     return username
 
 
 def _point_agent(layout: UpLayout, url: str, folders: list[Path]) -> None:
     """Make the agent's config name this run's server URL and folders."""
+    from camroll.agent.account import add_folder
     from camroll.agent.config import load_config, save_config
     from camroll.agent.paths import AgentPaths
 
@@ -180,22 +176,9 @@ def _point_agent(layout: UpLayout, url: str, folders: list[Path]) -> None:
         cfg.server.url = url
         changed = True
     for folder in folders:
-        f = str(folder.resolve())
-        if f not in cfg.folders:
-            cfg.folders.append(f)
-            changed = True
+        changed = add_folder(cfg, folder) or changed
     if changed:
         save_config(paths.config_file, cfg)
-
-
-def _check_folders(folders: list[Path]) -> None:
-    for folder in folders:
-        if not folder.exists():
-            raise UpError(f"The folder {folder} does not exist. Fix: give the path of a folder of photos.")
-        if not folder.is_dir():
-            raise UpError(f"{folder} is a file, not a folder. Fix: give the folder that holds it.")
-        if not os.access(folder, os.R_OK | os.X_OK):
-            raise UpError(f"camroll cannot read the folder {folder}. Fix: check its permissions.")
 
 
 def up(
@@ -238,7 +221,9 @@ def _up(folders: list[Path], example: bool, data: Path | None, listen: str, json
     if not folders and not load_config(paths.config_file).folders:
         raise UpError("No folder to back up. Fix: give one, e.g. 'camroll up ~/Pictures', "
                       "or try 'camroll up --example'.")
-    _check_folders(folders)
+    from camroll.agent.account import checked_folder
+
+    folders = [checked_folder(f) for f in folders]
     host, port, moved = _pick_listen(listen)
     if moved:
         console.print(f"Port {listen.rpartition(':')[2]} is busy; serving on {host}:{port} instead.")

@@ -96,40 +96,18 @@ def login(
         None, "--device-name", help="Name of this device (default: host name)."),
 ) -> None:
     """Log in to a camroll server and register this device for backups."""
-    import platform
-    import socket
+    from camroll.agent.account import register_device, server_url
+    from camroll.agent.config import load_config, save_config
 
-    from camroll.agent.api import Api, check_compatible, make_client
-    from camroll.agent.config import ServerConfig, load_config, save_config
-    from camroll.agent.errors import ProblemError
-
-    url = url.strip().rstrip("/")
-    if not url.startswith(("http://", "https://")):
-        raise AgentError(f"'{url}' is not a server URL. Fix: give it with http:// or https://, "
-                         "e.g. camroll login https://photos.example.org --user NAME")
+    url = server_url(url)
     paths = _paths()
     cfg = load_config(paths.config_file)
     password = _read_password(password_file)
-    name = device_name or socket.gethostname() or "camroll device"
-    with make_client(url) as client:
-        api = Api(client)
-        info = api.server_info()
-        check_compatible(info, url)
-        try:
-            session = api.login(user, password)
-        except ProblemError as exc:
-            if exc.status in (401, 403):
-                raise AgentError(
-                    f"The server at {url} did not accept user '{user}' with that password. "
-                    "Fix: check both, or ask the server's admin to reset the password."
-                ) from exc
-            raise
-        device = api.create_device(session.token, name, f"{platform.system()} {platform.machine()}".strip())
-    cfg.server = ServerConfig(url=url, username=user, device_id=device.id, device_name=device.name,
-                              token=device.token)
+    reg = register_device(url, user, password, device_name)
+    cfg.server = reg.server
     save_config(paths.config_file, cfg)
-    typer.echo(f"Logged in to {url} ({info.name} {info.version}) as {user}; this device is "
-               f"'{device.name}'. Config saved to {paths.config_file}.")
+    typer.echo(f"Logged in to {reg.server.url} ({reg.info.name} {reg.info.version}) as {user}; this device "
+               f"is '{reg.server.device_name}'. Config saved to {paths.config_file}.")
     if not cfg.folders:
         typer.echo("Next: camroll folder add PATH")
 
@@ -141,26 +119,17 @@ folder_app = typer.Typer(help="Choose the folders to back up.", no_args_is_help=
 @_friendly
 def folder_add(path: Path = typer.Argument(..., help="A folder of photos and videos.")) -> None:
     """Back up this folder (and everything under it)."""
-    import os
-
+    from camroll.agent.account import add_folder, checked_folder
     from camroll.agent.config import load_config, save_config
 
-    resolved = path.expanduser().resolve()
-    if not resolved.exists():
-        raise AgentError(f"The folder {resolved} does not exist. Fix: check the path.")
-    if not resolved.is_dir():
-        raise AgentError(f"{resolved} is a file, not a folder. Fix: give the folder that holds it.")
-    if not os.access(resolved, os.R_OK | os.X_OK):
-        raise AgentError(f"camroll cannot read the folder {resolved}. Fix: check its permissions.")
     paths = _paths()
     cfg = load_config(paths.config_file)
-    s = str(resolved)
-    if s in cfg.folders:
-        typer.echo(f"{s} is already backed up.")
+    folder = checked_folder(path)
+    if not add_folder(cfg, folder):
+        typer.echo(f"{folder} is already backed up.")
         return
-    cfg.folders = [*cfg.folders, s]
     save_config(paths.config_file, cfg)
-    typer.echo(f"Added {s}.")
+    typer.echo(f"Added {folder}.")
 
 
 @folder_app.command("remove")
