@@ -52,16 +52,17 @@ class ServerProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
-        log = open(self.data.parent / f"{self.data.name}-server.log", "ab")
-        self.proc = subprocess.Popen(
-            camroll_cmd("serve", "--data", str(self.data), "--listen", f"127.0.0.1:{self.port}",
-                        *self.extra_args),
-            stdout=log, stderr=subprocess.STDOUT,
-        )
+        log_path = self.data.parent / f"{self.data.name}-server.log"
+        with open(log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                camroll_cmd("serve", "--data", str(self.data), "--listen", f"127.0.0.1:{self.port}",
+                            *self.extra_args),
+                stdout=log, stderr=subprocess.STDOUT,
+            )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"camroll serve exited {self.proc.returncode}; see {log.name}")
+                raise RuntimeError(f"camroll serve exited {self.proc.returncode}; see {log_path}")
             try:
                 if httpx.get(f"{self.url}/api/v1/server", timeout=1).status_code == 200:
                     return
