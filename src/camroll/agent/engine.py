@@ -61,6 +61,9 @@ class _Item:
     rehashes: int = 0
     sha256: str | None = None
     mime: str | None = None
+    # Per-chunk upload checksums from this pass's hash (see ``hasher.hash_file``).
+    chunk_digests: tuple[bytes, ...] = ()
+    digest_chunk_size: int = 0
 
 
 @dataclass
@@ -403,7 +406,7 @@ class _Pass:
         if self.stop.is_set():
             return lambda: self._finish_item(item, "waiting", "not hashed: the pass stopped")
         try:
-            res = hash_file(item.row.path)
+            res = hash_file(item.row.path, self.cfg.policy.chunk_size)
         except NotMedia as exc:
             why = str(exc)
             return lambda: self._hashed_skip(item, why)
@@ -421,6 +424,7 @@ class _Pass:
         # Written here, on the coordinator, so workers never contend for the database.
         self.db.set_hashed(item.row.id, res.sha256, res.media_type.mime, res.stat_key)
         item.sha256, item.mime = res.sha256, res.media_type.mime
+        item.chunk_digests, item.digest_chunk_size = res.chunk_digests, res.chunk_size
         item.row.size, item.row.mtime_ns, item.row.inode = res.stat_key
         self._add_to_batch(item)
 
@@ -441,6 +445,7 @@ class _Pass:
             return
         self.db.set_pending(item.row.id, reason, clear_hash=True)
         item.sha256 = item.mime = None
+        item.chunk_digests, item.digest_chunk_size = (), 0
         self._submit_hash(item)
 
     # --- checking -----------------------------------------------------------------------------------
@@ -534,7 +539,7 @@ class _Pass:
 
         row = item.row
         job = UploadJob(row.id, row.path, row.folder, item.sha256 or "", row.stat_key,
-                        self.db.get(row.id).upload_url)
+                        self.db.get(row.id).upload_url, item.chunk_digests, item.digest_chunk_size)
         self.emit(UploadStarted(row.path, row.size, row.upload_offset or 0))
         try:
             done = self.uploader.upload(job)

@@ -25,6 +25,10 @@ class HashResult:
     sha256: str
     media_type: MediaType
     stat_key: StatKey
+    # SHA-256 of each ``chunk_size`` piece of the file (the tus chunk checksums), computed in the same
+    # read; empty when not asked for or when the file fits in one chunk (its digest is ``sha256``).
+    chunk_digests: tuple[bytes, ...] = ()
+    chunk_size: int = 0
 
 
 def stat_key(path: str) -> StatKey:
@@ -66,8 +70,12 @@ def not_media_reason(head: bytes) -> str:
     return f"not a photo or video camroll recognises (first bytes look like {describe_head(head)})"
 
 
-def hash_file(path: str) -> HashResult:
+def hash_file(path: str, chunk_size: int = 0) -> HashResult:
     """Hash ``path`` in 1 MiB reads (hashlib releases the GIL, so threads hash in parallel).
+
+    With ``chunk_size``, a file larger than one chunk also gets the SHA-256 of each chunk (reads are
+    split at chunk boundaries), so the upload can send its tus checksums without reading the file
+    again just to compute them.
 
     Raises ``NotMedia`` for empty or unrecognised files (after reading only their first bytes),
     ``FileChanged`` if the file's stat differs before and after reading, and ``OSError`` for I/O errors.
@@ -77,7 +85,9 @@ def hash_file(path: str) -> HashResult:
         before: StatKey = (st.st_size, st.st_mtime_ns, st.st_ino)
         if st.st_size == 0:
             raise NotMedia("empty file (0 bytes)")
-        buf = bytearray(READ_SIZE)
+        per_chunk = 0 < chunk_size < st.st_size
+        step = min(READ_SIZE, chunk_size) if per_chunk else READ_SIZE
+        buf = bytearray(step)
         view = memoryview(buf)
         n = f.readinto(buf)
         head = bytes(view[: min(n, SNIFF_BYTES)])
@@ -86,10 +96,28 @@ def hash_file(path: str) -> HashResult:
             raise NotMedia(not_media_reason(head))
         h = hashlib.sha256()
         total = 0
-        while n:
-            h.update(view[:n])
-            total += n
-            n = f.readinto(buf)
+        digests: list[bytes] = []
+        if per_chunk:
+            c = hashlib.sha256()
+            left = chunk_size  # bytes still to read in the current chunk
+            while n:
+                piece = view[:n]
+                h.update(piece)
+                c.update(piece)
+                total += n
+                left -= n
+                if left == 0:
+                    digests.append(c.digest())
+                    c = hashlib.sha256()
+                    left = chunk_size
+                n = f.readinto(view[: min(step, left)])
+            if left != chunk_size:
+                digests.append(c.digest())
+        else:
+            while n:
+                h.update(view[:n])
+                total += n
+                n = f.readinto(buf)
         after_st = os.fstat(f.fileno())
     after: StatKey = (after_st.st_size, after_st.st_mtime_ns, after_st.st_ino)
     if after != before or total != before[0]:
@@ -100,4 +128,4 @@ def hash_file(path: str) -> HashResult:
             raise FileChanged("replaced while reading")
     except FileNotFoundError as exc:
         raise FileChanged("removed while reading") from exc
-    return HashResult(h.hexdigest(), mt, before)
+    return HashResult(h.hexdigest(), mt, before, tuple(digests), chunk_size if per_chunk else 0)

@@ -30,13 +30,17 @@ class SourceChanged(Exception):
 
 @dataclass(frozen=True)
 class FileRange:
-    """``length`` bytes of an open file from ``offset``: read once for the tus checksum, then
-    again (from the page cache) while sending.  If the bytes change in between, the server's chunk
-    checksum rejects them."""
+    """``length`` bytes of an open file from ``offset``, read in pieces while sending.
+
+    ``sha256`` is the range's digest when the caller already knows it (computed in the hash pass: the
+    whole file's digest for a file sent in one request, or a per-chunk digest); otherwise the range
+    is read once more just to compute the tus checksum.  Either way, bytes that differ from the
+    digest are rejected by the server's chunk checksum."""
 
     fd: int
     offset: int
     length: int
+    sha256: bytes | None = None
 
     def _pieces(self) -> Iterator[bytes]:
         pos, end = self.offset, self.offset + self.length
@@ -48,6 +52,8 @@ class FileRange:
             yield data
 
     def checksum_header(self) -> str:
+        if self.sha256 is not None:
+            return "sha256 " + base64.b64encode(self.sha256).decode("ascii")
         h = hashlib.sha256()
         for piece in self._pieces():
             h.update(piece)

@@ -30,10 +30,25 @@ class UploadJob:
     sha256: str
     stat_key: StatKey
     upload_url: str | None
+    # Per-chunk SHA-256 digests from the hash pass (see ``hasher.hash_file``) and the chunk size they
+    # were computed for; empty when unknown, e.g. for a file hashed in an earlier pass.
+    chunk_digests: tuple[bytes, ...] = ()
+    digest_chunk_size: int = 0
 
     @property
     def size(self) -> int:
         return self.stat_key[0]
+
+    def known_digest(self, offset: int, length: int) -> bytes | None:
+        """The SHA-256 of ``length`` bytes from ``offset`` if the hash pass already computed it."""
+        if offset == 0 and length == self.size:
+            return bytes.fromhex(self.sha256)
+        cs = self.digest_chunk_size
+        if cs and self.chunk_digests and offset % cs == 0:
+            i = offset // cs
+            if i < len(self.chunk_digests) and length == min(cs, self.size - offset):
+                return self.chunk_digests[i]
+        return None
 
 
 @dataclass(frozen=True)
@@ -182,7 +197,9 @@ class Uploader:
             body: FileRange | None = None
             if small:
                 self._still_same(job, fd)
-                body = FileRange(fd, 0, job.size)
+                # The file's own SHA-256 is this request's checksum: no extra read to compute it.
+                # After a rejection, compute it from the bytes as they are now instead.
+                body = FileRange(fd, 0, job.size, None if mismatches else job.known_digest(0, job.size))
             try:
                 url, res = self.tus.create(job.size, meta, body)
             except SourceChanged as exc:
@@ -233,13 +250,16 @@ class Uploader:
 
     def _send_from(self, job: UploadJob, fd: int, url: str, offset: int) -> Done:
         retry = 0
+        # After a chunk is rejected, its checksum is computed from the bytes as they are now (the
+        # digests from the hash pass would fail again if the file changed since).
+        rejected = False
         while True:
             if self.should_stop():
                 raise Stopped()
             n = min(self.chunk_size, job.size - offset)
             if offset + n >= job.size:
                 self._still_same(job, fd)
-            data = FileRange(fd, offset, n)
+            data = FileRange(fd, offset, n, None if rejected else job.known_digest(offset, n))
             try:
                 try:
                     res = self.tus.patch(url, offset, data)
@@ -260,6 +280,8 @@ class Uploader:
                         self.db.set_upload(job.file_id, None, None)
                         self._still_same(job, fd)
                         raise ServerHashMismatch(str(exc)) from exc
+                    self._still_same(job, fd)
+                    rejected = True
                     retry = self._pause(retry, exc)
                     continue
                 if exc.status == 409:
