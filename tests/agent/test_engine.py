@@ -13,6 +13,7 @@ from camroll.agent.engine import run_backup
 from camroll.agent.events import BytesSent, Event, FileFinished, ScanFinished
 from camroll.agent.paths import AgentPaths
 from camroll.agent.state import StateDB
+from camroll.agent.uploader import ServerHashMismatch, Uploader, UploadJob
 
 from .fakeserver import FakeServer
 from .media import jpeg_bytes, mp4_bytes, png_bytes, write
@@ -284,3 +285,74 @@ def test_server_disk_full_stops_uploads(tmp_path: Path) -> None:
     assert s.stopped_reason and s.stopped_reason.startswith("the server's storage is full")
     assert s.files_failed == 1 and s.files_waiting == 2
     assert srv.requests.count(("POST", "/api/v1/uploads/")) == 1
+
+
+def _count_upload_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count the bytes the upload reads from files (tus reads them with ``os.pread``)."""
+    from camroll.agent import tus
+
+    read: list[int] = []
+    real = os.pread
+
+    def pread(fd: int, n: int, offset: int) -> bytes:
+        data = real(fd, n, offset)
+        read.append(len(data))
+        return data
+
+    monkeypatch.setattr(tus.os, "pread", pread)
+    return read
+
+
+def test_upload_reads_each_byte_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Checksums come from the hash pass (the file's digest for a one-chunk file, per-chunk digests
+    # for larger ones), so sending is the only read of the file after hashing.
+    paths, cfg, photos = _setup(tmp_path)
+    small = jpeg_bytes(3)
+    big = mp4_bytes(3 * MIB + 5, seed=6)
+    write(photos / "a.jpg", small)
+    write(photos / "v.mp4", big)
+    read = _count_upload_reads(monkeypatch)
+    srv = FakeServer()
+    s = run_backup(paths, cfg, transport=srv.transport())
+    assert s.ok and s.files_uploaded == 2
+    assert sum(read) == len(small) + len(big)
+    assert sorted(srv.blobs.values(), key=len) == [small, big]
+
+
+def _uploader(srv: FakeServer, db: StateDB) -> Uploader:
+    from camroll.agent.api import make_client
+    from camroll.agent.tus import TusClient
+
+    client = make_client("http://camroll.test", "t", transport=srv.transport())
+    return Uploader(TusClient(client), db, chunk_size=MIB, base_url="http://camroll.test",
+                    check_present=lambda job: None)
+
+
+def _job(path: Path, sha256: str, digests: tuple[bytes, ...] = ()) -> UploadJob:
+    st = os.stat(path)
+    return UploadJob(1, str(path), str(path.parent), sha256, (st.st_size, st.st_mtime_ns, st.st_ino),
+                     None, digests, MIB if digests else 0)
+
+
+def test_stale_chunk_digest_falls_back_to_reading_the_chunk(tmp_path: Path) -> None:
+    # Bytes that no longer match the hash pass's chunk digest (changed with the same stat): the
+    # server rejects the chunk, the uploader checksums what the file holds now and the whole-file
+    # check decides.
+    data = mp4_bytes(2 * MIB + 3, seed=8)
+    p = tmp_path / "v.mp4"
+    write(p, data)
+    srv = FakeServer()
+    stale = (b"\0" * 32, hashlib.sha256(data[MIB:2 * MIB]).digest(), hashlib.sha256(data[2 * MIB:]).digest())
+    with StateDB(tmp_path / "state.db") as db:
+        done = _uploader(srv, db).upload(_job(p, hashlib.sha256(data).hexdigest(), stale))
+    assert srv.blobs[done.asset_id] == data
+
+
+def test_stale_file_digest_of_a_one_request_file_means_hash_again(tmp_path: Path) -> None:
+    data = jpeg_bytes(4)
+    p = tmp_path / "a.jpg"
+    write(p, data)
+    srv = FakeServer()
+    with StateDB(tmp_path / "state.db") as db, pytest.raises(ServerHashMismatch):
+        _uploader(srv, db).upload(_job(p, hashlib.sha256(b"old bytes").hexdigest()))
+    assert not srv.blobs

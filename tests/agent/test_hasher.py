@@ -68,3 +68,27 @@ def test_changed_while_reading(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr(hasher.hashlib, "sha256", Appending)
     with pytest.raises(FileChanged):
         hash_file(str(p))
+
+
+@pytest.mark.parametrize("size", [3 * 1024 * 1024, 3 * 1024 * 1024 + 17, 700_001])
+@pytest.mark.parametrize("chunk", [1024 * 1024, 300_000])
+def test_chunk_digests_in_the_same_read(tmp_path: Path, size: int, chunk: int) -> None:
+    data = mp4_bytes(size, seed=size)
+    p = tmp_path / "v.mp4"
+    p.write_bytes(data)
+    r = hash_file(str(p), chunk)
+    assert r.sha256 == hashlib.sha256(data).hexdigest()
+    if size <= chunk:
+        assert (r.chunk_digests, r.chunk_size) == ((), 0)
+        return
+    want = tuple(hashlib.sha256(data[i:i + chunk]).digest() for i in range(0, size, chunk))
+    assert r.chunk_digests == want and r.chunk_size == chunk
+
+
+def test_no_chunk_digests_for_a_one_chunk_file(tmp_path: Path) -> None:
+    data = jpeg_bytes(2)
+    p = tmp_path / "a.jpg"
+    p.write_bytes(data)
+    r = hash_file(str(p), len(data))
+    assert r.sha256 == hashlib.sha256(data).hexdigest()
+    assert (r.chunk_digests, r.chunk_size) == ((), 0)
