@@ -127,10 +127,17 @@ def trial_camroll(corpus: Path, work: Path, args: argparse.Namespace) -> Trial:
         sync_s = timed_sync()
         srv_initial = rig.server.peaks()[0]
         rig.server.reset_peaks()
-        rerun, rerun_json = rig.backup(log=work / "backup-rerun", profile=_prof(args, "camroll-rerun"))
-        if rerun.returncode != 0:
-            raise CommandFailed(rerun)
+        reruns: list[RunResult] = []
+        rerun_json: dict[str, Any] | None = None
+        for k in range(args.rerun_repeats):
+            rerun, rerun_json = rig.backup(log=work / f"backup-rerun{k}", profile=_prof(args, f"camroll-rerun{k}"))
+            if rerun.returncode != 0:
+                raise CommandFailed(rerun)
+            reruns.append(rerun)
         srv_rerun = rig.server.peaks()[0]
+        if args.profile_extra_rerun is not None:
+            args.profile_extra_rerun.mkdir(parents=True, exist_ok=True)
+            rig.backup(log=work / "backup-rerun-profiled", profile=args.profile_extra_rerun / "camroll-rerun")
         status = rig.status()
     except Exception:
         if rig.server is not None:
@@ -141,13 +148,15 @@ def trial_camroll(corpus: Path, work: Path, args: argparse.Namespace) -> Trial:
     return Trial(
         initial=_brief(initial),
         sync_after_initial_s=sync_s,
-        rerun=_brief(rerun),
+        rerun=_brief(min(reruns, key=lambda r: r.seconds)),
         server_peak_rss_initial=srv_initial,
         server_cpu_initial_s=srv_cpu,
         server_peak_rss_rerun=srv_rerun,
         server_maxrss=rig.server.maxrss_bytes if rig.server else None,
         dest_bytes=du_bytes(rig.data),
         extra={
+            "rerun_seconds_all": [round(r.seconds, 3) for r in reruns],
+            "server_startup_peak_rss": rig.startup_peak_rss,
             "backup_initial_json": initial_json,
             "backup_rerun_json": rerun_json,
             "status_json": status,
@@ -466,6 +475,18 @@ def main(argv: list[str] | None = None) -> int:
         help="profile camroll with py-spy (agent and server) into this dir; timings and RSS then include "
         "profiler overhead, so use it for a separate diagnostic run",
     )
+    ap.add_argument(
+        "--rerun-repeats",
+        type=int,
+        default=1,
+        help="camroll: no-change re-runs after the initial backup (the fastest is reported; all are in the JSON)",
+    )
+    ap.add_argument(
+        "--profile-extra-rerun",
+        type=Path,
+        default=None,
+        help="camroll: after the measured runs, one more no-change re-run under py-spy (into this dir)",
+    )
     ap.add_argument("--restic-args", default="", help="extra args for `restic backup`")
     args = ap.parse_args(argv)
     stop_on_sigterm()
@@ -500,8 +521,9 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(work_root, ignore_errors=True)
 
     text = render(results, cstats, warm_s)
-    if args.profile is not None:
-        text += "\n" + profile_report(args.profile)
+    for prof_dir in (args.profile, args.profile_extra_rerun):
+        if prof_dir is not None:
+            text += "\n" + profile_report(prof_dir)
     print(text)
     if args.out:
         doc = {

@@ -457,6 +457,7 @@ class CamrollRig:
     port: int = 0
     env: dict[str, str] = field(default_factory=dict)
     setup_log: list[dict[str, Any]] = field(default_factory=list)
+    startup_peak_rss: int = 0  # server, psutil, from launch until logged in and folders added
 
     @property
     def data(self) -> Path:
@@ -497,6 +498,7 @@ class CamrollRig:
         self._run("login", self.url, "--user", self.user, "--password-file", str(pw))
         for f in folders:
             self._run("folder", "add", str(f))
+        self.startup_peak_rss = self.server.peaks()[0]
         self.server.reset_peaks()
 
     def backup(self, log: Path | None = None, profile: Path | None = None) -> tuple[RunResult, dict[str, Any] | None]:

@@ -123,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
             "agent_peak_rss_psutil_bytes": res.peak_rss_bytes,
             "agent_peak_tree_rss_psutil_bytes": res.peak_tree_rss_bytes,
             "server_rss_after_start_bytes": srv_idle,
+            "server_peak_rss_startup_bytes": rig.startup_peak_rss,
             "server_peak_rss_during_backup_bytes": srv_peak,
             "backup_json": js,
             "status_json": status,
@@ -159,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{'OK' if ok and agent < TARGET_RSS_BYTES else 'OVER TARGET' if agent else '-'}",
         f"server peak RSS: {fmt_mb(server)} "
         f"(ru_maxrss, whole life {fmt_mb(result.get('server_maxrss_bytes'))}, "
-        f"psutil during backup {fmt_mb(result.get('server_peak_rss_during_backup_bytes'))}, after start "
+        f"psutil during backup {fmt_mb(result.get('server_peak_rss_during_backup_bytes'))}, "
+        f"during start-up {fmt_mb(result.get('server_peak_rss_startup_bytes'))}, after start "
         f"{fmt_mb(result.get('server_rss_after_start_bytes'))})  "
         f"{'OK' if ok and server < TARGET_RSS_BYTES else 'OVER TARGET' if server else '-'}",
         f"server data after backup: {fmt_mb(result.get('server_data_bytes'))}",
