@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from camroll.server.services.partfiles import PartFiles
@@ -73,6 +73,18 @@ class Context:
             return
         with self._write_lock, self.sessionmaker() as session, session.begin():
             yield session
+
+    @contextmanager
+    def conn(self) -> Iterator[Connection]:
+        """A Core connection in a transaction that commits on success and rolls back on error.
+
+        Hot paths (auth, uploads) use this with Core statements: no ORM identity map, no unit of work."""
+        if self._write_lock is None:
+            with self.engine.begin() as conn:
+                yield conn
+            return
+        with self._write_lock, self.engine.begin() as conn:
+            yield conn
 
 
 def build(settings: Settings) -> Context:

@@ -118,7 +118,7 @@ async def create(request: Request, ctx: Ctx, who: Caller,
     headers = {"Location": _location(state.id), **_expires(state.expires_at)}
     if with_body or length == 0:
         try:
-            got = await receive.receive(ctx, state.id, 0, length, _body(request), checksum)
+            got = await receive.receive(ctx, state.id, 0, length, _body(request), checksum, known=state)
         except BodyInterrupted:
             return Response(status_code=400)
         except ProblemError:
@@ -171,7 +171,8 @@ async def patch(request: Request, ctx: Ctx, who: Caller, upload_id: str,
         return Response(status_code=204, headers={"Upload-Offset": str(state.offset),
                                                   ASSET_ID_HEADER: str(state.asset_id)})
     try:
-        got = await receive.receive(ctx, upload_id, offset, state.length, _body(request), checksum)
+        got = await receive.receive(ctx, upload_id, offset, state.length, _body(request), checksum,
+                                    known=state)
     except BodyInterrupted:
         # Nobody is listening any more; what could be kept is kept.
         return Response(status_code=400)

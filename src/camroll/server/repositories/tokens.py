@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any, cast
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import Connection, Table, bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
-from camroll.server.models import Device, SessionToken
+from camroll.server.models import Device, SessionToken, User, UTCDateTime
 
 
 def session_by_hash(db: Session, token_hash: str) -> SessionToken | None:
@@ -29,3 +30,34 @@ def touch_device(db: Session, device_id: int, now: datetime) -> None:
 
 def delete_expired_sessions(db: Session, now: datetime) -> None:
     db.execute(delete(SessionToken).where(SessionToken.expires_at <= now))
+
+
+# --- Core statements for the per-request token check (no ORM objects; built once) -------------------
+_D = cast(Table, Device.__table__)
+_S = cast(Table, SessionToken.__table__)
+_U = cast(Table, User.__table__)
+
+_DEVICE_PRINCIPAL = (
+    select(_D.c.id, _D.c.user_id, _D.c.name, _D.c.revoked_at, _D.c.last_seen_at, _U.c.username, _U.c.is_admin)
+    .select_from(_D.outerjoin(_U, _U.c.id == _D.c.user_id))
+    .where(_D.c.token_hash == bindparam("token_hash"))
+)
+_SESSION_PRINCIPAL = (
+    select(_S.c.user_id, _S.c.expires_at, _U.c.username, _U.c.is_admin)
+    .select_from(_S.outerjoin(_U, _U.c.id == _S.c.user_id))
+    .where(_S.c.token_hash == bindparam("token_hash"))
+)
+_TOUCH = update(_D).where(_D.c.id == bindparam("device_id")).values(last_seen_at=bindparam("now", type_=UTCDateTime()))
+
+
+def device_with_user(conn: Connection, token_hash: str) -> Any:
+    """The device of ``token_hash`` with its user's name and admin flag (``None`` if the user is gone)."""
+    return conn.execute(_DEVICE_PRINCIPAL, {"token_hash": token_hash}).first()
+
+
+def session_with_user(conn: Connection, token_hash: str) -> Any:
+    return conn.execute(_SESSION_PRINCIPAL, {"token_hash": token_hash}).first()
+
+
+def touch_device_core(conn: Connection, device_id: int, now: datetime) -> None:
+    conn.execute(_TOUCH, {"device_id": device_id, "now": now})

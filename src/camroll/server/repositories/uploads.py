@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any, cast
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Connection, Table, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from camroll.server.models import Upload
@@ -53,3 +54,44 @@ def active(db: Session) -> Sequence[Upload]:
 
 def all_ids(db: Session) -> Sequence[str]:
     return db.scalars(select(Upload.id)).all()
+
+
+# --- Core statements for the upload hot path (no ORM objects) ----------------------------------------
+UPLOADS = cast(Table, Upload.__table__)
+_U = UPLOADS.c
+
+
+def insert_row(conn: Connection, values: dict[str, Any]) -> None:
+    conn.execute(insert(UPLOADS), values)
+
+
+def get_row(conn: Connection, upload_id: str) -> Any:
+    """The upload's row (columns as attributes; ``meta`` is ``metadata``'s key) or ``None``."""
+    return conn.execute(select(UPLOADS).where(_U.id == upload_id)).first()
+
+
+def reserved_bytes_core(conn: Connection, user_id: int, now: datetime) -> int:
+    q = select(func.coalesce(func.sum(_U.length), 0)).where(
+        _U.user_id == user_id, _U.state == ACTIVE, _U.expires_at > now
+    )
+    return int(conn.scalar(q) or 0)
+
+
+def mark_hashed(conn: Connection, upload_id: str, digest: str, mime: str | None, length: int,
+                from_offset: int | None, now: datetime, expires_at: datetime) -> bool:
+    """Record the server-computed hash (before the blob store gets the bytes) and the full offset.
+
+    With ``from_offset`` the row must still be at that offset (the request that wrote the last bytes
+    moves it straight to ``length``); False if the row changed meanwhile."""
+    q = update(UPLOADS).where(_U.id == upload_id, _U.state == ACTIVE)
+    if from_offset is not None:
+        q = q.where(_U.offset == from_offset)
+    res = conn.execute(q.values(computed_sha256=digest, mime=mime, offset=length, updated_at=now,
+                                expires_at=expires_at))
+    return bool(res.rowcount)
+
+
+def mark_complete(conn: Connection, upload_id: str, asset_id: int, length: int, now: datetime,
+                  expires_at: datetime) -> None:
+    conn.execute(update(UPLOADS).where(_U.id == upload_id).values(
+        state=COMPLETE, asset_id=asset_id, offset=length, updated_at=now, expires_at=expires_at))

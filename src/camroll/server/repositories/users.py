@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import cast
 
-from sqlalchemy import func, select
+from sqlalchemy import Connection, Table, func, select
 from sqlalchemy.orm import Session
 
 from camroll.server.models import Asset, User
@@ -24,3 +25,18 @@ def all_users(db: Session) -> Sequence[User]:
 
 def used_bytes(db: Session, user_id: int) -> int:
     return int(db.scalar(select(func.coalesce(func.sum(Asset.size), 0)).where(Asset.user_id == user_id)) or 0)
+
+
+_USERS = cast(Table, User.__table__)
+_ASSETS = cast(Table, Asset.__table__)
+
+
+def quota_of(conn: Connection, user_id: int) -> int | None:
+    """The user's quota in bytes; ``None`` for no quota or no such user."""
+    found = conn.scalar(select(_USERS.c.quota_bytes).where(_USERS.c.id == user_id))
+    return None if found is None else int(found)
+
+
+def used_bytes_core(conn: Connection, user_id: int) -> int:
+    q = select(func.coalesce(func.sum(_ASSETS.c.size), 0)).where(_ASSETS.c.user_id == user_id)
+    return int(conn.scalar(q) or 0)

@@ -60,29 +60,29 @@ def authenticate(ctx: Context, authorization: str | None) -> Principal:
     if scheme.lower() != "bearer" or not token:
         raise _unauthorized("The Authorization header must be 'Bearer <token>'.")
     now = utcnow()
-    with ctx.db() as db:
+    # One joined Core query per request (token and its user), not two ORM loads.
+    with ctx.conn() as conn:
         if token.startswith(DEVICE_PREFIX):
-            device = tokens.device_by_hash(db, token_hash(token))
+            device = tokens.device_with_user(conn, token_hash(token))
             if device is None:
                 raise _unauthorized("This device token is not known to the server.")
             if device.revoked_at is not None:
                 raise _unauthorized(f"The token of device '{device.name}' was revoked.")
+            if device.username is None:
+                raise _unauthorized("The account of this token no longer exists.")
             if device.last_seen_at is None or now - device.last_seen_at >= LAST_SEEN_RESOLUTION:
-                tokens.touch_device(db, device.id, now)
-            user_id, device_id = device.user_id, device.id
-        elif token.startswith(SESSION_PREFIX):
-            session = tokens.session_by_hash(db, token_hash(token))
+                tokens.touch_device_core(conn, device.id, now)
+            return Principal(device.user_id, device.username, bool(device.is_admin), device.id)
+        if token.startswith(SESSION_PREFIX):
+            session = tokens.session_with_user(conn, token_hash(token))
             if session is None:
                 raise _unauthorized("This session token is not known to the server.")
             if session.expires_at <= now:
                 raise _unauthorized("This session has expired.")
-            user_id, device_id = session.user_id, None
-        else:
-            raise _unauthorized("The token is not a camroll token.")
-        user = users.by_id(db, user_id)
-        if user is None:
-            raise _unauthorized("The account of this token no longer exists.")
-        return Principal(user.id, user.username, user.is_admin, device_id)
+            if session.username is None:
+                raise _unauthorized("The account of this token no longer exists.")
+            return Principal(session.user_id, session.username, bool(session.is_admin), None)
+        raise _unauthorized("The token is not a camroll token.")
 
 
 def _device_info(d: Device) -> wire.DeviceInfo:

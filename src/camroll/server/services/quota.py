@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection
 
 from camroll.server.models import utcnow
 from camroll.server.problems import ProblemError
@@ -12,19 +12,19 @@ from camroll.units import format_size
 FIX = "Free space or ask the admin to raise your quota."
 
 
-def ensure_fits(db: Session, user_id: int, new_bytes: int, *, include_reserved: bool) -> None:
+def ensure_fits(conn: Connection, user_id: int, new_bytes: int, *, include_reserved: bool) -> None:
     """Raise 413 ``quota_exceeded`` if ``new_bytes`` more would take the user over their quota."""
-    user = users.by_id(db, user_id)
-    if user is None or user.quota_bytes is None:
+    quota_bytes = users.quota_of(conn, user_id)
+    if quota_bytes is None:
         return
-    used = users.used_bytes(db, user_id)
-    reserved = uploads.reserved_bytes(db, user_id, utcnow()) if include_reserved else 0
-    if used + reserved + new_bytes <= user.quota_bytes:
+    used = users.used_bytes_core(conn, user_id)
+    reserved = uploads.reserved_bytes_core(conn, user_id, utcnow()) if include_reserved else 0
+    if used + reserved + new_bytes <= quota_bytes:
         return
     pending = f" (plus {format_size(reserved)} reserved by unfinished uploads)" if reserved else ""
     raise ProblemError(
         413, "quota_exceeded",
-        f"Storage full: {format_size(used)} of {format_size(user.quota_bytes)} used{pending}; "
+        f"Storage full: {format_size(used)} of {format_size(quota_bytes)} used{pending}; "
         f"this {format_size(new_bytes)} file does not fit.",
         FIX,
     )

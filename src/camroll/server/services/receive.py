@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
 import hashlib
 import os
 from collections.abc import AsyncIterator, Callable
@@ -20,6 +21,7 @@ import anyio
 import anyio.to_thread
 
 from camroll import wire
+from camroll.media.types import SNIFF_BYTES
 from camroll.server.context import Context
 from camroll.server.problems import ProblemError
 from camroll.server.services import uploads
@@ -121,26 +123,32 @@ class _Sink:
 
 
 async def receive(ctx: Context, upload_id: str, start: int, length: int, body: AsyncIterator[bytes],
-                  checksum: Checksum | None) -> Received:
+                  checksum: Checksum | None, known: uploads.UploadState | None = None) -> Received:
     """Append ``body`` at ``start``; record the new offset; complete the upload on its last byte.
 
+    ``known`` is the upload as the caller loaded it; with it, a body that completes the upload goes
+    straight to :func:`uploads.complete` without recording the intermediate offset first.
     Raises ``BodyInterrupted`` after saving what can be kept when the client disconnects."""
     if upload_id in ctx.busy:
         raise ProblemError(409, "conflict", f"Another request is still writing to upload {upload_id}.",
                            "Wait for it to end, then send HEAD and resume from the offset it reports.")
     ctx.busy.add(upload_id)
     try:
-        return await _receive(ctx, upload_id, start, length, body, checksum)
+        return await _receive(ctx, upload_id, start, length, body, checksum, known)
     finally:
         ctx.busy.discard(upload_id)
 
 
 async def _receive(ctx: Context, upload_id: str, start: int, length: int, body: AsyncIterator[bytes],
-                   checksum: Checksum | None) -> Received:
+                   checksum: Checksum | None, known: uploads.UploadState | None) -> Received:
     whole = ctx.hashes.take(upload_id, start)
     whole_before = whole.copy() if whole is not None and checksum is not None else whole
+    # A sha256-checksummed body from offset 0 hashes the same bytes as the whole-file hash (a hasher
+    # taken at offset 0 has consumed nothing): one hasher serves as both.
+    shared = whole is not None and start == 0 and checksum is not None and checksum.algorithm == "sha256"
     fd = await anyio.to_thread.run_sync(os.open, ctx.parts.path(upload_id), os.O_WRONLY)
-    sink = _Sink(fd, whole, checksum.new() if checksum else None)
+    sink = _Sink(fd, whole, checksum.new() if checksum and not shared else None)
+    head = b""
     written = 0
     pending: asyncio.Future[None] | None = None
     buf: list[bytes] = []
@@ -154,6 +162,8 @@ async def _receive(ctx: Context, upload_id: str, start: int, length: int, body: 
                     raise ProblemError(413, "bad_request",
                                        f"The body runs past the declared Upload-Length {length}.",
                                        "Send no more than Upload-Length minus Upload-Offset bytes.")
+                if start == 0 and len(head) < SNIFF_BYTES:
+                    head += data[:SNIFF_BYTES - len(head)]
                 buf.append(data)
                 buffered += len(data)
                 if buffered >= BLOCK:
@@ -171,8 +181,9 @@ async def _receive(ctx: Context, upload_id: str, start: int, length: int, body: 
         if buf and not (interrupted and checksum):
             written += buffered
             await sink.consume(buf)
-        mismatch = (checksum is not None and sink.chunk is not None and not interrupted
-                    and sink.chunk.digest() != checksum.digest)
+        chunk_hash = sink.whole if shared else sink.chunk
+        mismatch = (checksum is not None and chunk_hash is not None and not interrupted
+                    and chunk_hash.digest() != checksum.digest)
         if (interrupted and checksum) or mismatch:
             await sink.rewind(start)
             written = 0
@@ -214,6 +225,15 @@ async def _receive(ctx: Context, upload_id: str, start: int, length: int, body: 
             await anyio.to_thread.run_sync(os.close, fd)
 
     new_offset = start + written
+    if written and new_offset == length and known is not None and not interrupted and not mismatch:
+        # The last bytes are fsynced: the offset is recorded together with the computed hash in
+        # complete() (a crash before that leaves the row at ``start``; reconcile() truncates the part
+        # file back to it and the unacknowledged bytes are resent).
+        done = await anyio.to_thread.run_sync(
+            functools.partial(uploads.complete, ctx, upload_id, sink.whole, known, advance_from=start,
+                              head=head if start == 0 else None)
+        )
+        return Received(new_offset, uploads.expiry(ctx), done)
     expires = None
     if written:
         expires = await anyio.to_thread.run_sync(uploads.record_progress, ctx, upload_id, start, new_offset)

@@ -39,15 +39,26 @@ class UploadState:
     expires_at: datetime
     metadata: dict[str, str]
     asset_id: int | None
+    user_id: int = 0
+    device_id: int | None = None
+    declared_sha256: str | None = None
 
 
-def _state(u: Upload) -> UploadState:
+def _state(u: Any) -> UploadState:
+    """From an ``Upload`` object or a Core row of the uploads table."""
+    meta = u.meta if isinstance(u, Upload) else u._mapping["metadata"]
     offset = u.length if u.state == repo.COMPLETE else u.offset
-    return UploadState(u.id, u.length, offset, u.expires_at, dict(u.meta or {}), u.asset_id)
+    return UploadState(u.id, u.length, offset, u.expires_at, dict(meta or {}), u.asset_id, u.user_id,
+                       u.device_id, u.declared_sha256)
 
 
 def _expiry(ctx: Context, now: datetime) -> datetime:
     return now + timedelta(seconds=ctx.settings.upload_expiry_seconds)
+
+
+def expiry(ctx: Context) -> datetime:
+    """When an upload touched now expires."""
+    return _expiry(ctx, utcnow())
 
 
 def _not_found(upload_id: str) -> ProblemError:
@@ -86,24 +97,26 @@ def create(ctx: Context, who: Principal, length: int, meta: dict[str, str]) -> U
         )
     upload_id = secrets.token_urlsafe(24)
     now = utcnow()
-    with ctx.db() as db:
-        quota.ensure_fits(db, who.user_id, length, include_reserved=True)
+    expires = _expiry(ctx, now)
+    declared = meta.get(wire.META_SHA256)
+    with ctx.conn() as conn:
+        quota.ensure_fits(conn, who.user_id, length, include_reserved=True)
         ctx.parts.create(upload_id)
         try:
-            row = Upload(id=upload_id, user_id=who.user_id, device_id=who.device_id, length=length, offset=0,
-                         meta=meta, declared_sha256=meta.get(wire.META_SHA256), state=repo.ACTIVE,
-                         created_at=now, updated_at=now, expires_at=_expiry(ctx, now))
-            db.add(row)
-            db.flush()
+            repo.insert_row(conn, {
+                "id": upload_id, "user_id": who.user_id, "device_id": who.device_id, "length": length,
+                "offset": 0, "metadata": meta, "declared_sha256": declared, "state": repo.ACTIVE,
+                "created_at": now, "updated_at": now, "expires_at": expires,
+            })
         except BaseException:
             ctx.parts.remove(upload_id)
             raise
-        return _state(row)
+    return UploadState(upload_id, length, 0, expires, dict(meta), None, who.user_id, who.device_id, declared)
 
 
-def _load(ctx: Context, who: Principal, upload_id: str) -> Upload:
-    with ctx.db() as db:
-        row = repo.get(db, upload_id)
+def _load(ctx: Context, who: Principal, upload_id: str) -> Any:
+    with ctx.conn() as conn:
+        row = repo.get_row(conn, upload_id)
     if row is None or row.user_id != who.user_id:
         raise _not_found(upload_id)
     if row.state == repo.EXPIRED or (row.state == repo.ACTIVE and row.expires_at <= utcnow()):
@@ -158,21 +171,32 @@ def _discard(ctx: Context, upload_id: str) -> None:
             db.delete(row)
 
 
-def complete(ctx: Context, upload_id: str, hasher: Any | None) -> int:
+def complete(ctx: Context, upload_id: str, hasher: Any | None, known: UploadState | None = None, *,
+             advance_from: int | None = None, head: bytes | None = None) -> int:
     """Turn a fully received upload into an asset; returns the asset id.
+
+    ``known`` is the upload as the calling request already loaded it, ``advance_from`` the offset the
+    row is still at when that request wrote the last bytes and has not recorded them (the offset then
+    moves straight to the end in the same transaction that records the computed hash), ``head`` the
+    file's first bytes if the caller has them.  Without ``known`` the row is read here.
 
     The blob is durable in the store before the asset row exists, so an asset never points at
     missing bytes.  Safe to call again after a crash at any step."""
-    with ctx.db() as db:
-        row = repo.get(db, upload_id)
-    if row is None:
-        raise _not_found(upload_id)
-    if row.state == repo.COMPLETE and row.asset_id is not None:
-        return row.asset_id
-    digest = row.computed_sha256
+    computed: str | None = None
+    mime: str | None = None
+    if known is None:
+        with ctx.conn() as conn:
+            row = repo.get_row(conn, upload_id)
+        if row is None:
+            raise _not_found(upload_id)
+        if row.state == repo.COMPLETE and row.asset_id is not None:
+            return int(row.asset_id)
+        known = _state(row)
+        computed, mime = row.computed_sha256, row.mime
+    digest = computed
     if digest is None or not ctx.blobs.exists(digest):
         digest = hasher.hexdigest() if hasher is not None else ctx.parts.sha256(upload_id)
-        declared = row.declared_sha256
+        declared = known.declared_sha256
         if declared and declared != digest:
             _discard(ctx, upload_id)
             raise ProblemError(
@@ -181,48 +205,46 @@ def complete(ctx: Context, upload_id: str, hasher: Any | None) -> int:
                 "nothing was stored.",
                 "The file changed or was corrupted in transit; the agent retries automatically.",
             )
-        media = sniff(ctx.parts.head(upload_id, SNIFF_BYTES))
+        media = sniff(head[:SNIFF_BYTES] if head is not None else ctx.parts.head(upload_id, SNIFF_BYTES))
+        mime = media.mime if media else None
+        now = utcnow()
         try:
-            with ctx.db() as db:
-                if not asset_repo.by_hashes(db, row.user_id, [digest]):
-                    quota.ensure_fits(db, row.user_id, row.length, include_reserved=False)
-                fresh = repo.get(db, upload_id)
-                assert fresh is not None
-                fresh.computed_sha256 = digest
-                fresh.mime = media.mime if media else None
-                row = fresh
+            # The hash is committed before the bytes go to the blob store: a crash after put_file
+            # (the part file is gone then) is finished by reconcile() from this column.
+            with ctx.conn() as conn:
+                if asset_repo.asset_id_of(conn, known.user_id, digest) is None:
+                    quota.ensure_fits(conn, known.user_id, known.length, include_reserved=False)
+                marked = repo.mark_hashed(conn, upload_id, digest, mime, known.length, advance_from, now,
+                                          _expiry(ctx, now))
         except ProblemError:
             _discard(ctx, upload_id)
             raise
+        if not marked:
+            raise ProblemError(409, "conflict", f"Upload {upload_id} was changed by another request.",
+                               "Send HEAD to learn the offset and resume from there.")
         ctx.blobs.put_file(digest, ctx.parts.path(upload_id))
     ctx.hashes.drop(upload_id)
     try:
-        return _finish(ctx, upload_id, digest)
+        return _finish(ctx, upload_id, digest, known, mime)
     except IntegrityError:
         # Another upload of the same bytes created the blob or asset row first; now it exists.
-        return _finish(ctx, upload_id, digest)
+        return _finish(ctx, upload_id, digest, known, mime)
 
 
-def _finish(ctx: Context, upload_id: str, digest: str) -> int:
+def _finish(ctx: Context, upload_id: str, digest: str, known: UploadState, mime: str | None) -> int:
     now = utcnow()
-    with ctx.db() as db:
-        row = repo.get(db, upload_id)
-        assert row is not None
-        meta = row.meta or {}
-        path = meta.get(wire.META_PATH) or ""
-        filename = meta.get(wire.META_FILENAME) or path.replace("\\", "/").rsplit("/", 1)[-1] or upload_id
-        asset_repo.ensure_blob(db, digest, row.length)
-        asset = asset_repo.get_or_create(db, row.user_id, digest, row.length, row.mime, filename)
-        mtime: int | None = None
-        with contextlib.suppress(ValueError):
-            mtime = int(meta.get(wire.META_MTIME_NS, ""))
-        asset_repo.record_file(db, asset.id, row.device_id, path or filename, filename, mtime)
-        row.state = repo.COMPLETE
-        row.asset_id = asset.id
-        row.offset = row.length
-        row.updated_at = now
-        row.expires_at = _expiry(ctx, now)
-        return asset.id
+    meta = known.metadata
+    path = meta.get(wire.META_PATH) or ""
+    filename = meta.get(wire.META_FILENAME) or path.replace("\\", "/").rsplit("/", 1)[-1] or upload_id
+    mtime: int | None = None
+    with contextlib.suppress(ValueError):
+        mtime = int(meta.get(wire.META_MTIME_NS, ""))
+    with ctx.conn() as conn:
+        asset_repo.ensure_blob_core(conn, digest, known.length)
+        asset_id = asset_repo.get_or_create_core(conn, known.user_id, digest, known.length, mime, filename)
+        asset_repo.record_file_core(conn, asset_id, known.device_id, path or filename, filename, mtime)
+        repo.mark_complete(conn, upload_id, asset_id, known.length, now, _expiry(ctx, now))
+    return asset_id
 
 
 def terminate(ctx: Context, who: Principal, upload_id: str) -> None:
