@@ -35,9 +35,10 @@ def _register() -> None:
     from camroll.agent import cli as agent_cli
     from camroll.server import cli as server_cli
 
-    server_cli.register(app)
-    agent_cli.register(app)
+    # Listed in --help in this order: the all-in-one first, then the agent, then the server.
     allinone.register(app)
+    agent_cli.register(app)
+    server_cli.register(app)
 
 
 _register()

@@ -252,6 +252,8 @@ class _Pass:
                 if self.batch.items and (
                     task is None or (self.hashing == 0 and not self.hash_queue)
                     or time.monotonic() - self.batch.started > CHECK_FLUSH_SECONDS
+                    # Upload workers with nothing to do: batching would only keep them idle.
+                    or self.uploading + len(self.upload_queue) < self.cfg.policy.upload_concurrency
                 ):
                     self._flush_checks()
         except (PassAborted, ServerUnreachable) as exc:
