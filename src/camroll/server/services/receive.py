@@ -140,17 +140,29 @@ async def receive(ctx: Context, upload_id: str, start: int, length: int, body: A
         size = 0
         ended = interrupted = False
         it = body.__aiter__()
-        while size < BLOCK:
-            try:
-                data = await it.__anext__()
-            except StopAsyncIteration:
-                ended = True
-                break
-            except BodyInterrupted:
-                interrupted = True
-                break
-            first.append(data)
-            size += len(data)
+        try:
+            while size < BLOCK:
+                try:
+                    data = await it.__anext__()
+                except StopAsyncIteration:
+                    ended = True
+                    break
+                except BodyInterrupted:
+                    interrupted = True
+                    break
+                if start + size + len(data) > length:
+                    first.append(data)
+                    size += len(data)
+                    break  # _receive refuses it with 413
+                first.append(data)
+                size += len(data)
+        except anyio.get_cancelled_exc_class():
+            # Server shutdown: like _receive, keep what arrived unless the chunk is checksummed.
+            if checksum is None and size:
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(
+                        _receive_small, ctx, upload_id, start, length, first, size, None, None)
+            raise
         if ended and start + size <= length:
             return await anyio.to_thread.run_sync(
                 functools.partial(_receive_small, ctx, upload_id, start, length, first, size, checksum, known)
