@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import cast
 
-from sqlalchemy import Connection, Table, insert, select, update
+from sqlalchemy import Connection, Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from camroll.server.models import Asset, AssetFile, Blob, Device, utcnow
@@ -81,20 +81,32 @@ def record_file(db: Session, asset_id: int, device_id: int | None, path: str, fi
     db.flush()
 
 
-# --- Core statements for completing an upload (no ORM objects) ---------------------------------------
+# --- Core statements for completing an upload (no ORM objects; built once) ---------------------------
 _BLOBS = cast(Table, Blob.__table__)
 _ASSETS = cast(Table, Asset.__table__)
 _FILES = cast(Table, AssetFile.__table__)
+_BLOB_EXISTS = select(_BLOBS.c.sha256).where(_BLOBS.c.sha256 == bindparam("b_sha"))
+_BLOB_INSERT = insert(_BLOBS)
+_ASSET_ID = select(_ASSETS.c.id).where(_ASSETS.c.user_id == bindparam("b_user"),
+                                       _ASSETS.c.sha256 == bindparam("b_sha"))
+_ASSET_INSERT = insert(_ASSETS)
+_FILE_AT = select(_FILES.c.id, _FILES.c.mtime_ns).where(
+    _FILES.c.asset_id == bindparam("b_asset"), _FILES.c.device_id == bindparam("b_device"),
+    _FILES.c.path == bindparam("b_path"))
+_FILE_AT_NO_DEVICE = select(_FILES.c.id, _FILES.c.mtime_ns).where(
+    _FILES.c.asset_id == bindparam("b_asset"), _FILES.c.device_id.is_(None), _FILES.c.path == bindparam("b_path"))
+_FILE_INSERT = insert(_FILES)
+_FILE_UPDATE = update(_FILES).where(_FILES.c.id == bindparam("b_id"))
 
 
 def asset_id_of(conn: Connection, user_id: int, sha256: str) -> int | None:
-    found = conn.scalar(select(_ASSETS.c.id).where(_ASSETS.c.user_id == user_id, _ASSETS.c.sha256 == sha256))
+    found = conn.scalar(_ASSET_ID, {"b_user": user_id, "b_sha": sha256})
     return None if found is None else int(found)
 
 
 def ensure_blob_core(conn: Connection, sha256: str, size: int) -> None:
-    if conn.scalar(select(_BLOBS.c.sha256).where(_BLOBS.c.sha256 == sha256)) is None:
-        conn.execute(insert(_BLOBS).values(sha256=sha256, size=size, created_at=utcnow()))
+    if conn.scalar(_BLOB_EXISTS, {"b_sha": sha256}) is None:
+        conn.execute(_BLOB_INSERT, {"sha256": sha256, "size": size, "created_at": utcnow()})
 
 
 def get_or_create_core(conn: Connection, user_id: int, sha256: str, size: int, mime: str | None,
@@ -102,8 +114,8 @@ def get_or_create_core(conn: Connection, user_id: int, sha256: str, size: int, m
     found = asset_id_of(conn, user_id, sha256)
     if found is not None:
         return found
-    res = conn.execute(insert(_ASSETS).values(user_id=user_id, sha256=sha256, size=size, mime=mime,
-                                              filename=filename, created_at=utcnow()))
+    res = conn.execute(_ASSET_INSERT, {"user_id": user_id, "sha256": sha256, "size": size, "mime": mime,
+                                       "filename": filename, "created_at": utcnow()})
     pk = res.inserted_primary_key
     assert pk is not None
     return int(pk[0])
@@ -112,11 +124,12 @@ def get_or_create_core(conn: Connection, user_id: int, sha256: str, size: int, m
 def record_file_core(conn: Connection, asset_id: int, device_id: int | None, path: str, filename: str,
                      mtime_ns: int | None) -> None:
     """Like :func:`record_file`, on a Core connection."""
-    device = _FILES.c.device_id.is_(None) if device_id is None else _FILES.c.device_id == device_id
-    existing = conn.execute(select(_FILES.c.id, _FILES.c.mtime_ns).where(
-        _FILES.c.asset_id == asset_id, device, _FILES.c.path == path)).first()
+    if device_id is None:
+        existing = conn.execute(_FILE_AT_NO_DEVICE, {"b_asset": asset_id, "b_path": path}).first()
+    else:
+        existing = conn.execute(_FILE_AT, {"b_asset": asset_id, "b_device": device_id, "b_path": path}).first()
     if existing is None:
-        conn.execute(insert(_FILES).values(asset_id=asset_id, device_id=device_id, path=path, filename=filename,
-                                           mtime_ns=mtime_ns))
+        conn.execute(_FILE_INSERT, {"asset_id": asset_id, "device_id": device_id, "path": path,
+                                    "filename": filename, "mtime_ns": mtime_ns})
     elif mtime_ns is not None and existing.mtime_ns != mtime_ns:
-        conn.execute(update(_FILES).where(_FILES.c.id == existing.id).values(mtime_ns=mtime_ns))
+        conn.execute(_FILE_UPDATE, {"b_id": existing.id, "mtime_ns": mtime_ns})

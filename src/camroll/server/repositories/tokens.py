@@ -9,7 +9,7 @@ from typing import Any, cast
 from sqlalchemy import Connection, Table, bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
-from camroll.server.models import Device, SessionToken, User, UTCDateTime
+from camroll.server.models import Device, SessionToken, User
 
 
 def session_by_hash(db: Session, token_hash: str) -> SessionToken | None:
@@ -47,7 +47,7 @@ _SESSION_PRINCIPAL = (
     .select_from(_S.outerjoin(_U, _U.c.id == _S.c.user_id))
     .where(_S.c.token_hash == bindparam("token_hash"))
 )
-_TOUCH = update(_D).where(_D.c.id == bindparam("device_id")).values(last_seen_at=bindparam("now", type_=UTCDateTime()))
+_TOUCH = update(_D).where(_D.c.id == bindparam("b_id"))
 
 
 def device_with_user(conn: Connection, token_hash: str) -> Any:
@@ -60,4 +60,4 @@ def session_with_user(conn: Connection, token_hash: str) -> Any:
 
 
 def touch_device_core(conn: Connection, device_id: int, now: datetime) -> None:
-    conn.execute(_TOUCH, {"device_id": device_id, "now": now})
+    conn.execute(_TOUCH, {"b_id": device_id, "last_seen_at": now})

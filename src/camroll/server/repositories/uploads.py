@@ -6,10 +6,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, delete, func, insert, select, update
+from sqlalchemy import Connection, Table, bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from camroll.server.models import Upload
+from camroll.server.models import Upload, UTCDateTime
 
 ACTIVE = "active"
 COMPLETE = "complete"
@@ -57,24 +57,39 @@ def all_ids(db: Session) -> Sequence[str]:
 
 
 # --- Core statements for the upload hot path (no ORM objects) ----------------------------------------
+# Built once: a prebuilt statement's compiled form and cache key are reused, and the SET columns of
+# the updates come from the parameter names (bound parameters in WHERE are prefixed ``b_``).
 UPLOADS = cast(Table, Upload.__table__)
 _U = UPLOADS.c
+_INSERT = insert(UPLOADS)
+_GET = select(UPLOADS).where(_U.id == bindparam("b_id"))
+_RESERVED = select(func.coalesce(func.sum(_U.length), 0)).where(
+    _U.user_id == bindparam("b_user"), _U.state == ACTIVE, _U.expires_at > bindparam("b_now", type_=UTCDateTime())
+)
+_UPDATE_ACTIVE = update(UPLOADS).where(_U.id == bindparam("b_id"), _U.state == ACTIVE)
+_UPDATE_ACTIVE_AT = _UPDATE_ACTIVE.where(_U.offset == bindparam("b_offset"))
+_UPDATE = update(UPLOADS).where(_U.id == bindparam("b_id"))
 
 
 def insert_row(conn: Connection, values: dict[str, Any]) -> None:
-    conn.execute(insert(UPLOADS), values)
+    conn.execute(_INSERT, values)
 
 
 def get_row(conn: Connection, upload_id: str) -> Any:
     """The upload's row (columns as attributes; ``meta`` is ``metadata``'s key) or ``None``."""
-    return conn.execute(select(UPLOADS).where(_U.id == upload_id)).first()
+    return conn.execute(_GET, {"b_id": upload_id}).first()
 
 
 def reserved_bytes_core(conn: Connection, user_id: int, now: datetime) -> int:
-    q = select(func.coalesce(func.sum(_U.length), 0)).where(
-        _U.user_id == user_id, _U.state == ACTIVE, _U.expires_at > now
-    )
-    return int(conn.scalar(q) or 0)
+    return int(conn.scalar(_RESERVED, {"b_user": user_id, "b_now": now}) or 0)
+
+
+def advance_core(conn: Connection, upload_id: str, start: int, new_offset: int, now: datetime,
+                 expires_at: datetime) -> bool:
+    """Like :func:`advance`, on a Core connection."""
+    res = conn.execute(_UPDATE_ACTIVE_AT, {"b_id": upload_id, "b_offset": start, "offset": new_offset,
+                                           "updated_at": now, "expires_at": expires_at})
+    return bool(res.rowcount)
 
 
 def mark_hashed(conn: Connection, upload_id: str, digest: str, mime: str | None, length: int,
@@ -83,15 +98,16 @@ def mark_hashed(conn: Connection, upload_id: str, digest: str, mime: str | None,
 
     With ``from_offset`` the row must still be at that offset (the request that wrote the last bytes
     moves it straight to ``length``); False if the row changed meanwhile."""
-    q = update(UPLOADS).where(_U.id == upload_id, _U.state == ACTIVE)
-    if from_offset is not None:
-        q = q.where(_U.offset == from_offset)
-    res = conn.execute(q.values(computed_sha256=digest, mime=mime, offset=length, updated_at=now,
-                                expires_at=expires_at))
+    values: dict[str, Any] = {"b_id": upload_id, "computed_sha256": digest, "mime": mime, "offset": length,
+                              "updated_at": now, "expires_at": expires_at}
+    if from_offset is None:
+        res = conn.execute(_UPDATE_ACTIVE, values)
+    else:
+        res = conn.execute(_UPDATE_ACTIVE_AT, {**values, "b_offset": from_offset})
     return bool(res.rowcount)
 
 
 def mark_complete(conn: Connection, upload_id: str, asset_id: int, length: int, now: datetime,
                   expires_at: datetime) -> None:
-    conn.execute(update(UPLOADS).where(_U.id == upload_id).values(
-        state=COMPLETE, asset_id=asset_id, offset=length, updated_at=now, expires_at=expires_at))
+    conn.execute(_UPDATE, {"b_id": upload_id, "state": COMPLETE, "asset_id": asset_id, "offset": length,
+                           "updated_at": now, "expires_at": expires_at})

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import cast
 
-from sqlalchemy import Connection, Table, func, select
+from sqlalchemy import Connection, Table, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from camroll.server.models import Asset, User
@@ -29,14 +29,15 @@ def used_bytes(db: Session, user_id: int) -> int:
 
 _USERS = cast(Table, User.__table__)
 _ASSETS = cast(Table, Asset.__table__)
+_QUOTA = select(_USERS.c.quota_bytes).where(_USERS.c.id == bindparam("b_user"))
+_USED = select(func.coalesce(func.sum(_ASSETS.c.size), 0)).where(_ASSETS.c.user_id == bindparam("b_user"))
 
 
 def quota_of(conn: Connection, user_id: int) -> int | None:
     """The user's quota in bytes; ``None`` for no quota or no such user."""
-    found = conn.scalar(select(_USERS.c.quota_bytes).where(_USERS.c.id == user_id))
+    found = conn.scalar(_QUOTA, {"b_user": user_id})
     return None if found is None else int(found)
 
 
 def used_bytes_core(conn: Connection, user_id: int) -> int:
-    q = select(func.coalesce(func.sum(_ASSETS.c.size), 0)).where(_ASSETS.c.user_id == user_id)
-    return int(conn.scalar(q) or 0)
+    return int(conn.scalar(_USED, {"b_user": user_id}) or 0)

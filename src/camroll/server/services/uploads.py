@@ -155,8 +155,8 @@ def record_progress(ctx: Context, upload_id: str, start: int, new_offset: int) -
     """Persist the offset after the bytes were fsynced; returns the new expiry."""
     now = utcnow()
     expires = _expiry(ctx, now)
-    with ctx.db() as db:
-        if not repo.advance(db, upload_id, start, new_offset, now, expires):
+    with ctx.conn() as conn:
+        if not repo.advance_core(conn, upload_id, start, new_offset, now, expires):
             raise ProblemError(409, "conflict", f"Upload {upload_id} was changed by another request.",
                                "Send HEAD to learn the offset and resume from there.")
     return expires
