@@ -13,7 +13,8 @@ from camroll.agent.paths import AgentPaths
 def test_missing_file_is_empty_config(tmp_path: Path) -> None:
     cfg = load_config(tmp_path / "nope.toml")
     assert cfg.server is None and cfg.folders == []
-    assert cfg.policy.upload_concurrency == 3 and cfg.policy.hash_workers == 2
+    assert cfg.policy.upload_concurrency == 5 and cfg.policy.hash_workers == 2
+    assert cfg.policy.chunk_size_mib == 64
     with pytest.raises(NotLoggedIn, match="camroll login URL --user NAME"):
         cfg.require_server()
 

@@ -37,9 +37,13 @@ class PolicyConfig(_Strict):
     """How and when the agent backs up.  The conditions issue adds battery/network keys here; every
     key has a default so old config files stay valid."""
 
-    upload_concurrency: int = Field(default=3, ge=1, le=16, description="Uploads in flight at once.")
+    # 5 measured faster than 3 against a loopback server on 2 cores (fsync waits overlap) without
+    # pushing the server's memory near its limit; 8 did.
+    upload_concurrency: int = Field(default=5, ge=1, le=16, description="Uploads in flight at once.")
     hash_workers: int = Field(default=2, ge=1, le=32, description="Threads hashing files.")
-    chunk_size_mib: int = Field(default=16, ge=1, le=1024, description="Size of each upload request.")
+    # Bodies are streamed in 1 MiB pieces, so this does not drive memory; larger chunks mean fewer
+    # requests and server fsyncs, and more files that go in one request with the file's own digest.
+    chunk_size_mib: int = Field(default=64, ge=1, le=1024, description="Size of each upload request.")
 
     @property
     def chunk_size(self) -> int:

@@ -19,8 +19,8 @@ ASSET_ID_HEADER = "Camroll-Asset-Id"
 OCTET = "application/offset+octet-stream"
 
 
-# Pieces a chunk is read and sent in: small, so a 16 MiB chunk never sits in memory whole (large
-# temporary buffers also defeat glibc's mmap threshold and bloat the heap).
+# Pieces a chunk is read and sent in: small, so a chunk (64 MiB by default) never sits in memory
+# whole (large temporary buffers also defeat glibc's mmap threshold and bloat the heap).
 PIECE = 1024 * 1024
 
 
