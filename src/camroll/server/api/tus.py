@@ -25,7 +25,7 @@ ASSET_ID_HEADER = "Camroll-Asset-Id"
 COLLECTION = wire.UPLOADS_PATH.removeprefix(wire.API_PREFIX)
 
 
-def require_tus_version(tus_resumable: Annotated[str | None, Header()] = None) -> None:
+async def require_tus_version(tus_resumable: Annotated[str | None, Header()] = None) -> None:
     if tus_resumable != wire.TUS_VERSION:
         raise ProblemError(412, "tus_version",
                            f"This server speaks tus {wire.TUS_VERSION}; the request said "
@@ -100,21 +100,31 @@ def options(ctx: Ctx) -> Response:
 
 @tus.post(COLLECTION, status_code=201)
 @tus.post(COLLECTION.rstrip("/"), status_code=201, include_in_schema=False)
-async def create(request: Request, ctx: Ctx, who: Caller,
+async def create(request: Request, ctx: Ctx,
+                 authorization: Annotated[str | None, Header()] = None,
                  upload_length: Annotated[str | None, Header()] = None,
                  upload_defer_length: Annotated[str | None, Header()] = None,
                  upload_metadata: Annotated[str | None, Header()] = None,
                  upload_checksum: Annotated[str | None, Header()] = None,
                  content_type: Annotated[str | None, Header()] = None) -> Response:
-    if upload_defer_length is not None:
-        raise ProblemError(400, "bad_request", "This server does not support Upload-Defer-Length.",
-                           "Send Upload-Length with the file's size.")
-    length = _int_header("Upload-Length", upload_length)
-    assert length is not None
-    meta = uploads.parse_metadata(upload_metadata)
+    # The token is checked in the same worker-thread call and transaction as the upload is created
+    # (instead of the Caller dependency's own); header errors are raised after it, as before.
     with_body = (content_type or "").split(";")[0].strip().lower() == OCTET
-    checksum = receive.parse_checksum(upload_checksum) if with_body else None
-    state = await anyio.to_thread.run_sync(uploads.create, ctx, who, length, meta)
+    checksum: receive.Checksum | None = None
+    parsed: tuple[int, dict[str, str]] | ProblemError
+    try:
+        if upload_defer_length is not None:
+            raise ProblemError(400, "bad_request", "This server does not support Upload-Defer-Length.",
+                               "Send Upload-Length with the file's size.")
+        length = _int_header("Upload-Length", upload_length)
+        assert length is not None
+        meta = uploads.parse_metadata(upload_metadata)
+        checksum = receive.parse_checksum(upload_checksum) if with_body else None
+        parsed = (length, meta)
+    except ProblemError as exc:
+        parsed = exc
+    who, state = await anyio.to_thread.run_sync(uploads.authenticate_and_create, ctx, authorization, parsed)
+    length = state.length
     headers = {"Location": _location(state.id), **_expires(state.expires_at)}
     if with_body or length == 0:
         try:

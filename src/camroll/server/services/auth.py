@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
+from sqlalchemy import Connection
+
 from camroll import wire
 from camroll.server.context import Context
 from camroll.server.models import Device, SessionToken, utcnow
@@ -52,37 +54,48 @@ def login(ctx: Context, username: str, password: str) -> wire.LoginResponse:
     return wire.LoginResponse(token=token, expires_at=expires, user=user_info(ctx, user.id))
 
 
-def authenticate(ctx: Context, authorization: str | None) -> Principal:
+def _bearer(authorization: str | None) -> str:
     if not authorization:
         raise _unauthorized("This request needs a token: send 'Authorization: Bearer <token>'.")
     scheme, _, token = authorization.partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise _unauthorized("The Authorization header must be 'Bearer <token>'.")
+    return token
+
+
+def authenticate(ctx: Context, authorization: str | None) -> Principal:
+    _bearer(authorization)
+    with ctx.conn() as conn:
+        return authenticate_on(conn, authorization)
+
+
+def authenticate_on(conn: Connection, authorization: str | None) -> Principal:
+    """:func:`authenticate` inside the caller's transaction (which commits the last-seen update)."""
+    token = _bearer(authorization)
     now = utcnow()
     # One joined Core query per request (token and its user), not two ORM loads.
-    with ctx.conn() as conn:
-        if token.startswith(DEVICE_PREFIX):
-            device = tokens.device_with_user(conn, token_hash(token))
-            if device is None:
-                raise _unauthorized("This device token is not known to the server.")
-            if device.revoked_at is not None:
-                raise _unauthorized(f"The token of device '{device.name}' was revoked.")
-            if device.username is None:
-                raise _unauthorized("The account of this token no longer exists.")
-            if device.last_seen_at is None or now - device.last_seen_at >= LAST_SEEN_RESOLUTION:
-                tokens.touch_device_core(conn, device.id, now)
-            return Principal(device.user_id, device.username, bool(device.is_admin), device.id)
-        if token.startswith(SESSION_PREFIX):
-            session = tokens.session_with_user(conn, token_hash(token))
-            if session is None:
-                raise _unauthorized("This session token is not known to the server.")
-            if session.expires_at <= now:
-                raise _unauthorized("This session has expired.")
-            if session.username is None:
-                raise _unauthorized("The account of this token no longer exists.")
-            return Principal(session.user_id, session.username, bool(session.is_admin), None)
-        raise _unauthorized("The token is not a camroll token.")
+    if token.startswith(DEVICE_PREFIX):
+        device = tokens.device_with_user(conn, token_hash(token))
+        if device is None:
+            raise _unauthorized("This device token is not known to the server.")
+        if device.revoked_at is not None:
+            raise _unauthorized(f"The token of device '{device.name}' was revoked.")
+        if device.username is None:
+            raise _unauthorized("The account of this token no longer exists.")
+        if device.last_seen_at is None or now - device.last_seen_at >= LAST_SEEN_RESOLUTION:
+            tokens.touch_device_core(conn, device.id, now)
+        return Principal(device.user_id, device.username, bool(device.is_admin), device.id)
+    if token.startswith(SESSION_PREFIX):
+        session = tokens.session_with_user(conn, token_hash(token))
+        if session is None:
+            raise _unauthorized("This session token is not known to the server.")
+        if session.expires_at <= now:
+            raise _unauthorized("This session has expired.")
+        if session.username is None:
+            raise _unauthorized("The account of this token no longer exists.")
+        return Principal(session.user_id, session.username, bool(session.is_admin), None)
+    raise _unauthorized("The token is not a camroll token.")
 
 
 def _device_info(d: Device) -> wire.DeviceInfo:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from sqlalchemy import Connection
 from sqlalchemy.exc import IntegrityError
 
 from camroll import wire
@@ -20,7 +21,7 @@ from camroll.server.models import Upload, utcnow
 from camroll.server.problems import ProblemError
 from camroll.server.repositories import assets as asset_repo
 from camroll.server.repositories import uploads as repo
-from camroll.server.services import quota
+from camroll.server.services import auth, quota
 from camroll.server.services.auth import Principal
 from camroll.units import format_size
 
@@ -88,6 +89,36 @@ def parse_metadata(header: str | None) -> dict[str, str]:
 
 
 def create(ctx: Context, who: Principal, length: int, meta: dict[str, str]) -> UploadState:
+    _check_size(ctx, length)
+    with ctx.conn() as conn:
+        return _insert(ctx, conn, who, length, meta)
+
+
+def authenticate_and_create(ctx: Context, authorization: str | None,
+                            request: tuple[int, dict[str, str]] | ProblemError) -> tuple[Principal, UploadState]:
+    """The token check and :func:`create` in one transaction (one database round for both).
+
+    ``request`` is the parsed Upload-Length and metadata, or the error parsing them raised; it is
+    raised only after the caller proved who they are, as if authentication had run first."""
+    error: ProblemError | None = None
+    with ctx.conn() as conn:
+        who = auth.authenticate_on(conn, authorization)
+        if isinstance(request, ProblemError):
+            error = request
+        else:
+            length, meta = request
+            try:
+                _check_size(ctx, length)
+                state = _insert(ctx, conn, who, length, meta)
+            except ProblemError as exc:
+                # Nothing was inserted; the last-seen update still commits.
+                error = exc
+    if error is not None:
+        raise error
+    return who, state
+
+
+def _check_size(ctx: Context, length: int) -> None:
     if length > ctx.settings.max_file_size:
         raise ProblemError(
             413, "file_too_large",
@@ -95,22 +126,24 @@ def create(ctx: Context, who: Principal, length: int, meta: dict[str, str]) -> U
             f"{format_size(ctx.settings.max_file_size)}.",
             "Ask the admin to raise it (camroll serve --max-file-size).",
         )
+
+
+def _insert(ctx: Context, conn: Connection, who: Principal, length: int, meta: dict[str, str]) -> UploadState:
     upload_id = secrets.token_urlsafe(24)
     now = utcnow()
     expires = _expiry(ctx, now)
     declared = meta.get(wire.META_SHA256)
-    with ctx.conn() as conn:
-        quota.ensure_fits(conn, who.user_id, length, include_reserved=True)
-        ctx.parts.create(upload_id)
-        try:
-            repo.insert_row(conn, {
-                "id": upload_id, "user_id": who.user_id, "device_id": who.device_id, "length": length,
-                "offset": 0, "metadata": meta, "declared_sha256": declared, "state": repo.ACTIVE,
-                "created_at": now, "updated_at": now, "expires_at": expires,
-            })
-        except BaseException:
-            ctx.parts.remove(upload_id)
-            raise
+    quota.ensure_fits(conn, who.user_id, length, include_reserved=True)
+    ctx.parts.create(upload_id)
+    try:
+        repo.insert_row(conn, {
+            "id": upload_id, "user_id": who.user_id, "device_id": who.device_id, "length": length,
+            "offset": 0, "metadata": meta, "declared_sha256": declared, "state": repo.ACTIVE,
+            "created_at": now, "updated_at": now, "expires_at": expires,
+        })
+    except BaseException:
+        ctx.parts.remove(upload_id)
+        raise
     return UploadState(upload_id, length, 0, expires, dict(meta), None, who.user_id, who.device_id, declared)
 
 
