@@ -92,16 +92,21 @@ def test_same_photo_two_folders_one_upload(tmp_path: Path) -> None:
     assert srv.paths[aid] == {str(photos / "a.jpg"), str(other / "copy.jpg")}
 
 
-def test_resume_after_dropped_connection(tmp_path: Path) -> None:
+def test_resume_after_dropped_connection(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     paths, cfg, photos = _setup(tmp_path)
     data = mp4_bytes(3 * MIB, seed=9)
     write(photos / "v.mp4", data)
+    read = _count_upload_reads(monkeypatch)
     srv = FakeServer()
     srv.drop_after_bytes = MIB // 2  # first PATCH: half stored, then the connection "breaks"
     s = run_backup(paths, cfg, transport=srv.transport())
     assert s.files_uploaded == 1
     assert srv.bytes_received == len(data)  # nothing the server had was sent again
     assert srv.blobs[1] == data
+    # 1 MiB sent (half lost); the rest of that chunk read twice (checksum, then sending) to get back
+    # onto chunk boundaries; the last two chunks once each, with digests from the hash pass.
+    assert [m for m, _ in srv.requests].count("PATCH") == 4
+    assert sum(read) == MIB + 2 * (MIB // 2) + 2 * MIB
 
 
 def test_chunk_checksum_retry_and_5xx(tmp_path: Path) -> None:

@@ -256,7 +256,9 @@ class Uploader:
         while True:
             if self.should_stop():
                 raise Stopped()
-            n = min(self.chunk_size, job.size - offset)
+            # After a resume from an offset inside a chunk, a shorter request gets back onto chunk
+            # boundaries, so the following chunks' digests from the hash pass apply again.
+            n = min(self.chunk_size - offset % self.chunk_size, job.size - offset)
             if offset + n >= job.size:
                 self._still_same(job, fd)
             data = FileRange(fd, offset, n, None if rejected else job.known_digest(offset, n))
