@@ -135,3 +135,85 @@ def test_orphan_part_files_are_removed_at_startup(ctx: Context) -> None:
     with TestClient(create_app(ctx.settings, ctx)):
         pass
     assert not orphan.exists()
+
+
+class Crash(Exception):
+    """The process dying at a chosen point (no handler on the way catches it)."""
+
+
+def _create_with_body(api: TestClient, data: bytes, checksum: str | None = None) -> object:
+    headers = {**TUS, "Upload-Length": str(len(data)), "Upload-Metadata": meta(data), "Content-Type": OCTET}
+    if checksum:
+        headers["Upload-Checksum"] = checksum
+    return api.post(wire.UPLOADS_PATH, content=data, headers=headers)
+
+
+def _only_upload(ctx: Context) -> Upload:
+    with ctx.db() as db:
+        return db.query(Upload).one()
+
+
+def test_crash_before_the_hash_is_recorded_leaves_a_clean_reupload(api: TestClient, ctx: Context,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    data = jpeg(4000, seed=20)
+
+    def crash(*_args: object, **_kwargs: object) -> bool:
+        raise Crash
+
+    # The body is fsynced; the process dies before the offset and hash are committed.
+    monkeypatch.setattr(uploads.repo, "mark_hashed", crash)
+    with pytest.raises(Crash):
+        _create_with_body(api, data)
+    monkeypatch.undo()
+    row = _only_upload(ctx)
+    assert row.offset == 0 and row.computed_sha256 is None
+    uploads.reconcile(ctx)
+    assert ctx.parts.size(row.id) == 0  # the unacknowledged bytes are cut off again
+    assert list(ctx.blobs.list()) == []
+    assert api.get("/api/v1/assets").json()["items"] == []
+    # The client never got an answer and simply uploads again.
+    r = _create_with_body(api, data)
+    assert r.status_code == 201  # type: ignore[attr-defined]
+    assert ctx.blobs.exists(hashlib.sha256(data).hexdigest())
+
+
+def test_crash_after_the_blob_is_stored_is_finished_at_startup(api: TestClient, ctx: Context,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    data = jpeg(4000, seed=21)
+    sha = hashlib.sha256(data).hexdigest()
+
+    def crash(*_args: object, **_kwargs: object) -> int:
+        raise Crash
+
+    monkeypatch.setattr(uploads, "_finish", crash)
+    with pytest.raises(Crash):
+        _create_with_body(api, data)
+    monkeypatch.undo()
+    assert ctx.blobs.exists(sha)
+    row = _only_upload(ctx)
+    assert (row.offset, row.computed_sha256, row.asset_id) == (len(data), sha, None)
+    uploads.reconcile(ctx)
+    r = api.head(f"{wire.UPLOADS_PATH}{row.id}", headers=TUS)
+    assert api.get(f"/api/v1/assets/{r.headers['Camroll-Asset-Id']}").json()["sha256"] == sha
+
+
+def test_crash_between_hash_and_blob_store_is_finished_at_startup(api: TestClient, ctx: Context,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    data = jpeg(4000, seed=22)
+    sha = hashlib.sha256(data).hexdigest()
+
+    def crash(*_args: object, **_kwargs: object) -> None:
+        raise Crash
+
+    monkeypatch.setattr(ctx.blobs, "put_file", crash)
+    with pytest.raises(Crash):
+        _create_with_body(api, data)
+    monkeypatch.undo()
+    assert not ctx.blobs.exists(sha)
+    assert api.get("/api/v1/assets").json()["items"] == []  # no asset without its blob
+    row = _only_upload(ctx)
+    assert (row.offset, row.computed_sha256) == (len(data), sha)
+    uploads.reconcile(ctx)
+    assert ctx.blobs.exists(sha)
+    r = api.head(f"{wire.UPLOADS_PATH}{row.id}", headers=TUS)
+    assert api.get(f"/api/v1/assets/{r.headers['Camroll-Asset-Id']}").json()["sha256"] == sha

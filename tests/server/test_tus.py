@@ -380,3 +380,39 @@ def test_sigterm_mid_patch_keeps_received_bytes(server: ServerProcess) -> None:
     assert r.status_code == 204
     info = u.client.get(f"/api/v1/assets/{r.headers['Camroll-Asset-Id']}").json()
     assert info["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+@pytest.mark.parametrize("size", [5000, 5 * 2**20])  # one block, and the streaming path
+def test_whole_file_sha256_as_chunk_checksum(user: User, size: int) -> None:
+    """A single-chunk upload's sha256 Upload-Checksum is the file's SHA-256 (computed once)."""
+    data = jpeg(size, seed=800 + size)
+    # Creation-with-upload, checksum right: stored.
+    r = user.client.post(wire.UPLOADS_PATH, content=data, headers={
+        **TUS, "Upload-Length": str(len(data)), "Upload-Metadata": meta(data), "Content-Type": OCTET,
+        "Upload-Checksum": b64digest("sha256", data)})
+    assert r.status_code == 201, r.text
+    info = user.client.get(f"/api/v1/assets/{r.headers['Camroll-Asset-Id']}").json()
+    assert info["sha256"] == hashlib.sha256(data).hexdigest()
+
+    # A PATCH of the whole file from offset 0 whose checksum is wrong: only that chunk is dropped.
+    other = jpeg(size, seed=900 + size)
+    url = create(user.client, other)
+    r = patch(user.client, url, 0, other, b64digest("sha256", data))
+    assert_problem(r, 460, "checksum_mismatch")
+    assert r.headers["Upload-Offset"] == "0"
+    assert user.client.head(url, headers=TUS).headers["Upload-Offset"] == "0"
+    r = patch(user.client, url, 0, other, b64digest("sha256", other))
+    assert r.status_code == 204, r.text
+    info = user.client.get(f"/api/v1/assets/{r.headers['Camroll-Asset-Id']}").json()
+    assert info["sha256"] == hashlib.sha256(other).hexdigest()
+
+
+def test_chunk_checksum_right_but_declared_hash_wrong_discards_the_upload(user: User) -> None:
+    data = jpeg(6000, seed=810)
+    blobs_before = blob_files(user.data)
+    url = create(user.client, data, sha256=hashlib.sha256(b"not this file").hexdigest())
+    r = patch(user.client, url, 0, data, b64digest("sha256", data))
+    body = assert_problem(r, 460, "checksum_mismatch")
+    assert hashlib.sha256(data).hexdigest() in str(body["detail"])
+    assert blob_files(user.data) == blobs_before
+    assert user.client.head(url, headers=TUS).status_code == 404
