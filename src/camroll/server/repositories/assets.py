@@ -47,22 +47,6 @@ def files_of(db: Session, asset_ids: Sequence[int]) -> dict[int, list[tuple[Asse
     return out
 
 
-def ensure_blob(db: Session, sha256: str, size: int) -> None:
-    if db.get(Blob, sha256) is None:
-        db.add(Blob(sha256=sha256, size=size))
-        db.flush()
-
-
-def get_or_create(db: Session, user_id: int, sha256: str, size: int, mime: str | None,
-                  filename: str) -> Asset:
-    asset = db.scalars(select(Asset).where(Asset.user_id == user_id, Asset.sha256 == sha256)).first()
-    if asset is None:
-        asset = Asset(user_id=user_id, sha256=sha256, size=size, mime=mime, filename=filename)
-        db.add(asset)
-        db.flush()
-    return asset
-
-
 def record_file(db: Session, asset_id: int, device_id: int | None, path: str, filename: str,
                 mtime_ns: int | None) -> None:
     """Remember that ``device_id`` holds the asset at ``path``; idempotent."""
@@ -104,12 +88,12 @@ def asset_id_of(conn: Connection, user_id: int, sha256: str) -> int | None:
     return None if found is None else int(found)
 
 
-def ensure_blob_core(conn: Connection, sha256: str, size: int) -> None:
+def ensure_blob(conn: Connection, sha256: str, size: int) -> None:
     if conn.scalar(_BLOB_EXISTS, {"b_sha": sha256}) is None:
         conn.execute(_BLOB_INSERT, {"sha256": sha256, "size": size, "created_at": utcnow()})
 
 
-def get_or_create_core(conn: Connection, user_id: int, sha256: str, size: int, mime: str | None,
+def get_or_create(conn: Connection, user_id: int, sha256: str, size: int, mime: str | None,
                        filename: str) -> int:
     found = asset_id_of(conn, user_id, sha256)
     if found is not None:

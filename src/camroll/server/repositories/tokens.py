@@ -24,10 +24,6 @@ def devices_of(db: Session, user_id: int) -> Sequence[Device]:
     return db.scalars(select(Device).where(Device.user_id == user_id).order_by(Device.id)).all()
 
 
-def touch_device(db: Session, device_id: int, now: datetime) -> None:
-    db.execute(update(Device).where(Device.id == device_id).values(last_seen_at=now))
-
-
 def delete_expired_sessions(db: Session, now: datetime) -> None:
     db.execute(delete(SessionToken).where(SessionToken.expires_at <= now))
 
@@ -59,5 +55,5 @@ def session_with_user(conn: Connection, token_hash: str) -> Any:
     return conn.execute(_SESSION_PRINCIPAL, {"token_hash": token_hash}).first()
 
 
-def touch_device_core(conn: Connection, device_id: int, now: datetime) -> None:
+def touch_device(conn: Connection, device_id: int, now: datetime) -> None:
     conn.execute(_TOUCH, {"b_id": device_id, "last_seen_at": now})

@@ -20,25 +20,6 @@ def get(db: Session, upload_id: str) -> Upload | None:
     return db.get(Upload, upload_id)
 
 
-def reserved_bytes(db: Session, user_id: int, now: datetime) -> int:
-    """Bytes promised to the user's unfinished, unexpired uploads."""
-    q = select(func.coalesce(func.sum(Upload.length), 0)).where(
-        Upload.user_id == user_id, Upload.state == ACTIVE, Upload.expires_at > now
-    )
-    return int(db.scalar(q) or 0)
-
-
-def advance(db: Session, upload_id: str, start: int, new_offset: int, now: datetime,
-            expires_at: datetime) -> bool:
-    """Move the offset from ``start`` to ``new_offset``; False if someone else moved it first."""
-    res = db.execute(
-        update(Upload)
-        .where(Upload.id == upload_id, Upload.offset == start, Upload.state == ACTIVE)
-        .values(offset=new_offset, updated_at=now, expires_at=expires_at)
-    )
-    return bool(getattr(res, "rowcount", 0))
-
-
 def expired_active(db: Session, now: datetime) -> Sequence[Upload]:
     return db.scalars(select(Upload).where(Upload.state == ACTIVE, Upload.expires_at <= now)).all()
 
@@ -80,13 +61,13 @@ def get_row(conn: Connection, upload_id: str) -> Any:
     return conn.execute(_GET, {"b_id": upload_id}).first()
 
 
-def reserved_bytes_core(conn: Connection, user_id: int, now: datetime) -> int:
+def reserved_bytes(conn: Connection, user_id: int, now: datetime) -> int:
     return int(conn.scalar(_RESERVED, {"b_user": user_id, "b_now": now}) or 0)
 
 
-def advance_core(conn: Connection, upload_id: str, start: int, new_offset: int, now: datetime,
+def advance(conn: Connection, upload_id: str, start: int, new_offset: int, now: datetime,
                  expires_at: datetime) -> bool:
-    """Like :func:`advance`, on a Core connection."""
+    """Move the offset from ``start`` to ``new_offset``; False if someone else moved it first."""
     res = conn.execute(_UPDATE_ACTIVE_AT, {"b_id": upload_id, "b_offset": start, "offset": new_offset,
                                            "updated_at": now, "expires_at": expires_at})
     return bool(res.rowcount)

@@ -84,7 +84,7 @@ def authenticate_on(conn: Connection, authorization: str | None) -> Principal:
         if device.username is None:
             raise _unauthorized("The account of this token no longer exists.")
         if device.last_seen_at is None or now - device.last_seen_at >= LAST_SEEN_RESOLUTION:
-            tokens.touch_device_core(conn, device.id, now)
+            tokens.touch_device(conn, device.id, now)
         return Principal(device.user_id, device.username, bool(device.is_admin), device.id)
     if token.startswith(SESSION_PREFIX):
         session = tokens.session_with_user(conn, token_hash(token))

@@ -18,7 +18,7 @@ def ensure_fits(conn: Connection, user_id: int, new_bytes: int, *, include_reser
     if quota_bytes is None:
         return
     used = users.used_bytes_core(conn, user_id)
-    reserved = uploads.reserved_bytes_core(conn, user_id, utcnow()) if include_reserved else 0
+    reserved = uploads.reserved_bytes(conn, user_id, utcnow()) if include_reserved else 0
     if used + reserved + new_bytes <= quota_bytes:
         return
     pending = f" (plus {format_size(reserved)} reserved by unfinished uploads)" if reserved else ""

@@ -158,7 +158,7 @@ async def receive(ctx: Context, upload_id: str, start: int, length: int, body: A
                 size += len(data)
         except anyio.get_cancelled_exc_class():
             # Server shutdown: like _receive, keep what arrived unless the chunk is checksummed.
-            if checksum is None and size:
+            if checksum is None and size and start + size <= length:
                 with anyio.CancelScope(shield=True):
                     await anyio.to_thread.run_sync(
                         _receive_small, ctx, upload_id, start, length, first, size, None, None)

@@ -189,7 +189,7 @@ def record_progress(ctx: Context, upload_id: str, start: int, new_offset: int) -
     now = utcnow()
     expires = _expiry(ctx, now)
     with ctx.conn() as conn:
-        if not repo.advance_core(conn, upload_id, start, new_offset, now, expires):
+        if not repo.advance(conn, upload_id, start, new_offset, now, expires):
             raise ProblemError(409, "conflict", f"Upload {upload_id} was changed by another request.",
                                "Send HEAD to learn the offset and resume from there.")
     return expires
@@ -273,8 +273,8 @@ def _finish(ctx: Context, upload_id: str, digest: str, known: UploadState, mime:
     with contextlib.suppress(ValueError):
         mtime = int(meta.get(wire.META_MTIME_NS, ""))
     with ctx.conn() as conn:
-        asset_repo.ensure_blob_core(conn, digest, known.length)
-        asset_id = asset_repo.get_or_create_core(conn, known.user_id, digest, known.length, mime, filename)
+        asset_repo.ensure_blob(conn, digest, known.length)
+        asset_id = asset_repo.get_or_create(conn, known.user_id, digest, known.length, mime, filename)
         asset_repo.record_file_core(conn, asset_id, known.device_id, path or filename, filename, mtime)
         repo.mark_complete(conn, upload_id, asset_id, known.length, now, _expiry(ctx, now))
     return asset_id
