@@ -503,6 +503,7 @@ def main(argv: list[str] | None = None) -> int:
     work_parent.mkdir(parents=True, exist_ok=True)
     work_root = Path(tempfile.mkdtemp(prefix="camroll-bench-", dir=work_parent))
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    machine = machine_info()  # at the start: records the camroll commit the run actually used
     cstats = corpus_stats(corpus)
     print(
         f"corpus {corpus}: {cstats.files:,} files, {cstats.bytes / MB:,.1f} MB; work {work_root}",
@@ -530,7 +531,7 @@ def main(argv: list[str] | None = None) -> int:
             "started": started,
             "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "argv": sys.argv,
-            "machine": machine_info(),
+            "machine": machine,
             "corpus": asdict(cstats),
             "warm_read_seconds": warm_s,
             "anchors_mb_per_s": ANCHORS_MBPS,

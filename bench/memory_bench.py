@@ -94,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     stop_on_sigterm()
 
     path = args.file.resolve()
+    machine = machine_info()  # at the start: records the camroll commit the run actually used
     made_s = make_big_file(path, args.size)
     if made_s:
         print(f"made {path} ({args.size / MB:,.0f} MB) in {made_s:.1f}s", file=sys.stderr)
@@ -173,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         doc = {
             "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "argv": sys.argv,
-            "machine": machine_info(),
+            "machine": machine,
             "file": str(path),
             "size": args.size,
             "target_rss_bytes": TARGET_RSS_BYTES,
