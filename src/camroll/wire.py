@@ -37,6 +37,9 @@ META_SIZE = "size"
 META_MTIME_NS = "mtime_ns"
 META_PATH = "path"
 
+# Answer header of the request that completes an upload (and of HEAD on a completed one): the asset id.
+ASSET_ID_HEADER = "Camroll-Asset-Id"
+
 # Sent by the agent on every request so the server can refuse clients that are too old.
 CLIENT_VERSION_HEADER = "X-Camroll-Client-Version"
 

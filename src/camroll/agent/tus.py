@@ -15,7 +15,6 @@ import httpx
 from camroll import wire
 from camroll.agent.api import problem_from
 
-ASSET_ID_HEADER = "Camroll-Asset-Id"
 OCTET = "application/offset+octet-stream"
 
 
@@ -78,7 +77,7 @@ def checksum_header(data: bytes | memoryview) -> str:
 
 
 def _asset_id(resp: httpx.Response) -> int | None:
-    raw = resp.headers.get(ASSET_ID_HEADER)
+    raw = resp.headers.get(wire.ASSET_ID_HEADER)
     try:
         return int(raw) if raw is not None else None
     except ValueError:

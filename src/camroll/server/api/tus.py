@@ -21,7 +21,6 @@ from camroll.server.services import receive, uploads
 from camroll.server.services.receive import BodyInterrupted
 
 OCTET = "application/offset+octet-stream"
-ASSET_ID_HEADER = "Camroll-Asset-Id"
 COLLECTION = wire.UPLOADS_PATH.removeprefix(wire.API_PREFIX)
 
 
@@ -138,7 +137,7 @@ async def create(request: Request, ctx: Ctx,
         headers["Upload-Offset"] = str(got.offset)
         headers.update(_expires(got.expires_at))
         if got.asset_id is not None:
-            headers[ASSET_ID_HEADER] = str(got.asset_id)
+            headers[wire.ASSET_ID_HEADER] = str(got.asset_id)
     return Response(status_code=201, headers=headers)
 
 
@@ -158,7 +157,7 @@ async def head(ctx: Ctx, who: Caller, upload_id: str) -> Response:
     if state.metadata:
         headers["Upload-Metadata"] = wire.encode_upload_metadata(state.metadata)
     if state.asset_id is not None:
-        headers[ASSET_ID_HEADER] = str(state.asset_id)
+        headers[wire.ASSET_ID_HEADER] = str(state.asset_id)
     return Response(status_code=200, headers=headers)
 
 
@@ -179,7 +178,7 @@ async def patch(request: Request, ctx: Ctx, who: Caller, upload_id: str,
     state = await anyio.to_thread.run_sync(uploads.check_patch, ctx, who, upload_id, offset, declared)
     if state.asset_id is not None:
         return Response(status_code=204, headers={"Upload-Offset": str(state.offset),
-                                                  ASSET_ID_HEADER: str(state.asset_id)})
+                                                  wire.ASSET_ID_HEADER: str(state.asset_id)})
     try:
         got = await receive.receive(ctx, upload_id, offset, state.length, _body(request), checksum,
                                     known=state)
@@ -188,7 +187,7 @@ async def patch(request: Request, ctx: Ctx, who: Caller, upload_id: str,
         return Response(status_code=400)
     headers = {"Upload-Offset": str(got.offset), **_expires(got.expires_at or state.expires_at)}
     if got.asset_id is not None:
-        headers[ASSET_ID_HEADER] = str(got.asset_id)
+        headers[wire.ASSET_ID_HEADER] = str(got.asset_id)
     return Response(status_code=204, headers=headers)
 
 
