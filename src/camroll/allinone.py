@@ -23,10 +23,12 @@ from pathlib import Path
 
 import typer
 
+from camroll.agent.errors import AgentError
+
 LAYOUT_NOTE = "server/ (database, blobs/, uploads/), agent/ (config, state), credentials"
 
 
-class UpError(Exception):
+class UpError(AgentError):
     """A problem that stops ``camroll up``; the message names the fix."""
 
 
@@ -189,16 +191,7 @@ def up(
     json_out: bool = typer.Option(False, "--json", help="Print the backup summary as JSON on stdout."),
 ) -> None:
     """Run a camroll server and back up FOLDERs into it, all on this machine."""
-    from camroll.agent.errors import AgentError
-
-    try:
-        _up(list(folders or []), example, data, listen, json_out)
-    except (UpError, AgentError) as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(1) from None
-    except KeyboardInterrupt:
-        typer.echo("Interrupted; unfinished uploads resume on the next 'camroll up'.", err=True)
-        raise typer.Exit(130) from None
+    _up(list(folders or []), example, data, listen, json_out)
 
 
 def _up(folders: list[Path], example: bool, data: Path | None, listen: str, json_out: bool) -> None:
@@ -259,4 +252,6 @@ def _up(folders: list[Path], example: bool, data: Path | None, listen: str, json
 
 
 def register(app: typer.Typer) -> None:
-    app.command("up")(up)
+    from camroll.agent.cli import friendly
+
+    app.command("up")(friendly(up, again="camroll up"))

@@ -361,3 +361,14 @@ def test_stale_file_digest_of_a_one_request_file_means_hash_again(tmp_path: Path
     with StateDB(tmp_path / "state.db") as db, pytest.raises(ServerHashMismatch):
         _uploader(srv, db).upload(_job(p, hashlib.sha256(b"old bytes").hexdigest()))
     assert not srv.blobs
+
+
+def test_unreadable_files_are_not_hidden_behind_an_all_clear(tmp_path: Path) -> None:
+    paths, cfg, photos = _setup(tmp_path)
+    write(photos / "a.jpg", jpeg_bytes(1))
+    os.symlink(photos / "loop_b", photos / "loop_a")
+    os.symlink(photos / "loop_a", photos / "loop_b")
+    s = run_backup(paths, cfg, transport=FakeServer().transport())
+    assert s.files_uploaded == 1
+    assert s.headline == "Everything else is backed up, but 2 files could not be read (listed below)"
+    assert {p.path for p in s.problems} >= {str(photos / "loop_a"), str(photos / "loop_b")}

@@ -3,7 +3,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from camroll.agent.scanner import FILE_GONE, FOLDER_REMOVED, normalise_folders, scan
+from camroll.agent.scanner import FILE_GONE, FOLDER_REMOVED, NOT_UTF8, normalise_folders, scan
 from camroll.agent.state import StateDB
 
 
@@ -100,3 +100,21 @@ def test_symlink_loop_and_nested_folders(tmp_path: Path) -> None:
         assert r.files_seen == 1
         assert r.unreadable == []
     assert normalise_folders(["/a/b", "/a", "/ab"]) == ["/a", "/ab"]
+
+
+def test_undecodable_name_and_symlink_loop_are_reported_not_fatal(tmp_path: Path) -> None:
+    root = tmp_path / "photos"
+    root.mkdir()
+    (root / "ok.jpg").write_bytes(b"\xff\xd8\xffok")
+    fd = os.open(os.fsencode(root) + b"/caf\xe9.jpg", os.O_WRONLY | os.O_CREAT, 0o644)
+    os.write(fd, b"\xff\xd8\xffcafe")
+    os.close(fd)
+    os.symlink(root / "loop_b", root / "loop_a")
+    os.symlink(root / "loop_a", root / "loop_b")
+    with StateDB(tmp_path / "s.db") as db:
+        r = scan(db, [str(root)])
+        assert set(_state(db)) == {str(root / "ok.jpg")}
+        reasons = dict(r.unreadable)
+        assert reasons[f"{root}/caf\\xe9.jpg"] == NOT_UTF8
+        assert "rename" in NOT_UTF8
+        assert {f"{root}/loop_a", f"{root}/loop_b"} <= set(reasons)

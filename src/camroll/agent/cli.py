@@ -22,8 +22,9 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def _friendly(fn: Callable[P, R]) -> Callable[P, R]:
-    """Print ``AgentError``s as the sentence they are and exit non-zero, without a traceback."""
+def friendly(fn: Callable[P, R], again: str = "camroll backup") -> Callable[P, R]:
+    """Print ``AgentError``s as the sentence they are and exit non-zero, without a traceback.
+    ``again`` is the command that resumes interrupted work."""
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -33,7 +34,7 @@ def _friendly(fn: Callable[P, R]) -> Callable[P, R]:
             typer.echo(str(exc), err=True)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
-            typer.echo("Interrupted; unfinished uploads resume on the next 'camroll backup'.", err=True)
+            typer.echo(f"Interrupted; unfinished uploads resume on the next '{again}'.", err=True)
             raise typer.Exit(130) from None
         except (typer.Exit, typer.Abort):
             raise
@@ -116,7 +117,7 @@ folder_app = typer.Typer(help="Choose the folders to back up.", no_args_is_help=
 
 
 @folder_app.command("add")
-@_friendly
+@friendly
 def folder_add(path: Path = typer.Argument(..., help="A folder of photos and videos.")) -> None:
     """Back up this folder (and everything under it)."""
     from camroll.agent.account import add_folder, checked_folder
@@ -133,7 +134,7 @@ def folder_add(path: Path = typer.Argument(..., help="A folder of photos and vid
 
 
 @folder_app.command("remove")
-@_friendly
+@friendly
 def folder_remove(path: Path = typer.Argument(..., help="A folder added earlier.")) -> None:
     """Stop backing up this folder (files already on the server stay there)."""
     from camroll.agent.config import load_config, save_config
@@ -153,7 +154,7 @@ def folder_remove(path: Path = typer.Argument(..., help="A folder added earlier.
 
 
 @folder_app.command("list")
-@_friendly
+@friendly
 def folder_list(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """Show the folders being backed up."""
     import os
@@ -227,7 +228,7 @@ def status(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -
 
 
 def register(app: typer.Typer) -> None:
-    app.command("login")(_friendly(login))
+    app.command("login")(friendly(login))
     app.add_typer(folder_app, name="folder")
-    app.command("backup")(_friendly(backup))
-    app.command("status")(_friendly(status))
+    app.command("backup")(friendly(backup))
+    app.command("status")(friendly(status))

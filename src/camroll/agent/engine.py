@@ -148,6 +148,11 @@ def _finish(db: StateDB, summary: Summary, result: ScanResult) -> None:
     if result.missing_folders and summary.headline == "Everything is backed up":
         folder, why = result.missing_folders[0]
         summary.headline = f"Folder {folder} {why}: its files were not checked"
+    elif result.unreadable and summary.headline == "Everything is backed up":
+        # Files camroll could not even record must not hide behind an all-clear.
+        n = len(result.unreadable)
+        summary.headline = (f"Everything else is backed up, but {n:,} file{'s' if n != 1 else ''} could "
+                            "not be read (listed below)")
 
 
 def _storage_stop(exc: ProblemError) -> str | None:

@@ -14,6 +14,14 @@ from camroll.agent.state import NewFile, StateDB
 
 FOLDER_REMOVED = "its folder is no longer in camroll's list"
 FILE_GONE = "the file no longer exists (deleted or moved)"
+# The state DB, the API and the server's records all hold paths as UTF-8 text.
+NOT_UTF8 = ("its name is not valid UTF-8 text, which camroll cannot record yet, so it is not backed up; "
+            "fix: rename it (for example with 'convmv -f latin1 -t utf8 --notest FILE')")
+
+
+def printable_path(path: str) -> str:
+    """``path`` with undecodable bytes shown as \\xNN, for messages."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 @dataclass
@@ -112,6 +120,11 @@ def scan(db: StateDB, folders: list[str]) -> ScanResult:
             continue
         # Only files that differ from the index cost a query.
         for path, size, mtime, ino in differs:
+            try:
+                path.encode("utf-8")
+            except UnicodeEncodeError:
+                result.unreadable.append((printable_path(path), NOT_UTF8))
+                continue
             row = db.lookup(path)
             if row is None:
                 new.append(NewFile(path, root, size, mtime, ino))
