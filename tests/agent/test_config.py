@@ -74,3 +74,59 @@ def test_paths_platformdirs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> 
     p = AgentPaths.default()
     assert p.config_file == tmp_path / "cfg" / "camroll" / "config.toml"
     assert p.state_db == tmp_path / "state" / "camroll" / "state.db"
+
+
+def test_policy_defaults_for_old_files(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text("[policy]\nhash_workers = 3\n")
+    p = load_config(path).policy
+    assert p.hash_workers == 3
+    assert (p.enabled, p.wifi_only, p.allow_metered, p.metered_daily_cap_mb) == (True, False, True, 0)
+    assert (p.min_battery, p.only_while_charging, p.pause_on_power_saver) == (20, False, True)
+    assert (p.max_file_size, p.include, p.exclude, p.bandwidth_limit, p.time_window) == (None, [], [], None, None)
+
+
+def test_policy_values_from_file(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text('[policy]\nmax_file_size = 1000\nbandwidth_limit = "2 MiB/s"\ntime_window = "23:30-06:00"\n'
+                    'include = ["*.jpg"]\n')
+    p = load_config(path).policy
+    assert p.max_file_size == "1000" and p.max_file_size_bytes == 1000  # a bare number is bytes
+    assert p.bandwidth_limit_bytes == 2 * 1024 * 1024
+    assert p.include == ["*.jpg"]
+    save_config(path, load_config(path))
+    assert load_config(path) == load_config(path)
+
+
+@pytest.mark.parametrize(("line", "key"), [
+    ("min_battery = 101", "policy.min_battery"),
+    ('time_window = "7-9"', "policy.time_window"),
+    ('max_file_size = "huge"', "policy.max_file_size"),
+    ("wifi_only = 'sometimes'", "policy.wifi_only"),
+])
+def test_bad_policy_values_name_the_key(tmp_path: Path, line: str, key: str) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text(f"[policy]\n{line}\n")
+    with pytest.raises(ConfigError, match=f"key '{key}'"):
+        load_config(path)
+
+
+def test_time_window_wraps_past_midnight() -> None:
+    import datetime as dt
+
+    from camroll.agent.config import in_time_window, parse_time_window
+
+    night = parse_time_window("22:00-07:00")
+    assert in_time_window(night, dt.time(23, 59)) and in_time_window(night, dt.time(3))
+    assert in_time_window(night, dt.time(22)) and not in_time_window(night, dt.time(7))
+    assert not in_time_window(night, dt.time(12))
+    day = parse_time_window("09:00-17:00")
+    assert in_time_window(day, dt.time(9)) and not in_time_window(day, dt.time(17))
+    assert not in_time_window(day, dt.time(8, 59))
+
+
+def test_empty_glob_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text('[policy]\nexclude = ["*.tmp", " "]\n')
+    with pytest.raises(ConfigError, match=r"policy.exclude.*empty glob"):
+        load_config(path)

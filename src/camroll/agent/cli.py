@@ -1,4 +1,4 @@
-"""The agent's commands on the root ``camroll`` app: login, folder, backup, status.
+"""The agent's commands on the root ``camroll`` app: login, folder, backup, status, settings.
 
 Imports of anything heavy (httpx, rich, the engine) happen inside the commands: ``camroll backup``
 with nothing to do must start, scan and exit quickly.
@@ -227,8 +227,78 @@ def status(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -
         raise typer.Exit(1)
 
 
+settings_app = typer.Typer(help="Show and change the backup policy.", invoke_without_command=True)
+
+
+@settings_app.callback()
+@friendly
+def settings_show(ctx: typer.Context,
+                  json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """Show every backup-policy setting (value, default, meaning), the server, folders and recent changes."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from camroll.agent.config import load_config
+    from camroll.agent.settings import summary_json
+
+    paths = _paths()
+    cfg = load_config(paths.config_file)
+    data = summary_json(paths, cfg)
+    if json_out:
+        typer.echo(json.dumps(data))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    from camroll.agent.settings import describe, format_value, recent_changes
+
+    console = Console(highlight=False)
+    s = cfg.server
+    console.print(f"Config: {paths.config_file}", markup=False)
+    if s is None:
+        console.print("Server: not logged in (camroll login URL --user NAME)", markup=False)
+    else:
+        console.print(f"Server: {s.url} as {s.username or '?'}; this device is '{s.device_name}' "
+                      f"(id {s.device_id})", markup=False)
+    console.print("Folders: " + (", ".join(cfg.folders) or "none (camroll folder add PATH)"), markup=False)
+    table = Table(title="Backup policy (change with: camroll settings set KEY VALUE)", title_justify="left")
+    table.add_column("Key", no_wrap=True)
+    table.add_column("Value", no_wrap=True)
+    table.add_column("Default", no_wrap=True)
+    table.add_column("Meaning")
+    from rich.text import Text
+
+    for st in describe(cfg):
+        changed = st.value != st.default
+        table.add_row(Text(st.key), Text(format_value(st.value), style="bold" if changed else ""),
+                      Text(format_value(st.default)), Text(st.description))
+    console.print(table)
+    changes = recent_changes(paths, 5)
+    if changes:
+        console.print("Recent changes:", markup=False)
+        for c in changes:
+            when = c.time.astimezone().strftime("%d %b %Y %H:%M")
+            console.print(f"  {when}  {c.key}: {format_value(c.old)} -> {format_value(c.new)}", markup=False)
+
+
+# ignore_unknown_options: "-1" is a (bad) value to explain, not an unknown option.
+@settings_app.command("set", context_settings={"ignore_unknown_options": True})
+@friendly
+def settings_set(key: str = typer.Argument(..., metavar="KEY", help="A policy key (see 'camroll settings')."),
+                 value: str = typer.Argument(..., metavar="VALUE",
+                                             help="The new value, e.g. true, 20, 2GB, *.jpg,*.heic.")) -> None:
+    """Change one backup-policy setting; the change is logged."""
+    from camroll.agent.settings import format_value, set_setting
+
+    change = set_setting(_paths(), key, value)
+    if change is None:
+        typer.echo(f"{key} is already {value}; nothing changed.")
+    else:
+        typer.echo(f"{key}: {format_value(change.old)} -> {format_value(change.new)}.")
+
+
 def register(app: typer.Typer) -> None:
     app.command("login")(friendly(login))
     app.add_typer(folder_app, name="folder")
     app.command("backup")(friendly(backup))
     app.command("status")(friendly(status))
+    app.add_typer(settings_app, name="settings")
