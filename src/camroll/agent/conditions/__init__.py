@@ -1,0 +1,56 @@
+"""Condition probes: battery, power saver and network, each a value plus a sentence a person reads.
+
+Every probe reads through a root directory (default "/") and a command runner, so tests point them at a
+fake tree and fake scripts while the real parsing runs.  Probes never raise: missing information is
+reported as unknown, because a policy must still be able to decide (and say why) on any machine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from camroll.agent.conditions.battery import Battery, probe_battery
+from camroll.agent.conditions.network import Network, NetworkKind, probe_network
+from camroll.agent.conditions.power import PowerSaver, probe_power_saver
+from camroll.agent.conditions.runner import DEFAULT_TIMEOUT, Runner, SubprocessRunner
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "Battery",
+    "Conditions",
+    "Network",
+    "NetworkKind",
+    "PowerSaver",
+    "Probes",
+    "Runner",
+    "SubprocessRunner",
+]
+
+
+@dataclass(frozen=True)
+class Conditions:
+    battery: Battery
+    power_saver: PowerSaver
+    network: Network
+
+    def sentences(self) -> list[str]:
+        return [self.battery.sentence, self.power_saver.sentence, self.network.sentence]
+
+
+@dataclass
+class Probes:
+    root: Path = Path("/")
+    runner: Runner = field(default_factory=SubprocessRunner)
+
+    def battery(self) -> Battery:
+        return probe_battery(self.root, self.runner)
+
+    def power_saver(self) -> PowerSaver:
+        return probe_power_saver(self.root, self.runner)
+
+    def network(self) -> Network:
+        return probe_network(self.root, self.runner)
+
+    def all(self) -> Conditions:
+        return Conditions(self.battery(), self.power_saver(), self.network())
