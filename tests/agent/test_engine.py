@@ -28,6 +28,17 @@ def _fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(retry.Backoff, "delay", lambda self, n, rng=None: 0.0)
 
 
+@pytest.fixture(autouse=True)
+def _no_machine_probes(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Passes that do not pass ``probes`` see a machine where nothing is known (which never blocks the
+    default policy), not this machine's battery: the suite must not depend on where it runs."""
+    from camroll.agent import engine
+    from camroll.agent.conditions import Probes, SubprocessRunner
+
+    blank = tmp_path / "blank-machine"
+    monkeypatch.setattr(engine, "Probes", lambda: Probes(root=blank, runner=SubprocessRunner(path=str(blank))))
+
+
 def _setup(tmp_path: Path, chunk_mib: int = 1) -> tuple[AgentPaths, AgentConfig, Path]:
     photos = tmp_path / "photos"
     photos.mkdir()
@@ -372,3 +383,58 @@ def test_unreadable_files_are_not_hidden_behind_an_all_clear(tmp_path: Path) -> 
     assert s.files_uploaded == 1
     assert s.headline == "Everything else is backed up, but 2 files could not be read (listed below)"
     assert {p.path for p in s.problems} >= {str(photos / "loop_a"), str(photos / "loop_b")}
+
+
+def _battery(root: Path, capacity: int, status: str) -> None:
+    bat = root / "sys" / "class" / "power_supply" / "BAT0"
+    bat.mkdir(parents=True, exist_ok=True)
+    (bat / "type").write_text("Battery\n")
+    (bat / "capacity").write_text(f"{capacity}\n")
+    (bat / "status").write_text(f"{status}\n")
+
+
+def test_policy_pauses_on_low_battery_then_uploads_when_charging(tmp_path: Path) -> None:
+    from camroll.agent.conditions import Probes, SubprocessRunner
+    from camroll.agent.status import get_status
+
+    paths, cfg, photos = _setup(tmp_path)
+    write(photos / "a.jpg", jpeg_bytes(1))
+    write(photos / "b.png", png_bytes(2))
+    root = tmp_path / "root"
+    empty_bin = tmp_path / "bin"
+    empty_bin.mkdir()
+    _battery(root, 10, "Discharging")
+    probes = Probes(root=root, runner=SubprocessRunner(path=str(empty_bin)))
+    srv = FakeServer()
+
+    s = run_backup(paths, cfg, transport=srv.transport(), probes=probes)
+    reason = ("Paused: battery 10%, below your 20% minimum. Plug in or change min_battery "
+              "(camroll settings set min_battery 10).")
+    assert s.stopped_reason == reason and s.headline == reason and s.paused_by_policy == "battery_low"
+    assert (s.files_scanned, s.files_waiting, s.files_uploaded, s.bytes_sent) == (2, 2, 0, 0)
+    assert not s.ok
+    assert srv.requests == [] and not srv.assets
+    assert {st for st, _ in _states(paths).values()} == {"pending"}
+    st = get_status(paths, cfg)
+    assert st.headline == reason and st.paused_by_policy == "battery_low" and st.files["pending"] == 2
+
+    _battery(root, 80, "Charging")
+    s2 = run_backup(paths, cfg, transport=srv.transport(), probes=probes)
+    assert s2.ok and s2.stopped_reason is None and s2.paused_by_policy is None
+    assert (s2.files_uploaded, s2.files_waiting) == (2, 0) and s2.headline == "Everything is backed up"
+    assert len(srv.assets) == 2
+    st2 = get_status(paths, cfg)
+    assert st2.paused_by_policy is None and st2.headline == "All 2 files backed up"
+
+
+def test_policy_disabled_is_off_not_stopped(tmp_path: Path) -> None:
+    from camroll.agent.conditions import Probes, SubprocessRunner
+
+    paths, cfg, photos = _setup(tmp_path)
+    cfg.policy.enabled = False
+    write(photos / "a.jpg", jpeg_bytes(1))
+    srv = FakeServer()
+    probes = Probes(root=tmp_path / "nothing", runner=SubprocessRunner(path=str(tmp_path / "nobin")))
+    s = run_backup(paths, cfg, transport=srv.transport(), probes=probes)
+    assert s.headline == "Off: backup is switched off (enabled = false). Run camroll settings set enabled true."
+    assert srv.requests == [] and s.files_waiting == 1

@@ -17,8 +17,10 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING
 
+from camroll.agent.conditions import Probes
 from camroll.agent.config import AgentConfig, load_config
 from camroll.agent.errors import AgentError, PassAborted, ProblemError, ServerUnreachable
 from camroll.agent.events import (
@@ -48,6 +50,9 @@ META_LAST_SUCCESS = "last_successful_backup_at"
 META_LAST_PASS = "last_pass_at"
 META_LAST_STOP = "last_pass_stopped_reason"
 META_SERVER_IDENTITY = "server_identity"
+# The last pass's policy verdict: code ("ok", "battery_low", ...) and sentence (empty when not paused).
+META_POLICY_CODE = "last_policy_code"
+META_POLICY_REASON = "last_policy_reason"
 
 # A file that keeps changing while we read it is retried this often in one pass, then left pending.
 MAX_REHASH_PER_PASS = 3
@@ -78,14 +83,17 @@ def _noop(event: Event) -> None:
 
 def run_backup(paths: AgentPaths, config: AgentConfig | None = None, on_event: EventCallback | None = None,
                *, retry_failed_now: bool = False, stop: threading.Event | None = None,
-               transport: httpx.BaseTransport | None = None) -> Summary:
+               transport: httpx.BaseTransport | None = None, probes: Probes | None = None) -> Summary:
     """Run one backup pass and return its summary.
 
     ``config`` defaults to the file at ``paths.config_file``.  ``on_event`` receives progress events
     from several threads.  ``stop`` lets a caller end the pass early; unfinished uploads stay
-    resumable.  ``transport`` replaces the network (tests).  Raises ``AgentError`` (with a
-    user-facing message) only for problems that prevent the pass from starting, such as not being
-    logged in; problems during the pass are in the summary.
+    resumable.  ``transport`` replaces the network (tests).  ``probes`` reads battery, power saver and
+    network (default: this machine's); the backup policy is evaluated once, after the scan, and only
+    when there is work, so a pass with nothing to do runs no probe programs.  A paused pass hashes and
+    uploads nothing: its summary has ``stopped_reason`` = the policy's sentence (also the headline).
+    Raises ``AgentError`` (with a user-facing message) only for problems that prevent the pass from
+    starting, such as not being logged in; problems during the pass are in the summary.
     """
     cfg = config if config is not None else load_config(paths.config_file)
     server = cfg.require_server()
@@ -113,7 +121,20 @@ def run_backup(paths: AgentPaths, config: AgentConfig | None = None, on_event: E
         emit(ScanFinished(result.files_seen, result.new, result.changed, result.vanished,
                           len(work), sum(r.size for r in work)))
         if work:
-            _Pass(db, cfg, work, summary, emit, stop or threading.Event(), transport).run()
+            from camroll.agent.policy import evaluate
+
+            conditions = (probes or Probes()).all()
+            verdict = evaluate(cfg.policy, conditions, datetime.now())
+            db.set_meta(META_POLICY_CODE, verdict.code)
+            db.set_meta(META_POLICY_REASON, verdict.reason)
+            if verdict.blocked:
+                logger.info("pass paused by policy (%s): %s [%s]", verdict.code, verdict.reason,
+                            " ".join(conditions.sentences()))
+                summary.stopped_reason = verdict.reason
+                summary.paused_by_policy = verdict.code
+                summary.files_waiting = len(work)
+            else:
+                _Pass(db, cfg, work, summary, emit, stop or threading.Event(), transport).run()
         summary.files_parked = db.parked_count(time.time())
         summary.duration_s = time.monotonic() - started
         _finish(db, summary, result)
@@ -128,7 +149,9 @@ def run_backup(paths: AgentPaths, config: AgentConfig | None = None, on_event: E
 def _finish(db: StateDB, summary: Summary, result: ScanResult) -> None:
     now = time.time()
     if summary.stopped_reason:
-        summary.headline = f"Stopped: {summary.stopped_reason}"
+        # A policy pause is already a sentence ("Paused: ...", "Off: ..."); server and quota stops are not.
+        summary.headline = (summary.stopped_reason if summary.paused_by_policy
+                            else f"Stopped: {summary.stopped_reason}")
         db.set_meta(META_LAST_STOP, summary.stopped_reason)
     else:
         if db.get_meta(META_LAST_STOP) is not None:

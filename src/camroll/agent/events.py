@@ -66,6 +66,9 @@ class Summary:
     duration_s: float = 0.0
     headline: str = ""
     stopped_reason: str | None = None
+    # Set when the backup policy paused the pass (a code from ``policy.Verdict``, e.g. "battery_low");
+    # ``stopped_reason`` then holds the policy's sentence and is the headline as it is.
+    paused_by_policy: str | None = None
     problems: list[Problem] = field(default_factory=list)
     skipped: list[Problem] = field(default_factory=list)
 

@@ -8,7 +8,13 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from camroll.agent.config import AgentConfig
-from camroll.agent.engine import META_LAST_PASS, META_LAST_STOP, META_LAST_SUCCESS
+from camroll.agent.engine import (
+    META_LAST_PASS,
+    META_LAST_STOP,
+    META_LAST_SUCCESS,
+    META_POLICY_CODE,
+    META_POLICY_REASON,
+)
 from camroll.agent.paths import AgentPaths
 from camroll.agent.state import STATES, StateDB
 
@@ -34,6 +40,8 @@ class Status:
     last_successful_backup_at: float | None
     last_pass_at: float | None
     stopped_reason: str | None
+    # The backup policy's code ("battery_low", "disabled", ...) when it paused the last pass, else None.
+    paused_by_policy: str | None = None
     failed: list[FileProblem] = field(default_factory=list)
     skipped: list[FileProblem] = field(default_factory=list)
 
@@ -57,6 +65,7 @@ def get_status(paths: AgentPaths, config: AgentConfig) -> Status:
     nbytes: dict[str, int] = dict.fromkeys(STATES, 0)
     last_ok = last_pass = None
     stopped: str | None = None
+    paused: str | None = None
     failed: list[FileProblem] = []
     skipped: list[FileProblem] = []
     if paths.state_db.exists():
@@ -67,6 +76,9 @@ def get_status(paths: AgentPaths, config: AgentConfig) -> Status:
             last_ok = _float(db.get_meta(META_LAST_SUCCESS))
             last_pass = _float(db.get_meta(META_LAST_PASS))
             stopped = db.get_meta(META_LAST_STOP) or None
+            code = db.get_meta(META_POLICY_CODE)
+            if stopped and code not in (None, "ok") and db.get_meta(META_POLICY_REASON) == stopped:
+                paused = code
             failed = [FileProblem(r.path, r.reason, r.attempts, r.next_retry_at) for r in db.failed()]
             skipped = [FileProblem(r.path, r.reason, r.attempts, None) for r in db.rows_in_state("skipped")]
     waiting = sum(files[s] for s in WAITING)
@@ -75,7 +87,8 @@ def get_status(paths: AgentPaths, config: AgentConfig) -> Status:
     elif not config.folders:
         headline = "No folders to back up. Run: camroll folder add PATH"
     elif stopped:
-        headline = f"Stopped: {stopped}"
+        # A policy pause is already a full sentence ("Paused: ...", "Off: ...").
+        headline = stopped if paused else f"Stopped: {stopped}"
     elif files["failed"]:
         headline = f"{_plural(files['failed'], 'file')} failed: {failed[0].reason if failed else ''}"
     elif waiting:
@@ -85,7 +98,7 @@ def get_status(paths: AgentPaths, config: AgentConfig) -> Status:
     else:
         headline = f"All {_plural(files['backed_up'], 'file')} backed up"
     return Status(headline, config.server is not None, config.server.url if config.server else None,
-                  list(config.folders), files, nbytes, last_ok, last_pass, stopped, failed, skipped)
+                  list(config.folders), files, nbytes, last_ok, last_pass, stopped, paused, failed, skipped)
 
 
 def _ago(ts: float | None) -> str:
