@@ -228,7 +228,9 @@ def save_config(path: Path, config: AgentConfig) -> None:
     """Write ``config`` to ``path`` atomically (temp file, fsync, rename) with mode 0600."""
     import tomli_w
 
-    data = config.model_dump(mode="json", exclude_none=True)
+    # Only what differs from the defaults is written, so a later release's better defaults reach
+    # existing installations instead of being frozen into their config files.
+    data = config.model_dump(mode="json", exclude_none=True, exclude_defaults=True)
     text = tomli_w.dumps(data)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".config-", suffix=".tmp", dir=path.parent)
