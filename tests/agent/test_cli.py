@@ -9,21 +9,15 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from camroll.agent import cli as agent_cli
 from camroll.agent.config import AgentConfig, ServerConfig, load_config, save_config
+
+from .cliapp import agent_app
 
 
 @pytest.fixture
 def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> typer.Typer:
     monkeypatch.setenv("CAMROLL_HOME", str(tmp_path / "home"))
-    a = typer.Typer()
-
-    @a.callback()
-    def _root() -> None:
-        pass
-
-    agent_cli.register(a)
-    return a
+    return agent_app()
 
 
 runner = CliRunner()

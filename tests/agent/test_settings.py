@@ -10,10 +10,11 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from camroll.agent import cli as agent_cli
 from camroll.agent import settings
 from camroll.agent.config import AgentConfig, PolicyConfig, ServerConfig, load_config, save_config
 from camroll.agent.paths import AgentPaths
+
+from .cliapp import agent_app
 
 runner = CliRunner()
 
@@ -27,14 +28,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture
 def app(home: Path) -> typer.Typer:
-    a = typer.Typer()
-
-    @a.callback()
-    def _root() -> None:
-        pass
-
-    agent_cli.register(a)
-    return a
+    return agent_app()
 
 
 def _logged_in(home: Path) -> None:

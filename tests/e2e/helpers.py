@@ -6,28 +6,14 @@ import hashlib
 import json
 import os
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
+from conftest import camroll_cmd, run_camroll
 
 from camroll.agent.config import load_config, save_config
-
-
-def camroll_cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "camroll", *args]
-
-
-def run_camroll(*args: str, env: dict[str, str], check: bool = True,
-                timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(camroll_cmd(*args), env={**os.environ, **env}, capture_output=True, text=True,
-                          timeout=timeout)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"camroll {' '.join(args)} exited {proc.returncode}\n"
-                             f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
-    return proc
 
 
 @dataclass

@@ -1,0 +1,18 @@
+"""A Typer app with only the agent's commands, for CliRunner tests."""
+
+from __future__ import annotations
+
+import typer
+
+from camroll.agent import cli as agent_cli
+
+
+def agent_app() -> typer.Typer:
+    app = typer.Typer()
+
+    @app.callback()
+    def _root() -> None:
+        pass
+
+    agent_cli.register(app)
+    return app
