@@ -125,6 +125,26 @@ def running_server(layout: UpLayout, host: str, port: int) -> Iterator[str]:
                 proc.wait()
 
 
+def _add_local_user(layout: UpLayout, username: str, password: str) -> None:
+    """Create the all-in-one admin user directly in the server's database (the running server has
+    already migrated it)."""
+    from camroll.server import migrate
+    from camroll.server.context import build
+    from camroll.server.services.accounts import UserExists, add_user
+    from camroll.server.settings import Settings
+
+    ctx = build(Settings.for_data_dir(layout.server_data))
+    try:
+        migrate.upgrade(ctx.engine)
+        add_user(ctx, username, password, is_admin=True)
+    except UserExists:
+        raise UpError(f"The server in {layout.server_data} already has a user '{username}', but its password "
+                      f"is not in {layout.credentials}. Fix: use another --data folder, or add the "
+                      "credentials file back.") from None
+    finally:
+        ctx.engine.dispose()
+
+
 def _first_run(layout: UpLayout, url: str) -> str:
     """Create the local user (random password kept in ``credentials``, mode 0600) and register this
     device.  Returns the user name."""
@@ -141,21 +161,11 @@ def _first_run(layout: UpLayout, url: str) -> str:
         fd = os.open(layout.credentials, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:
             json.dump({"username": username, "password": password, "url": url}, f)
-        pw_file = layout.root / ".password-once"
-        fd = os.open(pw_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(password)
         try:
-            proc = subprocess.run(
-                [sys.executable, "-m", "camroll", "admin", "user", "add", username, "--admin",
-                 "--password-file", str(pw_file), "--data", str(layout.server_data)],
-                capture_output=True, text=True,
-            )
-        finally:
-            pw_file.unlink(missing_ok=True)
-        if proc.returncode != 0:
+            _add_local_user(layout, username, password)
+        except BaseException:
             layout.credentials.unlink(missing_ok=True)
-            raise UpError(f"Could not create the local user: {proc.stderr.strip() or proc.stdout.strip()}")
+            raise
     paths = AgentPaths.in_dir(layout.agent_home)
     cfg = load_config(paths.config_file)
     cfg.server = register_device(url, username, password, f"{socket.gethostname()} (camroll up)").server
