@@ -166,6 +166,68 @@ class DeviceCreated(DeviceInfo):
     token: str = Field(description="Device API token, shown once; the server keeps only its hash.")
 
 
+# --- Device heartbeats and health -----------------------------------------------------------------
+# What an agent is doing, in one word.  "paused" = a policy holds it (battery, network, switched off,
+# time window); "stopped" = something outside the device holds it (quota, server, account); "error" =
+# the agent itself cannot work (corrupt state it could not rebuild, unreadable config).
+AgentState = Literal["idle", "backing_up", "paused", "stopped", "error"]
+MAX_HEARTBEAT_PROBLEMS = 100
+
+
+class DeviceProblem(_Model):
+    """One file on a device that is not backed up, as ``camroll problems`` shows it."""
+    path: str
+    state: str = Field(description="waiting, skipped or failed (the agent's per-file state).")
+    reason: str
+    fix: str | None = None
+    attempts: int = 0
+    next_retry_at: datetime | None = None
+
+
+class Heartbeat(_Model):
+    """Sent by an agent every few minutes and at the end of every pass (PUT /devices/current/heartbeat)."""
+    agent_version: str
+    state: AgentState
+    headline: str = Field(description="The agent's one-line status, e.g. 'Paused: battery 14% ...'.")
+    blocker_code: str | None = Field(default=None, description="Machine code of the blocker, e.g. battery_low.")
+    blocker: str | None = Field(default=None, description="The blocker as a sentence with its fix.")
+    pending_files: int = 0
+    pending_bytes: int = 0
+    failed_files: int = 0
+    skipped_files: int = 0
+    backed_up_files: int = 0
+    last_success_at: datetime | None = Field(default=None, description="End of the last pass that left "
+                                             "nothing to do.")
+    problems: list[DeviceProblem] = Field(default_factory=list, max_length=MAX_HEARTBEAT_PROBLEMS)
+
+
+class HeartbeatAck(_Model):
+    server_time: datetime = Field(description="For the agent's clock-skew check.")
+    interval_seconds: int = Field(description="Send the next heartbeat within this many seconds.")
+
+
+class DeviceHealth(_Model):
+    """The server's view of one device's backup."""
+    last_heartbeat_at: datetime | None
+    last_upload_at: datetime | None = Field(description="Last asset this device completed (server clock).")
+    agent_version: str | None
+    state: AgentState | Literal["never_seen", "silent"]
+    headline: str
+    blocker_code: str | None
+    blocker: str | None
+    pending_files: int
+    pending_bytes: int
+    failed_files: int
+    skipped_files: int
+    backed_up_files: int
+    stalled: bool = Field(description="Pending work and no progress for longer than the stall limit.")
+    problems: list[DeviceProblem]
+
+
+class DeviceWithHealth(DeviceInfo):
+    health: DeviceHealth
+
+
 # --- Assets ---------------------------------------------------------------------------------------
 MAX_CHECK_BATCH = 5000
 
