@@ -366,3 +366,14 @@ def test_hung_program_is_treated_as_absent(m: Machine) -> None:
 def test_default_probes_on_this_machine_never_raise() -> None:
     c = Probes().all()
     assert all(s for s in c.sentences())
+
+
+def test_default_probes_follow_the_environment(m: Machine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """CAMROLL_PROBE_ROOT / CAMROLL_PROBE_PATH redirect the default probes (containers, the CLI in tests)."""
+    battery_dir(m, "BAT0", "14", "Discharging")
+    m.program("nmcli", {})
+    monkeypatch.setenv("CAMROLL_PROBE_ROOT", str(m.root))
+    monkeypatch.setenv("CAMROLL_PROBE_PATH", str(m.bin))
+    probes = Probes()
+    assert probes.battery().level == 14
+    assert probes.root == m.root

@@ -7,6 +7,7 @@ reported as unknown, because a policy must still be able to decide (and say why)
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,10 +39,25 @@ class Conditions:
         return [self.battery.sentence, self.power_saver.sentence, self.network.sentence]
 
 
+# Where the probes look, for machines whose host /sys and tools are mounted elsewhere (a container
+# backing up a host's camera folder, a chroot on Android) and for tests that run the real CLI against a
+# fake tree: a root directory for /sys-style files, and a PATH for helper programs.
+PROBE_ROOT_ENV = "CAMROLL_PROBE_ROOT"
+PROBE_PATH_ENV = "CAMROLL_PROBE_PATH"
+
+
+def _default_root() -> Path:
+    return Path(os.environ.get(PROBE_ROOT_ENV) or "/")
+
+
+def _default_runner() -> Runner:
+    return SubprocessRunner(os.environ.get(PROBE_PATH_ENV) or None)
+
+
 @dataclass
 class Probes:
-    root: Path = Path("/")
-    runner: Runner = field(default_factory=SubprocessRunner)
+    root: Path = field(default_factory=_default_root)
+    runner: Runner = field(default_factory=_default_runner)
 
     def battery(self) -> Battery:
         return probe_battery(self.root, self.runner)
