@@ -101,6 +101,10 @@ class ServerProcess:
         run_camroll(*args)
         return password
 
+    def run_admin(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """``camroll admin ARGS --data <this server's data>`` (works while the server runs)."""
+        return run_camroll("admin", *args, "--data", str(self.data))
+
     def login(self, name: str, password: str) -> str:
         """A session token for ``name`` (via the real API)."""
         r = httpx.post(f"{self.url}/api/v1/auth/login", json={"username": name, "password": password})
