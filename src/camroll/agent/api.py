@@ -144,6 +144,10 @@ class Api:
     def check(self, items: list[wire.CheckItem]) -> wire.CheckResponse:
         return self._json("POST", "/assets/check", wire.CheckResponse, body=wire.CheckRequest(items=items))
 
+    def heartbeat(self, body: wire.Heartbeat) -> wire.HeartbeatAck:
+        """Report this device's backup state (the device token identifies the device)."""
+        return self._json("PUT", "/devices/current/heartbeat", wire.HeartbeatAck, body=body)
+
 
 def _version_tuple(v: str) -> tuple[int, ...]:
     out: list[int] = []

@@ -1,0 +1,157 @@
+"""The agent's heartbeat: what this device's backup is doing, sent to the server so that a device that
+stops backing up is noticed there even when nobody looks at the device.
+
+Sending never fails a backup: errors are logged, and a server without the endpoint (older than the
+agent) is tolerated with one debug line.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from camroll import __version__, wire
+from camroll.agent.config import AgentConfig
+from camroll.agent.log import logger
+from camroll.agent.paths import AgentPaths
+
+if TYPE_CHECKING:
+    import httpx
+
+    from camroll.agent.status import Status
+
+META_CLOCK_SKEW = "server_clock_skew_s"
+DEFAULT_INTERVAL = 300.0
+# A server asking for a heartbeat every second would turn the agent into load; one asking for one a
+# day would make it look silent.
+MIN_INTERVAL, MAX_INTERVAL = 10.0, 3600.0
+SEND_TIMEOUT = 10.0
+
+# Per-file states that are not "still to do".
+_DONE_STATES = frozenset({"backed_up", "skipped", "failed", "vanished", "ignored"})
+
+
+def _blocker_code(reason: str) -> str:
+    """A machine code for a stop that is not a policy pause (the engine reports those as sentences)."""
+    text = reason.lower()
+    if "quota" in text:
+        return "quota_exceeded"
+    if "storage is full" in text:
+        return "server_storage_full"
+    if "cannot reach" in text:
+        return "server_unreachable"
+    if "token" in text:
+        return "device_revoked"
+    if "refuses this camroll version" in text:
+        return "client_too_old"
+    return "stopped"
+
+
+def _ts(value: float | None) -> datetime | None:
+    return datetime.fromtimestamp(value, UTC) if value else None
+
+
+def from_status(st: Status, *, running: bool = False, error: str | None = None) -> wire.Heartbeat:
+    """The heartbeat for ``camroll status``'s view of the device.  The one place that maps local
+    state onto the wire: switch it to ``problems.problem_rows`` when that exists."""
+    pending_files = sum(n for s, n in st.files.items() if s not in _DONE_STATES)
+    pending_bytes = sum(n for s, n in st.bytes.items() if s not in _DONE_STATES)
+    blocker_code = blocker = None
+    state: wire.AgentState
+    if error:
+        state, blocker_code, blocker = "error", "agent_error", error
+    elif st.paused_by_policy:
+        state, blocker_code, blocker = "paused", st.paused_by_policy, st.stopped_reason
+    elif st.stopped_reason:
+        state, blocker_code, blocker = "stopped", _blocker_code(st.stopped_reason), st.stopped_reason
+    elif running:
+        state = "backing_up"
+    else:
+        state = "idle"
+    problems = [
+        wire.DeviceProblem(path=p.path, state=kind, reason=p.reason, attempts=p.attempts,
+                           next_retry_at=_ts(p.next_retry_at))
+        for kind, rows in (("failed", st.failed), ("skipped", st.skipped)) for p in rows
+    ][:wire.MAX_HEARTBEAT_PROBLEMS]
+    return wire.Heartbeat(
+        agent_version=__version__, state=state, headline=error or st.headline,
+        blocker_code=blocker_code, blocker=blocker,
+        pending_files=pending_files, pending_bytes=pending_bytes,
+        failed_files=st.files.get("failed", 0), skipped_files=st.files.get("skipped", 0),
+        backed_up_files=st.files.get("backed_up", 0),
+        last_success_at=_ts(st.last_successful_backup_at), problems=problems,
+    )
+
+
+def build_heartbeat(paths: AgentPaths, cfg: AgentConfig, *, running: bool = False,
+                    error: str | None = None) -> wire.Heartbeat:
+    from camroll.agent.status import get_status
+
+    return from_status(get_status(paths, cfg), running=running, error=error)
+
+
+class HeartbeatSender:
+    """Sends heartbeats and remembers what the server asked for: the interval, and whether it has the
+    endpoint at all."""
+
+    def __init__(self, paths: AgentPaths, default_interval: float = DEFAULT_INTERVAL,
+                 transport: httpx.BaseTransport | None = None) -> None:
+        self.paths = paths
+        self.interval = default_interval
+        self.transport = transport
+        self.unsupported = False
+        self._last_error: str | None = None
+
+    def send(self, cfg: AgentConfig, body: wire.Heartbeat) -> wire.HeartbeatAck | None:
+        """Send ``body``; the server's answer, or None when it could not be sent (logged, never raised)."""
+        import httpx
+
+        from camroll.agent.api import Api, make_client
+        from camroll.agent.errors import AgentError, ProblemError
+
+        if cfg.server is None:
+            return None
+        client = make_client(cfg.server.url, cfg.server.token, max_connections=1, transport=self.transport)
+        client.timeout = httpx.Timeout(SEND_TIMEOUT)
+        try:
+            sent_at = time.time()
+            ack = Api(client).heartbeat(body)
+        except ProblemError as exc:
+            if exc.status in (404, 405):
+                if not self.unsupported:
+                    logger.debug("the server has no heartbeat endpoint (%s); heartbeats are not sent", exc.status)
+                self.unsupported = True
+                return None
+            self._failed(f"the server refused the heartbeat: {exc}")
+            return None
+        except AgentError as exc:
+            self._failed(str(exc))
+            return None
+        finally:
+            client.close()
+        self.unsupported = False
+        if self._last_error is not None:
+            logger.info("heartbeats reach the server again")
+            self._last_error = None
+        self.interval = min(MAX_INTERVAL, max(MIN_INTERVAL, float(ack.interval_seconds)))
+        self._record_skew(ack, sent_at)
+        return ack
+
+    def _failed(self, why: str) -> None:
+        # One line per kind of failure, not one every few minutes for as long as the server is down.
+        if why != self._last_error:
+            logger.warning("heartbeat not sent: %s", why)
+        self._last_error = why
+
+    def _record_skew(self, ack: wire.HeartbeatAck, sent_at: float) -> None:
+        """Server clock minus ours, for ``camroll doctor`` (measured against the middle of the request)."""
+        from camroll.agent.state import StateDB
+
+        server = ack.server_time if ack.server_time.tzinfo else ack.server_time.replace(tzinfo=UTC)
+        skew = server.timestamp() - (sent_at + time.time()) / 2
+        try:
+            with StateDB(self.paths.state_db) as db:
+                db.set_meta(META_CLOCK_SKEW, f"{skew:.3f}")
+        except Exception as exc:  # a busy or damaged state DB must not stop the daemon
+            logger.debug("could not record the server clock skew: %s", exc)
