@@ -271,3 +271,89 @@ class AssetInfo(_Model):
 class AssetPage(_Model):
     items: list[AssetInfo]
     next_cursor: str | None
+
+
+# --- Library: timeline, details, thumbnails, trash, storage ------------------------------------------
+# Filled in by the server's background jobs (metadata extraction, thumbnails); until a job has run the
+# fields are null and ``capture_time`` falls back to the file's mtime.
+CaptureTimeSource = Literal["exif", "quicktime", "filename", "mtime", "upload"]
+ThumbSize = Literal["grid", "preview"]
+MAX_TIMELINE_LIMIT = 1000
+
+
+class TimelineItem(_Model):
+    id: int
+    kind: Literal["image", "video", "other"]
+    mime: str | None
+    filename: str
+    size: int
+    capture_time: datetime = Field(description="When it was taken (best source known), timezone-aware.")
+    capture_time_source: CaptureTimeSource
+    width: int | None = None
+    height: int | None = None
+    duration_s: float | None = None
+    # False until the thumbnail job has run; the UI shows a placeholder meanwhile.
+    has_thumbnail: bool = False
+    live_video_id: int | None = Field(default=None, description="The MOV half of a Live Photo, shown as one.")
+    motion_photo: bool = False
+
+
+class TimelineDay(_Model):
+    date: str = Field(description="YYYY-MM-DD in the capture time's own offset.")
+    items: list[TimelineItem]
+
+
+class TimelinePage(_Model):
+    """Newest first.  A day can continue on the next page (same ``date`` again)."""
+    days: list[TimelineDay]
+    next_cursor: str | None
+    total: int = Field(description="Assets matching the filters (not trashed).")
+
+
+class AssetMetadata(_Model):
+    capture_time: datetime | None = None
+    capture_time_source: CaptureTimeSource | None = None
+    width: int | None = None
+    height: int | None = None
+    orientation: int | None = None
+    camera_make: str | None = None
+    camera_model: str | None = None
+    lens: str | None = None
+    latitude: float | None = None
+    longitude: float | None = None
+    altitude: float | None = None
+    duration_s: float | None = None
+    frame_rate: float | None = None
+    video_codec: str | None = None
+    error: str | None = Field(default=None, description="Why metadata could not (fully) be read.")
+
+
+class AssetDetail(AssetInfo):
+    kind: Literal["image", "video", "other"]
+    metadata: AssetMetadata
+    has_thumbnail: bool
+    job_error: str | None = Field(default=None, description="Why a background job failed for this asset.")
+    trashed_at: datetime | None = None
+    live_video_id: int | None = None
+
+
+class AssetIds(_Model):
+    ids: list[int] = Field(min_length=1, max_length=10_000)
+
+
+class TrashResult(_Model):
+    changed: int
+    purge_after_days: int = 30
+
+
+class StorageUse(_Model):
+    kind: Literal["image", "video", "other"]
+    files: int
+    bytes: int
+
+
+class StorageInfo(_Model):
+    used_bytes: int
+    quota_bytes: int | None
+    by_kind: list[StorageUse]
+    trashed_bytes: int
