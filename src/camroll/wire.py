@@ -228,6 +228,27 @@ class DeviceWithHealth(DeviceInfo):
     health: DeviceHealth
 
 
+# --- Backup alerts (apprise URLs per user) --------------------------------------------------------
+class NotificationTargetCreate(_Model):
+    url: str = Field(min_length=1, max_length=2000, description="An apprise URL, e.g. ntfy://ntfy.sh/my-topic.")
+
+
+class NotificationTarget(_Model):
+    id: int
+    url: str = Field(description="The URL with its secrets masked.")
+    created_at: datetime
+    last_sent_at: datetime | None
+    last_error: str | None = Field(description="Why the last message to this URL failed, if it did.")
+    last_error_at: datetime | None
+
+
+class NotificationResult(_Model):
+    id: int
+    url: str = Field(description="The URL with its secrets masked.")
+    ok: bool
+    error: str | None = None
+
+
 # --- Assets ---------------------------------------------------------------------------------------
 MAX_CHECK_BATCH = 5000
 
