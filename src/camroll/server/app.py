@@ -12,7 +12,7 @@ from fastapi import Depends, FastAPI
 
 from camroll import __version__, wire
 from camroll.server import problems, sweeper
-from camroll.server.api import accounts, assets, meta, tus
+from camroll.server.api import accounts, assets, devices, meta, notifications, tus
 from camroll.server.api.deps import check_client_version
 from camroll.server.context import Context
 from camroll.server.settings import Settings
@@ -49,14 +49,17 @@ def create_app(settings: Settings, ctx: Context | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await anyio.to_thread.run_sync(_prepare, context)
-        task = asyncio.create_task(sweeper.run_forever(context))
+        tasks = [asyncio.create_task(sweeper.run_forever(context)),
+                 asyncio.create_task(sweeper.run_stall_checks(context))]
         try:
             yield
         finally:
             await _drain(context)
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             context.engine.dispose()
 
     app = FastAPI(
@@ -70,7 +73,7 @@ def create_app(settings: Settings, ctx: Context | None = None) -> FastAPI:
     )
     app.state.ctx = context
     problems.install(app)
-    for router in (meta.router, accounts.router, assets.router, tus.router):
+    for router in (meta.router, accounts.router, devices.router, notifications.router, assets.router, tus.router):
         app.include_router(router, prefix=wire.API_PREFIX, responses=_PROBLEM)
     app.add_middleware(tus.TusHeaders)
     return app

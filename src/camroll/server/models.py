@@ -119,6 +119,9 @@ class AssetFile(Base):
     path: Mapped[str] = mapped_column(String(4000))
     filename: Mapped[str] = mapped_column(String(1000))
     mtime_ns: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # When the server learnt of this copy (upload completed or hash check matched): a device's last
+    # successful upload is the newest of these.  Null only for rows older than migration 0002's backfill.
+    created_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True, default=utcnow)
 
 
 class Upload(Base):
@@ -145,3 +148,61 @@ class Upload(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class DeviceHealth(Base):
+    """The latest heartbeat of a device, plus what the server derived from the ones before it."""
+
+    __tablename__ = "device_health"
+
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    agent_version: Mapped[str] = mapped_column(String(100))
+    state: Mapped[str] = mapped_column(String(16))
+    headline: Mapped[str] = mapped_column(String(2000))
+    blocker_code: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    blocker: Mapped[str | None] = mapped_column(String(2000), nullable=True)
+    pending_files: Mapped[int] = mapped_column(BigInteger, default=0)
+    pending_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    failed_files: Mapped[int] = mapped_column(BigInteger, default=0)
+    skipped_files: Mapped[int] = mapped_column(BigInteger, default=0)
+    backed_up_files: Mapped[int] = mapped_column(BigInteger, default=0)
+    last_success_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    problems: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    # Last heartbeat that showed progress (fewer pending files, more backed up, or nothing pending).
+    progress_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Since when the agent has reported this same state and blocker code.
+    state_since: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class NotifyTarget(Base):
+    """An apprise URL that receives a user's backup alerts."""
+
+    __tablename__ = "notify_targets"
+    __table_args__ = (UniqueConstraint("user_id", "url", name="uq_notify_targets_user_url"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    url: Mapped[str] = mapped_column(String(2000))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(String(2000), nullable=True)
+    last_error_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class Incident(Base):
+    """An open alert: a condition that was notified once and will be notified again when it clears.
+
+    ``key`` names the condition within the user (``device:3:silent``, ``quota:90``), so the same
+    condition never opens twice."""
+
+    __tablename__ = "incidents"
+    __table_args__ = (UniqueConstraint("user_id", "key", name="uq_incidents_user_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    device_id: Mapped[int | None] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"), nullable=True)
+    key: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(32))
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    message: Mapped[str] = mapped_column(String(2000))

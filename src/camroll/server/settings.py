@@ -15,6 +15,15 @@ DEFAULT_MAX_FILE_SIZE = 100 * 10**9
 DEFAULT_CHUNK_SIZE = 16 * 2**20
 DEFAULT_UPLOAD_EXPIRY_HOURS = 24.0
 DEFAULT_MIN_CLIENT_VERSION = "0.1.0"
+DEFAULT_HEARTBEAT_INTERVAL_SECONDS = 300
+DEFAULT_STALL_MINUTES = 60.0
+DEFAULT_SILENCE_HOURS = 24.0
+DEFAULT_STALL_CHECK_SECONDS = 60.0
+# Environment variables behind the ``camroll serve`` options of the same meaning.
+STALL_MINUTES_ENV = "CAMROLL_STALL_MINUTES"
+SILENCE_HOURS_ENV = "CAMROLL_SILENCE_HOURS"
+HEARTBEAT_INTERVAL_ENV = "CAMROLL_HEARTBEAT_INTERVAL"
+STALL_CHECK_INTERVAL_ENV = "CAMROLL_STALL_CHECK_INTERVAL"
 
 
 def resolve_data_dir(option: Path | str | None = None) -> Path:
@@ -45,6 +54,12 @@ class Settings:
     upload_expiry_seconds: float = DEFAULT_UPLOAD_EXPIRY_HOURS * 3600
     min_client_version: str = DEFAULT_MIN_CLIENT_VERSION
     session_days: int = 30
+    # Device health and alerts (see services/health.py and services/stalls.py).
+    heartbeat_interval_seconds: int = DEFAULT_HEARTBEAT_INTERVAL_SECONDS
+    stall_seconds: float = DEFAULT_STALL_MINUTES * 60
+    silence_seconds: float = DEFAULT_SILENCE_HOURS * 3600
+    stall_check_seconds: float = DEFAULT_STALL_CHECK_SECONDS
+    notify_timeout_seconds: float = 30.0
 
     @classmethod
     def for_data_dir(cls, data_dir: Path, **overrides: object) -> Settings:

@@ -1,4 +1,5 @@
-"""Periodic clean-up of expired uploads and sessions, run inside the server process."""
+"""Periodic work inside the server process: clean-up of expired uploads and sessions, and the stall
+checks that alert users when backup stops (services/stalls.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import anyio
 import anyio.to_thread
 
 from camroll.server.context import Context
-from camroll.server.services import auth, uploads
+from camroll.server.services import auth, stalls, uploads
 
 log = logging.getLogger("camroll.server.sweeper")
 
@@ -22,3 +23,14 @@ async def run_forever(ctx: Context) -> None:
         except Exception:
             # A failed sweep (database busy, disk error) must not stop future sweeps.
             log.exception("sweeping expired uploads failed")
+
+
+async def run_stall_checks(ctx: Context) -> None:
+    while True:
+        await anyio.sleep(ctx.settings.stall_check_seconds)
+        try:
+            # On a worker thread: the checks read every device, and sending waits on the network
+            # (bounded by notify_timeout_seconds per URL).
+            await anyio.to_thread.run_sync(stalls.run_once, ctx)
+        except Exception:
+            log.exception("checking for stalled backups failed")

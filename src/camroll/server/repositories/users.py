@@ -41,3 +41,9 @@ def quota_of(conn: Connection, user_id: int) -> int | None:
 
 def used_bytes_core(conn: Connection, user_id: int) -> int:
     return int(conn.scalar(_USED, {"b_user": user_id}) or 0)
+
+
+def used_by_user(db: Session) -> dict[int, int]:
+    """Stored bytes of every user that stores anything."""
+    rows = db.execute(select(Asset.user_id, func.sum(Asset.size)).group_by(Asset.user_id))
+    return {int(user_id): int(total or 0) for user_id, total in rows}

@@ -98,7 +98,7 @@ def authenticate_on(conn: Connection, authorization: str | None) -> Principal:
     raise _unauthorized("The token is not a camroll token.")
 
 
-def _device_info(d: Device) -> wire.DeviceInfo:
+def device_info(d: Device) -> wire.DeviceInfo:
     return wire.DeviceInfo(id=d.id, name=d.name, platform=d.platform, created_at=d.created_at,
                            last_seen_at=d.last_seen_at, revoked=d.revoked_at is not None)
 
@@ -110,12 +110,7 @@ def create_device(ctx: Context, who: Principal, req: wire.DeviceCreate) -> wire.
                         token_hash=token_hash(token), last_seen_at=utcnow())
         db.add(device)
         db.flush()
-        return wire.DeviceCreated(**_device_info(device).model_dump(), token=token)
-
-
-def list_devices(ctx: Context, who: Principal) -> list[wire.DeviceInfo]:
-    with ctx.db() as db:
-        return [_device_info(d) for d in tokens.devices_of(db, who.user_id)]
+        return wire.DeviceCreated(**device_info(device).model_dump(), token=token)
 
 
 def revoke_device(ctx: Context, who: Principal, device_id: int) -> None:
