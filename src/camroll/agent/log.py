@@ -1,5 +1,5 @@
-"""The agent's log file (``logs/agent.log``): one line per file outcome and per pass, so a person can
-see later what happened to any file and why."""
+"""The agent's log file (``<log_dir>/agent.log``, rotated at 5 MB): one line per file outcome and per
+pass, so a person can see later what happened to any file and why."""
 
 from __future__ import annotations
 
@@ -27,3 +27,17 @@ def setup_file_logging(paths: AgentPaths) -> None:
     handler._camroll = True  # type: ignore[attr-defined]
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
+
+
+def setup_stderr_logging(level: int = logging.WARNING) -> None:
+    """Also log to stderr at ``level`` (a foreground ``camroll agent``; under systemd or launchd stderr
+    lands in their logs too).  Problems show where the person is looking; the file keeps everything."""
+    if any(getattr(h, "_camroll_stderr", False) for h in logger.handlers):
+        return
+    handler = logging.StreamHandler()
+    handler.setLevel(level)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+    handler._camroll_stderr = True  # type: ignore[attr-defined]
+    logger.addHandler(handler)
+    if logger.level == logging.NOTSET or logger.level > level:
+        logger.setLevel(level)
