@@ -76,7 +76,7 @@ def test_first_backup_then_nothing(tmp_path: Path) -> None:
     assert st["empty.jpg"] == ("skipped", "empty file (0 bytes)")
     assert st["c.mp4"] == ("backed_up", "uploaded and verified by the server")
     scan_ev = next(e for e in events if isinstance(e, ScanFinished))
-    assert scan_ev.work_files == 5
+    assert scan_ev.work_files == 4  # the empty file is skipped by its stat, before hashing
     sent = sum(e.n for e in events if isinstance(e, BytesSent))
     rest = sum(e.unreported_bytes for e in events if isinstance(e, FileFinished))
     assert sent + rest == scan_ev.work_bytes
@@ -164,9 +164,16 @@ def test_quota_stops_uploads_with_reason(tmp_path: Path) -> None:
     s = run_backup(paths, cfg, transport=srv.transport())
     assert s.stopped_reason and "quota exceeded" in s.stopped_reason
     assert "Fix: delete some files" in s.stopped_reason
-    assert s.files_failed >= 1 and s.files_uploaded == 0
+    assert s.files_failed == 0 and s.files_uploaded == 0
     assert srv.uploads == {} and srv.assets == {}
-    assert s.files_failed + s.files_waiting == 4
+    # Quota is nobody's file's fault: every file waits (code "quota") and goes when there is room.
+    assert s.files_waiting == 4 and s.stopped_code == "quota"
+    with StateDB(paths.state_db) as db:
+        rows = db.rows_in_state("waiting")
+    assert len(rows) == 4 and {r.code for r in rows} == {"quota"}
+    srv.quota_bytes = None
+    s = run_backup(paths, cfg, transport=srv.transport())
+    assert s.ok and s.files_uploaded == 4
 
 
 def test_edit_is_uploaded_again_and_changed_stale_upload_terminated(tmp_path: Path) -> None:
@@ -239,7 +246,9 @@ def test_revoked_token_stops_the_pass(tmp_path: Path) -> None:
     assert s.files_waiting == 1 and s.files_failed == 0
 
 
-def test_too_large_fails_only_that_file(tmp_path: Path) -> None:
+def test_too_large_skips_only_that_file(tmp_path: Path) -> None:
+    # A server that does not publish its limit refuses the upload: the file is skipped with the
+    # server's reason (not failed and retried: it cannot succeed until the limit changes).
     paths, cfg, photos = _setup(tmp_path)
     write(photos / "big.mp4", mp4_bytes(2 * MIB, seed=1))
     write(photos / "small.jpg", jpeg_bytes(3))
@@ -247,9 +256,12 @@ def test_too_large_fails_only_that_file(tmp_path: Path) -> None:
     srv.max_file_size = MIB
     s = run_backup(paths, cfg, transport=srv.transport())
     assert s.stopped_reason is None
-    assert s.files_failed == 1 and s.files_uploaded == 1
-    assert "larger than the server's limit. Fix: Ask the admin to raise it." in s.problems[0].reason
-    assert s.headline.startswith("1 file failed: This file is larger")
+    assert s.files_failed == 0 and s.files_skipped == 1 and s.files_uploaded == 1
+    assert s.ok and s.headline == "Everything is backed up"
+    with StateDB(paths.state_db) as db:
+        (row,) = db.rows_in_state("skipped")
+    assert row.code == "too_large" and "larger than the server's limit" in row.reason
+    assert row.fix.startswith("Ask the admin to raise it")
 
 
 def test_completed_upload_whose_answer_was_lost(tmp_path: Path) -> None:
@@ -299,7 +311,9 @@ def test_server_disk_full_stops_uploads(tmp_path: Path) -> None:
     srv._handle = full  # type: ignore[method-assign,assignment]
     s = run_backup(paths, cfg, transport=srv.transport())
     assert s.stopped_reason and s.stopped_reason.startswith("the server's storage is full")
-    assert s.files_failed == 1 and s.files_waiting == 2
+    # Not the files' fault: all three wait for space rather than one being parked as failed.
+    assert s.files_failed == 0 and s.files_waiting == 3
+    assert s.stopped_code == "server_full"
     assert srv.requests.count(("POST", "/api/v1/uploads/")) == 1
 
 

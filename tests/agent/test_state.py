@@ -8,7 +8,7 @@ from camroll.agent.state import NewFile, StateDB
 
 def test_schema_and_meta(tmp_path: Path) -> None:
     with StateDB(tmp_path / "s.db") as db:
-        assert db.get_meta("schema_version") == "1"
+        assert db.get_meta("schema_version") == "2"
         db.set_meta("k", "v")
     with StateDB(tmp_path / "s.db") as db:
         assert db.get_meta("k") == "v"

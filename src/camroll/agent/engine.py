@@ -35,16 +35,30 @@ from camroll.agent.events import (
     Summary,
     UploadStarted,
 )
+from camroll.agent.filepolicy import (
+    DEFAULT_SETTLE_SECONDS,
+    POLICY_CODES,
+    UNREADABLE_FIX,
+    Decision,
+    ServerLimits,
+    check_stat,
+    check_type,
+    fingerprint,
+    not_media,
+    still_being_written,
+)
 from camroll.agent.lock import pass_lock
 from camroll.agent.log import logger
 from camroll.agent.paths import AgentPaths
 from camroll.agent.scanner import ScanResult, scan
 from camroll.agent.state import FileRow, StateDB
+from camroll.agent.throttle import TokenBucket
 
 if TYPE_CHECKING:
     import httpx
 
     from camroll.agent.hasher import HashResult
+    from camroll.agent.metered import MeteredMeter
 
 META_LAST_SUCCESS = "last_successful_backup_at"
 META_LAST_PASS = "last_pass_at"
@@ -53,6 +67,16 @@ META_SERVER_IDENTITY = "server_identity"
 # The last pass's policy verdict: code ("ok", "battery_low", ...) and sentence (empty when not paused).
 META_POLICY_CODE = "last_policy_code"
 META_POLICY_REASON = "last_policy_reason"
+# What stopped the last pass, as a code: a policy code, "metered_cap", "quota", "server_full",
+# "unreachable", "client_too_old", "auth" or "stopped"; empty when it ran to the end.
+META_LAST_STOP_CODE = "last_pass_stopped_code"
+# The server's limits (filepolicy.ServerLimits as JSON), kept so passes and 'camroll why' work offline.
+META_SERVER_LIMITS = "server_limits"
+# Fingerprint of the rules behind policy skips; when it changes those files are looked at again.
+META_POLICY_FINGERPRINT = "file_policy_fingerprint"
+# Paths the last scan could not read or record, as JSON [[path, reason], ...] (for problems and why).
+META_SCAN_UNREADABLE = "scan_unreadable"
+MAX_SCAN_UNREADABLE = 1000
 
 # A file that keeps changing while we read it is retried this often in one pass, then left pending.
 MAX_REHASH_PER_PASS = 3
@@ -83,7 +107,8 @@ def _noop(event: Event) -> None:
 
 def run_backup(paths: AgentPaths, config: AgentConfig | None = None, on_event: EventCallback | None = None,
                *, retry_failed_now: bool = False, stop: threading.Event | None = None,
-               transport: httpx.BaseTransport | None = None, probes: Probes | None = None) -> Summary:
+               transport: httpx.BaseTransport | None = None, probes: Probes | None = None,
+               settle_seconds: float = DEFAULT_SETTLE_SECONDS) -> Summary:
     """Run one backup pass and return its summary.
 
     ``config`` defaults to the file at ``paths.config_file``.  ``on_event`` receives progress events
@@ -94,6 +119,7 @@ def run_backup(paths: AgentPaths, config: AgentConfig | None = None, on_event: E
     uploads nothing: its summary has ``stopped_reason`` = the policy's sentence (also the headline).
     Raises ``AgentError`` (with a user-facing message) only for problems that prevent the pass from
     starting, such as not being logged in; problems during the pass are in the summary.
+    ``settle_seconds``: files modified more recently wait for a later pass (still being written).
     """
     cfg = config if config is not None else load_config(paths.config_file)
     server = cfg.require_server()
@@ -110,10 +136,14 @@ def run_backup(paths: AgentPaths, config: AgentConfig | None = None, on_event: E
         if db.get_meta(META_SERVER_IDENTITY) != identity:
             db.set_meta(META_SERVER_IDENTITY, identity)
         result = scan(db, cfg.folders)
+        _record_unreadable(db, result)
+        limits = ServerLimits.from_json(db.get_meta(META_SERVER_LIMITS))
+        _reopen_if_policy_changed(db, cfg, limits)
         now = time.time()
-        work = db.work_items(now, include_parked=retry_failed_now)
         summary = Summary(files_scanned=result.files_seen, files_new=result.new,
                           files_changed=result.changed, files_vanished=result.vanished)
+        work = _apply_file_policy(db, cfg, db.work_items(now, include_parked=retry_failed_now), limits, summary,
+                                  now, settle_seconds)
         for folder, why in result.missing_folders:
             summary.problems.append(Problem(folder, f"folder {why}; its files are left as they were"))
         for path, why in result.unreadable:
@@ -127,14 +157,25 @@ def run_backup(paths: AgentPaths, config: AgentConfig | None = None, on_event: E
             verdict = evaluate(cfg.policy, conditions, datetime.now())
             db.set_meta(META_POLICY_CODE, verdict.code)
             db.set_meta(META_POLICY_REASON, verdict.reason)
-            if verdict.blocked:
+            from camroll.agent.metered import MeteredMeter
+
+            meter = MeteredMeter.for_pass(db, cfg.policy, conditions)
+            if not verdict.blocked and meter is not None and meter.reached:
+                db.set_meta(META_POLICY_CODE, "metered_cap")
+                db.set_meta(META_POLICY_REASON, meter.reason)
+                summary.stopped_reason = meter.reason
+                summary.paused_by_policy = "metered_cap"
+                summary.files_waiting = len(work)
+            elif verdict.blocked:
                 logger.info("pass paused by policy (%s): %s [%s]", verdict.code, verdict.reason,
                             " ".join(conditions.sentences()))
                 summary.stopped_reason = verdict.reason
                 summary.paused_by_policy = verdict.code
                 summary.files_waiting = len(work)
             else:
-                _Pass(db, cfg, work, summary, emit, stop or threading.Event(), transport).run()
+                _Pass(db, cfg, work, summary, emit, stop or threading.Event(), transport, limits, meter,
+                      settle_seconds).run()
+        db.prune_events()
         summary.files_parked = db.parked_count(time.time())
         summary.duration_s = time.monotonic() - started
         _finish(db, summary, result)
@@ -146,6 +187,58 @@ def run_backup(paths: AgentPaths, config: AgentConfig | None = None, on_event: E
     return summary
 
 
+def _record_unreadable(db: StateDB, result: ScanResult) -> None:
+    """Keep what the scan could not read where 'camroll problems' and 'why' find it (only written when
+    it changed, so a no-change pass writes nothing)."""
+    import json
+
+    value = json.dumps(result.unreadable[:MAX_SCAN_UNREADABLE]) if result.unreadable else ""
+    if (db.get_meta(META_SCAN_UNREADABLE) or "") != value:
+        db.set_meta(META_SCAN_UNREADABLE, value)
+
+
+def _reopen_if_policy_changed(db: StateDB, cfg: AgentConfig, limits: ServerLimits) -> None:
+    fp = fingerprint(cfg.policy, limits)
+    old = db.get_meta(META_POLICY_FINGERPRINT)
+    if old == fp:
+        return
+    if old is not None:
+        n = db.reopen_codes(POLICY_CODES, "the backup policy or the server's limits changed")
+        if n:
+            logger.info("%d skipped files looked at again: the file policy changed", n)
+    db.set_meta(META_POLICY_FINGERPRINT, fp)
+
+
+def _record_decision(db: StateDB, row: FileRow, d: Decision) -> None:
+    if d.state == "skipped":
+        db.set_skipped(row.id, d.reason, code=d.code, fix=d.fix)
+    else:
+        db.set_waiting(row.id, d.reason, d.code, d.fix)
+
+
+def _apply_file_policy(db: StateDB, cfg: AgentConfig, work: list[FileRow], limits: ServerLimits,
+                       summary: Summary, now: float, settle_seconds: float) -> list[FileRow]:
+    """Record the files the per-file rules keep out of this pass (by stat alone, before any read) and
+    return the rest.  Only work items are looked at, so unchanged files cost nothing."""
+    keep: list[FileRow] = []
+    with db.batch():
+        for row in work:
+            d = check_stat(row.path, row.folder, row.size, row.mtime_ns, cfg.policy, limits, now, settle_seconds)
+            if d is None:
+                keep.append(row)
+                continue
+            if d.state == "waiting" and row.state == "waiting" and row.code == d.code:
+                summary.files_waiting += 1
+                continue
+            _record_decision(db, row, d)
+            if d.state == "skipped":
+                summary.files_skipped += 1
+                summary.skipped.append(Problem(row.path, f"{d.reason}. {d.fix}"))
+            else:
+                summary.files_waiting += 1
+    return keep
+
+
 def _finish(db: StateDB, summary: Summary, result: ScanResult) -> None:
     now = time.time()
     if summary.stopped_reason:
@@ -153,13 +246,17 @@ def _finish(db: StateDB, summary: Summary, result: ScanResult) -> None:
         summary.headline = (summary.stopped_reason if summary.paused_by_policy
                             else f"Stopped: {summary.stopped_reason}")
         db.set_meta(META_LAST_STOP, summary.stopped_reason)
+        db.set_meta(META_LAST_STOP_CODE, summary.paused_by_policy or summary.stopped_code or "stopped")
     else:
         if db.get_meta(META_LAST_STOP) is not None:
             db.set_meta(META_LAST_STOP, "")
+        if db.get_meta(META_LAST_STOP_CODE):
+            db.set_meta(META_LAST_STOP_CODE, "")
         if summary.files_failed:
             first = next((p.reason for p in reversed(summary.problems) if p.path not in _folders(result)), "")
             n = summary.files_failed
-            summary.headline = f"{n:,} file{'s' if n != 1 else ''} failed: {first}"
+            summary.headline = (f"{n:,} file{'s' if n != 1 else ''} failed: {first}. camroll retries by itself; "
+                                "'camroll problems' lists them")
         elif summary.files_waiting:
             summary.headline = f"{summary.files_waiting:,} files waiting to upload"
         elif summary.files_parked:
@@ -178,13 +275,26 @@ def _finish(db: StateDB, summary: Summary, result: ScanResult) -> None:
                             "not be read (listed below)")
 
 
+RESUMES = "backup resumes by itself"
+
+
 def _storage_stop(exc: ProblemError) -> str | None:
     """The pass-stopping reason if ``exc`` says no upload can succeed now (quota or disk full)."""
     if exc.code == "quota_exceeded" or (exc.status == 413 and exc.code != "file_too_large"):
-        return f"storage quota exceeded: {exc}"
+        # "Storage full: 14.9 GB of 15.0 GB used; this 3 MB file does not fit." -> the figures only.
+        figures = exc.detail.split(";")[0].strip().rstrip(".")
+        fix = (exc.fix or "Free space or raise the quota").rstrip(".")
+        if figures.lower().startswith("storage full"):
+            figures = figures[len("storage full"):].lstrip(": ")
+            return f"storage full, {figures}. {fix}; {RESUMES}."
+        return f"storage quota exceeded: {exc.detail.rstrip('.')}. Fix: {fix}; {RESUMES}."
     if exc.status == 507:
-        return f"the server's storage is full: {exc}"
+        return f"the server's storage is full: {exc.detail.rstrip('.')}. Free space on the server; {RESUMES}."
     return None
+
+
+def _stop_code(exc: ProblemError) -> str:
+    return "server_full" if exc.status == 507 else "quota"
 
 
 def _folders(result: ScanResult) -> set[str]:
@@ -196,7 +306,9 @@ class _Pass:
     happens to a file next; workers report back through ``self.results``."""
 
     def __init__(self, db: StateDB, cfg: AgentConfig, work: list[FileRow], summary: Summary,
-                 emit: EventCallback, stop: threading.Event, transport: httpx.BaseTransport | None) -> None:
+                 emit: EventCallback, stop: threading.Event, transport: httpx.BaseTransport | None,
+                 limits: ServerLimits | None = None, meter: MeteredMeter | None = None,
+                 settle_seconds: float = DEFAULT_SETTLE_SECONDS) -> None:
         from camroll.agent.api import Api, make_client
         from camroll.agent.tus import TusClient
         from camroll.agent.uploader import Uploader
@@ -212,10 +324,15 @@ class _Pass:
         self.client = make_client(server.url, server.token,
                                   max_connections=cfg.policy.upload_concurrency + 2, transport=transport)
         self.api = Api(self.client)
+        self.limits = limits or ServerLimits()
+        self.meter = meter
+        self.settle_seconds = settle_seconds
+        rate = cfg.policy.bandwidth_limit_bytes
+        self.bucket = TokenBucket(rate) if rate else None
         self.uploader = Uploader(
             TusClient(self.client), db, chunk_size=cfg.policy.chunk_size, base_url=server.url,
             check_present=self._check_one, on_bytes=self._on_bytes, on_sent=self._on_sent,
-            should_stop=self.stop.is_set,
+            should_stop=self.stop.is_set, pace=self._pace if (self.bucket or meter) else None,
         )
         self.results: queue.Queue[Callable[[], None]] = queue.Queue()
         self.outstanding = 0
@@ -228,6 +345,7 @@ class _Pass:
         # sha256 -> items waiting for the one upload of those bytes already in flight this pass.
         self.inflight: dict[str, list[_Item]] = {}
         self.quota_stop: str | None = None
+        self.quota_code = "quota"
         self.reported: dict[str, int] = {}
 
     # --- worker callbacks (any thread) --------------------------------------------------------------
@@ -240,6 +358,18 @@ class _Pass:
     def _on_sent(self, n: int) -> None:
         with self.lock:
             self.summary.bytes_sent += n
+
+    def _pace(self, n: int) -> None:
+        """Called before each piece of a request body goes out (upload worker threads)."""
+        if self.bucket is not None:
+            self.bucket.take(n)
+        if self.meter is not None:
+            self.meter.add(n)
+            if self.meter.reached and not self.stop.is_set():
+                # The piece in hand still goes (at most 64 KiB per worker over the cap); nothing after.
+                logger.info("metered daily cap reached: %s", self.meter.reason)
+                self.summary.paused_by_policy = "metered_cap"
+                self._abort(self.meter.reason)
 
     def _check_one(self, job: object) -> int | None:
         from camroll import wire
@@ -260,6 +390,7 @@ class _Pass:
         upload_pool = ThreadPoolExecutor(self.cfg.policy.upload_concurrency, thread_name_prefix="camroll-up")
         self.hash_pool, self.upload_pool = hash_pool, upload_pool
         try:
+            self._server_limits()
             self._terminate_stale()
             for row in self.work:
                 item = _Item(row)
@@ -302,10 +433,55 @@ class _Pass:
                 with contextlib.suppress(AgentError):
                     task()
             self.client.close()
+            if self.meter is not None:
+                self.meter.save()
         # Files still in the pipeline when it stopped keep their state and are picked up next time.
         self.summary.files_waiting += max(0, len(self.work) - self.finished)
         if self.quota_stop and not self.summary.stopped_reason:
             self.summary.stopped_reason = self.quota_stop
+            self.summary.stopped_code = self.quota_code
+
+    def _server_limits(self) -> None:
+        """Ask the server what it accepts (size limit, media types) and whether this agent is new enough.
+        A server that cannot say keeps the limits from last time; the uploads then tell."""
+        from camroll.agent.api import check_compatible, fatal_for_pass, with_retries
+
+        try:
+            info = with_retries(self.api.server_info, base_url=self.api.base_url, should_stop=self.stop.is_set)
+        except ProblemError as exc:
+            fatal = fatal_for_pass(exc)
+            if fatal is not None:
+                self.summary.stopped_code = "auth"
+                raise fatal from exc
+            return
+        except ServerUnreachable:
+            self.summary.stopped_code = "unreachable"
+            raise
+        except AgentError:
+            return
+        try:
+            check_compatible(info, self.api.base_url)
+        except AgentError as exc:
+            self.summary.stopped_code = "client_too_old"
+            raise PassAborted(exc.message) from exc
+        limits = ServerLimits(info.upload.max_file_size, frozenset(m.mime for m in info.media_types))
+        if limits == self.limits:
+            return
+        self.db.set_meta(META_SERVER_LIMITS, limits.to_json())
+        self.limits = limits
+        # This pass applies the new limits to its own work; earlier skips are looked at next pass.
+        keep: list[FileRow] = []
+        with self.db.batch():
+            for row in self.work:
+                d = check_stat(row.path, row.folder, row.size, row.mtime_ns, self.cfg.policy, limits,
+                               settle_seconds=0)
+                if d is None:
+                    keep.append(row)
+                else:
+                    _record_decision(self.db, row, d)
+                    self.summary.files_skipped += 1
+                    self.summary.skipped.append(Problem(row.path, f"{d.reason}. {d.fix}"))
+        self.work = keep
 
     def _run_tasks(self, first: Callable[[], None]) -> None:
         """Handle ``first`` and whatever else is already queued in one database transaction."""
@@ -360,11 +536,14 @@ class _Pass:
         log("%s %s: %s", outcome, item.row.path, reason)
         self.emit(FileFinished(item.row.path, item.row.size, outcome, reason, unreported))
 
-    def _fail(self, item: _Item, reason: str) -> None:
+    def _fail(self, item: _Item, reason: str, code: str = "failed", fix: str = "") -> None:
         from camroll.agent.retry import next_retry_delay
 
         attempts = item.row.attempts + 1
-        self.db.set_failed(item.row.id, reason, time.time() + next_retry_delay(attempts))
+        at = time.time() + next_retry_delay(attempts)
+        when = time.strftime("%H:%M", time.localtime(at))
+        fix = (fix + " " if fix else "") + f"camroll retries it by itself after {when}; 'camroll retry' tries it now."
+        self.db.set_failed(item.row.id, reason, at, code=code, fix=fix)
         self._finish_item(item, "failed", reason)
 
     # --- hashing ------------------------------------------------------------------------------------
@@ -431,15 +610,28 @@ class _Pass:
 
     def _hash_worker(self, item: _Item) -> Callable[[], None]:
         """Hash one file (worker thread); returns what the coordinator does with the result."""
-        from camroll.agent.hasher import FileChanged, NotMedia, hash_file
+        from camroll.agent.hasher import FileChanged, NotMedia, hash_file, stat_key
 
         if self.stop.is_set():
             return lambda: self._finish_item(item, "waiting", "not hashed: the pass stopped")
+        now_key = item.row.stat_key
+        if item.rehashes == 0:
+            # (A rehash already knows the file changed and reads it again, as designed.)
+            try:
+                now_key = stat_key(item.row.path)
+            except FileNotFoundError:
+                return lambda: self._hashed_gone(item)
+            except OSError:
+                pass  # the open below reports it
+        if now_key != item.row.stat_key:
+            # Different from what the scan saw moments ago: something is still writing it.
+            d = still_being_written(f"{item.row.size:,} -> {now_key[0]:,} bytes since the scan")
+            return lambda: self._hashed_decision(item, d)
         try:
             res = hash_file(item.row.path, self.cfg.policy.chunk_size)
         except NotMedia as exc:
-            why = str(exc)
-            return lambda: self._hashed_skip(item, why)
+            nd = not_media(str(exc))
+            return lambda: self._hashed_decision(item, nd)
         except FileChanged as exc:
             reason = str(exc)
             return lambda: self._changed(item, reason)
@@ -447,31 +639,37 @@ class _Pass:
             return lambda: self._hashed_gone(item)
         except OSError as exc:
             reason = f"cannot read the file: {exc.strerror or exc}"
-            return lambda: self._fail(item, reason)
+            return lambda: self._fail(item, reason, "unreadable", UNREADABLE_FIX)
         return lambda: self._hashed_ok(item, res)
 
     def _hashed_ok(self, item: _Item, res: HashResult) -> None:
+        refused = check_type(res.media_type.mime, self.limits)
+        if refused is not None:
+            self._hashed_decision(item, refused)
+            return
         # Written here, on the coordinator, so workers never contend for the database.
-        self.db.set_hashed(item.row.id, res.sha256, res.media_type.mime, res.stat_key)
+        self.db.set_hashed(item.row.id, res.sha256, res.media_type.mime, res.stat_key, res.warning)
+        if res.warning:
+            logger.warning("%s: %s", item.row.path, res.warning)
         item.sha256, item.mime = res.sha256, res.media_type.mime
         item.chunk_digests, item.digest_chunk_size = res.chunk_digests, res.chunk_size
         item.row.size, item.row.mtime_ns, item.row.inode = res.stat_key
         self._add_to_batch(item)
 
-    def _hashed_skip(self, item: _Item, reason: str) -> None:
-        self.db.set_skipped(item.row.id, reason)
-        self._finish_item(item, "skipped", reason)
+    def _hashed_decision(self, item: _Item, d: Decision) -> None:
+        _record_decision(self.db, item.row, d)
+        self._finish_item(item, "skipped" if d.state == "skipped" else "waiting", d.reason)
 
     def _hashed_gone(self, item: _Item) -> None:
-        self.db.set_state(item.row.id, "vanished", "the file disappeared before it was read")
+        self.db.set_state(item.row.id, "vanished", "the file disappeared before it was read", "gone")
         self._finish_item(item, "skipped", "the file disappeared before it was read")
 
     def _changed(self, item: _Item, reason: str) -> None:
         item.rehashes += 1
         if item.rehashes > MAX_REHASH_PER_PASS:
-            why = f"{reason}; it keeps changing, so it is retried on the next backup"
-            self.db.set_pending(item.row.id, why, clear_hash=True)
-            self._finish_item(item, "waiting", why)
+            d = still_being_written(f"{reason}; it kept changing while camroll read it")
+            self.db.set_waiting(item.row.id, d.reason, d.code, d.fix, clear_hash=True)
+            self._finish_item(item, "waiting", d.reason)
             return
         self.db.set_pending(item.row.id, reason, clear_hash=True)
         item.sha256 = item.mime = None
@@ -489,6 +687,11 @@ class _Pass:
             self._flush_checks()
 
     def _flush_checks(self) -> None:
+
+        with self.db.batch():
+            self._flush_checks_now()
+
+    def _flush_checks_now(self) -> None:
         from camroll import wire
         from camroll.agent.api import with_retries
 
@@ -519,8 +722,10 @@ class _Pass:
                 self.db.set_backed_up(it.row.id, asset, "already on the server")
                 self._finish_item(it, "already_on_server", "already on the server")
             elif sha in self.inflight:
+                self.db.add_event(it.row.id, "checked", "same bytes as a file uploading now")
                 self.inflight[sha].append(it)
             else:
+                self.db.add_event(it.row.id, "checked", "not on the server yet: uploading")
                 self.inflight[sha] = []
                 self._submit_upload(it)
 
@@ -543,7 +748,8 @@ class _Pass:
     def _not_uploaded(self, item: _Item) -> None:
         self._release_followers(item, ok=False)
         if self.quota_stop:
-            self.db.set_state(item.row.id, "uploading", f"waiting: {self.quota_stop}")
+            self.db.set_waiting(item.row.id, self.quota_stop, self.quota_code,
+                                "Free space or raise the quota; backup resumes by itself.")
             self._finish_item(item, "waiting", self.quota_stop)
         else:
             self._finish_item(item, "waiting", "not uploaded: the pass stopped")
@@ -590,6 +796,7 @@ class _Pass:
             if stop and not self.quota_stop:
                 # Set here, not only on the coordinator, so uploads already queued in the pool see
                 # it before they start.
+                self.quota_code = _stop_code(exc)
                 self.quota_stop = stop
             return lambda: self._upload_problem(item, err)
         except OSError as exc:
@@ -612,6 +819,12 @@ class _Pass:
 
     def _uploaded(self, item: _Item, asset_id: int, already_there: bool) -> None:
         reason = "already on the server" if already_there else "uploaded and verified by the server"
+        with self.lock:
+            sent = self.reported.get(item.row.path, 0)
+        if sent:
+            from camroll.units import format_size
+
+            self.db.add_event(item.row.id, "sent", f"{format_size(sent)} sent this pass")
         self.db.set_backed_up(item.row.id, asset_id, reason)
         self._finish_item(item, "already_on_server" if already_there else "uploaded", reason)
         self._release_followers(item, ok=True)
@@ -633,7 +846,7 @@ class _Pass:
 
     def _upload_gone(self, item: _Item) -> None:
         self._release_followers(item, ok=False)
-        self.db.set_state(item.row.id, "vanished", "the file disappeared during upload")
+        self.db.set_state(item.row.id, "vanished", "the file disappeared during upload", "gone")
         self._finish_item(item, "skipped", "the file disappeared during upload")
 
     def _upload_waiting(self, item: _Item, reason: str) -> None:
@@ -653,7 +866,22 @@ class _Pass:
             self._finish_item(item, "waiting", fatal.message)
             return
         stop = _storage_stop(exc)
-        if stop and not self.quota_stop:
-            # Every further upload would fail the same way: stop uploading, keep checking.
-            self.quota_stop = stop
+        if stop:
+            if not self.quota_stop:
+                # Every further upload would fail the same way: stop uploading, keep checking.
+                self.quota_code = _stop_code(exc)
+                self.quota_stop = stop
+            # Not this file's fault: it waits with the others and goes when there is room.
+            self._release_followers(item, ok=False)
+            self.db.set_waiting(item.row.id, stop, self.quota_code,
+                                "Free space or raise the quota; backup resumes by itself.")
+            self._finish_item(item, "waiting", stop)
+            return
+        if exc.code == "file_too_large":
+            self._release_followers(item, ok=False)
+            d = Decision("skipped", "too_large", exc.detail.rstrip("."),
+                         (exc.fix or "Ask the server's admin to raise the upload limit.").rstrip(".") +
+                         "; backup then retries it by itself.")
+            self._hashed_decision(item, d)
+            return
         self._upload_failed(item, str(exc))

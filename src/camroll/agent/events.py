@@ -69,6 +69,9 @@ class Summary:
     # Set when the backup policy paused the pass (a code from ``policy.Verdict``, e.g. "battery_low");
     # ``stopped_reason`` then holds the policy's sentence and is the headline as it is.
     paused_by_policy: str | None = None
+    # What stopped a pass that was not paused by policy: "quota", "server_full", "unreachable",
+    # "client_too_old", "auth" or "stopped" (see engine.META_LAST_STOP_CODE).
+    stopped_code: str | None = None
     problems: list[Problem] = field(default_factory=list)
     skipped: list[Problem] = field(default_factory=list)
 

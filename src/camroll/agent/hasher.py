@@ -29,6 +29,8 @@ class HashResult:
     # read; empty when not asked for or when the file fits in one chunk (its digest is ``sha256``).
     chunk_digests: tuple[bytes, ...] = ()
     chunk_size: int = 0
+    # Set when the bytes look damaged (a JPEG without its end marker): still backed up, but flagged.
+    warning: str = ""
 
 
 def stat_key(path: str) -> StatKey:
@@ -70,6 +72,27 @@ def not_media_reason(head: bytes) -> str:
     return f"not a photo or video camroll recognises (first bytes look like {describe_head(head)})"
 
 
+# What ends a complete file of these types, allowing zero padding after it.
+_TRAILERS = {"image/jpeg": b"\xff\xd9", "image/png": b"IEND\xaeB`\x82"}
+# Phones append a video to "motion photos" after the JPEG; its boxes near the end mean the JPEG part
+# is followed by more data on purpose.
+_APPENDED = (b"MotionPhoto_Data", b"moov", b"mdat")
+TAIL_BYTES = 64 * 1024
+
+
+def damage_warning(tail: bytes, mime: str) -> str:
+    """A warning if a photo's last bytes (``tail``, up to 64 KiB, kept from the hashing read) show it is
+    truncated."""
+    trailer = _TRAILERS.get(mime)
+    if trailer is None or len(tail) < len(trailer):
+        return ""
+    if tail.rstrip(b"\x00").endswith(trailer) or any(m in tail for m in _APPENDED):
+        return ""
+    kind = mime.split("/")[1].upper()
+    return (f"this {kind} ends without its end marker, so it is probably truncated or damaged; it was backed "
+            "up as it is")
+
+
 def hash_file(path: str, chunk_size: int = 0) -> HashResult:
     """Hash ``path`` in 1 MiB reads (hashlib releases the GIL, so threads hash in parallel).
 
@@ -90,6 +113,7 @@ def hash_file(path: str, chunk_size: int = 0) -> HashResult:
         buf = bytearray(step)
         view = memoryview(buf)
         n = f.readinto(buf)
+        last = n
         head = bytes(view[: min(n, SNIFF_BYTES)])
         mt = sniff(head)
         if mt is None:
@@ -110,6 +134,7 @@ def hash_file(path: str, chunk_size: int = 0) -> HashResult:
                     digests.append(c.digest())
                     c = hashlib.sha256()
                     left = chunk_size
+                last = n
                 n = f.readinto(view[: min(step, left)])
             if left != chunk_size:
                 digests.append(c.digest())
@@ -117,8 +142,11 @@ def hash_file(path: str, chunk_size: int = 0) -> HashResult:
             while n:
                 h.update(view[:n])
                 total += n
+                last = n
                 n = f.readinto(buf)
         after_st = os.fstat(f.fileno())
+        # The last read is still in the buffer (the final, empty read wrote nothing).
+        warning = damage_warning(bytes(view[max(0, last - TAIL_BYTES):last]), mt.mime) if mt.mime in _TRAILERS else ""
     after: StatKey = (after_st.st_size, after_st.st_mtime_ns, after_st.st_ino)
     if after != before or total != before[0]:
         raise FileChanged(f"changed while reading ({before[0]} -> {after[0]} bytes)")
@@ -128,4 +156,4 @@ def hash_file(path: str, chunk_size: int = 0) -> HashResult:
             raise FileChanged("replaced while reading")
     except FileNotFoundError as exc:
         raise FileChanged("removed while reading") from exc
-    return HashResult(h.hexdigest(), mt, before, tuple(digests), chunk_size if per_chunk else 0)
+    return HashResult(h.hexdigest(), mt, before, tuple(digests), chunk_size if per_chunk else 0, warning)

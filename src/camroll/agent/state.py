@@ -16,14 +16,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 
-FileState = Literal["pending", "hashing", "uploading", "backed_up", "skipped", "failed", "vanished"]
+# ``hashing`` and ``uploading`` are the in-progress substates a person sees as "uploading" (``uploading``
+# also holds hashed files queued for the server check); ``waiting`` has a reason that clears by itself
+# (still being written, quota full); ``vanished`` files are no longer on the device and ``ignored`` ones
+# were excluded by ``camroll ignore``: neither counts as "not backed up".
+FileState = Literal["pending", "hashing", "uploading", "waiting", "backed_up", "skipped", "failed", "vanished",
+                    "ignored"]
 STATES: Final[tuple[FileState, ...]] = (
-    "pending", "hashing", "uploading", "backed_up", "skipped", "failed", "vanished",
+    "pending", "hashing", "uploading", "waiting", "backed_up", "skipped", "failed", "vanished", "ignored",
 )
 # States with work left for a backup pass.
-WORK_STATES: Final = ("pending", "hashing", "uploading", "failed")
+WORK_STATES: Final = ("pending", "hashing", "uploading", "waiting", "failed")
+# Events kept per file for ``camroll why`` (older ones are pruned at the end of a pass).
+EVENTS_PER_FILE: Final = 20
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
@@ -50,6 +57,22 @@ CREATE INDEX IF NOT EXISTS files_state ON files(state);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
+# Version 2: a machine reason code and the sentence saying what would change the state, a warning kept
+# even when the file is backed up (a truncated photo), and a short per-file history for ``camroll why``.
+_V2 = """
+ALTER TABLE files ADD COLUMN code TEXT NOT NULL DEFAULT '';
+ALTER TABLE files ADD COLUMN fix TEXT NOT NULL DEFAULT '';
+ALTER TABLE files ADD COLUMN warning TEXT NOT NULL DEFAULT '';
+CREATE TABLE IF NOT EXISTS file_events (
+    id INTEGER PRIMARY KEY,
+    file_id INTEGER NOT NULL,
+    at REAL NOT NULL,
+    kind TEXT NOT NULL,
+    detail TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS file_events_file ON file_events(file_id, id)
+"""
+
 # Stat identity of a file: a change in any of these means its bytes may have changed.
 StatKey = tuple[int, int, int]  # (size, mtime_ns, inode)
 
@@ -71,6 +94,12 @@ class FileRow:
     asset_id: int | None
     upload_url: str | None
     upload_offset: int | None
+    code: str = ""
+    fix: str = ""
+    warning: str = ""
+    first_seen_at: float = 0.0
+    backed_up_at: float | None = None
+    updated_at: float = 0.0
 
     @property
     def stat_key(self) -> StatKey:
@@ -78,7 +107,15 @@ class FileRow:
 
 
 _ROW_COLS = ("id, path, folder, size, mtime_ns, inode, sha256, mime, state, reason, attempts, "
-             "next_retry_at, asset_id, upload_url, upload_offset")
+             "next_retry_at, asset_id, upload_url, upload_offset, code, fix, warning, first_seen_at, backed_up_at,"
+             " updated_at")
+
+
+@dataclass(frozen=True)
+class FileEvent:
+    at: float
+    kind: str
+    detail: str
 
 
 @dataclass(frozen=True)
@@ -96,6 +133,16 @@ class StateCounts:
     bytes: dict[str, int]
 
 
+def _upgrade_v1_rows(c: sqlite3.Connection) -> None:
+    """Give version-1 rows the reason codes version 2 would have written for them."""
+    c.execute("UPDATE files SET code='empty' WHERE state='skipped' AND reason LIKE 'empty file%'")
+    c.execute("UPDATE files SET code='unsupported_type' WHERE state='skipped' AND reason LIKE 'not a photo%'")
+    c.execute("UPDATE files SET code='unreadable' WHERE state='failed' AND reason LIKE 'cannot read%'")
+    c.execute("UPDATE files SET code='gone' WHERE state='vanished'")
+    # Version 1 parked quota-blocked files as 'uploading' with a "waiting: ..." reason.
+    c.execute("UPDATE files SET state='waiting', code='quota' WHERE state='uploading' AND reason LIKE 'waiting:%'")
+
+
 class StateDB:
     """Thread-safe access to the state database: one connection guarded by a lock, because writes are
     tiny and SQLite allows one writer at a time anyway."""
@@ -106,18 +153,24 @@ class StateDB:
         self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
         self._lock = threading.RLock()
         self._batch_depth = 0
+        self._events_written = False
         c = self._conn
         c.execute("PRAGMA journal_mode=WAL")
         # NORMAL in WAL mode survives a killed process (the case we care about); only power loss can
         # drop the last commits, and the server is the source of truth for those anyway.
         c.execute("PRAGMA synchronous=NORMAL")
         version = c.execute("PRAGMA user_version").fetchone()[0]
-        if version == 0:
+        if version < SCHEMA_VERSION:
             with self._tx():
-                # executescript() would commit on its own; keep schema creation in our transaction.
-                for stmt in _SCHEMA.split(";"):
-                    if stmt.strip():
-                        c.execute(stmt)
+                # executescript() would commit on its own; keep schema changes in our transaction, so an
+                # interrupted upgrade leaves the old version intact.
+                scripts = ([_SCHEMA] if version == 0 else []) + ([_V2] if version < 2 else [])
+                for script in scripts:
+                    for stmt in script.split(";"):
+                        if stmt.strip():
+                            c.execute(stmt)
+                if version == 1:
+                    _upgrade_v1_rows(c)
                 c.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
                 c.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
         elif version > SCHEMA_VERSION:
@@ -223,30 +276,35 @@ class StateDB:
                 ((f.path, f.folder, f.size, f.mtime_ns, f.inode, now, now) for f in new),
             )
             c.executemany(
-                "UPDATE files SET size=?, mtime_ns=?, inode=?, sha256=NULL, mime=NULL, state='pending',"
-                " reason='changed since last backup', asset_id=NULL, attempts=0, next_retry_at=NULL,"
+                "UPDATE files SET size=?, mtime_ns=?, inode=?, sha256=NULL, mime=NULL,"
+                " state=CASE state WHEN 'ignored' THEN 'ignored' ELSE 'pending' END,"
+                " reason=CASE state WHEN 'ignored' THEN reason ELSE 'changed since last backup' END,"
+                " code=CASE state WHEN 'ignored' THEN code ELSE '' END,"
+                " fix=CASE state WHEN 'ignored' THEN fix ELSE '' END, warning='',"
+                " asset_id=NULL, attempts=0, next_retry_at=NULL,"
                 " upload_offset=NULL, backed_up_at=NULL, updated_at=? WHERE id=?",
                 ((size, mtime, ino, now, fid) for fid, size, mtime, ino in changed),
             )
             c.executemany(
-                "UPDATE files SET state='vanished', reason=?, updated_at=? WHERE id=?",
+                "UPDATE files SET state='vanished', reason=?, code='gone', fix='', updated_at=? WHERE id=?"
+                " AND state!='ignored'",
                 ((reason, now, fid) for fid, reason in vanished),
             )
             c.executemany(
-                "UPDATE files SET state='pending', reason='found again', sha256=NULL, asset_id=NULL,"
-                " attempts=0, next_retry_at=NULL, updated_at=? WHERE id=?",
+                "UPDATE files SET state='pending', reason='found again', code='', fix='', sha256=NULL,"
+                " asset_id=NULL, attempts=0, next_retry_at=NULL, updated_at=? WHERE id=?",
                 ((now, fid) for fid in reappeared),
             )
 
     # --- work ---------------------------------------------------------------------------------------
     def work_items(self, now: float, *, include_parked: bool = False) -> list[FileRow]:
-        """Files a pass should handle, oldest first; failed files wait for their ``next_retry_at``
-        unless ``include_parked``."""
+        """Files a pass should handle: fresh work (never failed) first, then retries, each oldest first;
+        failed files wait for their ``next_retry_at`` unless ``include_parked``."""
         with self._lock:
             cur = self._conn.execute(
-                f"SELECT {_ROW_COLS} FROM files WHERE state IN ('pending','hashing','uploading')"
+                f"SELECT {_ROW_COLS} FROM files WHERE state IN ('pending','hashing','uploading','waiting')"
                 " OR (state='failed' AND (? OR next_retry_at IS NULL OR next_retry_at <= ?))"
-                " ORDER BY id",
+                " ORDER BY (state='failed' OR attempts > 0), id",
                 (1 if include_parked else 0, now),
             )
             return [FileRow(*r) for r in cur]
@@ -269,26 +327,64 @@ class StateDB:
         with self._tx() as c:
             c.execute(f"UPDATE files SET {sets} WHERE id=?", (*cols.values(), file_id))
 
-    def set_state(self, file_id: int, state: FileState, reason: str) -> None:
-        self._update(file_id, state=state, reason=reason)
+    def add_event(self, file_id: int, kind: str, detail: str = "") -> None:
+        """Append to the file's history (``camroll why``); pruned to ``EVENTS_PER_FILE`` by
+        :meth:`prune_events`, so a pass pays one small insert per step and nothing per unchanged file."""
+        with self._tx() as c:
+            c.execute("INSERT INTO file_events (file_id, at, kind, detail) VALUES (?, ?, ?, ?)",
+                      (file_id, time.time(), kind, detail))
+            self._events_written = True
 
-    def set_hashed(self, file_id: int, sha256: str, mime: str, stat_key: StatKey) -> None:
+    def prune_events(self) -> None:
+        if not self._events_written:
+            return
+        with self._tx() as c:
+            c.execute(
+                "DELETE FROM file_events WHERE id IN (SELECT id FROM (SELECT id, ROW_NUMBER() OVER"
+                " (PARTITION BY file_id ORDER BY id DESC) AS n FROM file_events) WHERE n > ?)",
+                (EVENTS_PER_FILE,),
+            )
+        self._events_written = False
+
+    def events(self, file_id: int) -> list[FileEvent]:
+        with self._lock:
+            cur = self._conn.execute(
+                "SELECT at, kind, detail FROM file_events WHERE file_id=? ORDER BY id", (file_id,))
+            return [FileEvent(*r) for r in cur]
+
+    def set_state(self, file_id: int, state: FileState, reason: str, code: str = "", fix: str = "") -> None:
+        self._update(file_id, state=state, reason=reason, code=code, fix=fix)
+        if state in ("waiting", "vanished", "skipped", "ignored"):
+            self.add_event(file_id, state, reason)
+
+    def set_waiting(self, file_id: int, reason: str, code: str, fix: str, *, clear_hash: bool = False) -> None:
+        if clear_hash:
+            self._update(file_id, state="waiting", reason=reason, code=code, fix=fix, sha256=None, mime=None)
+        else:
+            self._update(file_id, state="waiting", reason=reason, code=code, fix=fix)
+        self.add_event(file_id, "waiting", reason)
+
+    def set_hashed(self, file_id: int, sha256: str, mime: str, stat_key: StatKey, warning: str = "") -> None:
         size, mtime_ns, inode = stat_key
         self._update(file_id, sha256=sha256, mime=mime, size=size, mtime_ns=mtime_ns, inode=inode,
-                     state="uploading", reason="hashed; waiting to upload")
+                     state="uploading", reason="hashed; waiting to upload", code="", fix="", warning=warning)
+        self.add_event(file_id, "hashed", f"sha256 {sha256}, {mime}" + (f"; warning: {warning}" if warning else ""))
 
     def set_pending(self, file_id: int, reason: str, *, clear_hash: bool) -> None:
         if clear_hash:
-            self._update(file_id, state="pending", reason=reason, sha256=None, mime=None)
+            self._update(file_id, state="pending", reason=reason, code="", fix="", sha256=None, mime=None)
         else:
-            self._update(file_id, state="pending", reason=reason)
+            self._update(file_id, state="pending", reason=reason, code="", fix="")
 
-    def set_skipped(self, file_id: int, reason: str, stat_key: StatKey | None = None) -> None:
+    def set_skipped(self, file_id: int, reason: str, stat_key: StatKey | None = None, *, code: str = "",
+                    fix: str = "") -> None:
         if stat_key is None:
-            self._update(file_id, state="skipped", reason=reason)
+            self._update(file_id, state="skipped", reason=reason, code=code, fix=fix)
         else:
             size, mtime_ns, inode = stat_key
-            self._update(file_id, state="skipped", reason=reason, size=size, mtime_ns=mtime_ns, inode=inode)
+            self._update(file_id, state="skipped", reason=reason, code=code, fix=fix, size=size, mtime_ns=mtime_ns,
+                         inode=inode)
+        self.add_event(file_id, "skipped", reason)
 
     def set_upload(self, file_id: int, url: str | None, offset: int | None) -> None:
         """Remember the tus upload as soon as it exists, so a killed agent resumes it."""
@@ -298,27 +394,70 @@ class StateDB:
         self._update(file_id, upload_offset=offset)
 
     def set_backed_up(self, file_id: int, asset_id: int, reason: str) -> None:
-        self._update(file_id, state="backed_up", reason=reason, asset_id=asset_id, upload_url=None,
+        self._update(file_id, state="backed_up", reason=reason, code="", fix="", asset_id=asset_id, upload_url=None,
                      upload_offset=None, attempts=0, next_retry_at=None, backed_up_at=time.time())
+        self.add_event(file_id, "verified", f"{reason} (asset {asset_id})")
 
-    def set_failed(self, file_id: int, reason: str, next_retry_at: float | None) -> int:
+    def set_failed(self, file_id: int, reason: str, next_retry_at: float | None, *, code: str = "failed",
+                   fix: str = "") -> int:
         """Mark a failure and return the file's attempt count (used to grow its back-off)."""
         with self._tx() as c:
             c.execute(
-                "UPDATE files SET state='failed', reason=?, attempts=attempts+1, next_retry_at=?,"
+                "UPDATE files SET state='failed', reason=?, code=?, fix=?, attempts=attempts+1, next_retry_at=?,"
                 " updated_at=? WHERE id=?",
-                (reason, next_retry_at, time.time(), file_id),
+                (reason, code, fix, next_retry_at, time.time(), file_id),
             )
             row = c.execute("SELECT attempts FROM files WHERE id=?", (file_id,)).fetchone()
+        self.add_event(file_id, "failed", reason)
         return int(row[0])
+
+    def find(self, path: str) -> FileRow | None:
+        with self._lock:
+            row = self._conn.execute(f"SELECT {_ROW_COLS} FROM files WHERE path=?", (path,)).fetchone()
+        return None if row is None else FileRow(*row)
+
+    def add_file(self, f: NewFile, state: FileState, reason: str, code: str, fix: str) -> int:
+        """Record a file the scanner has not seen yet directly in ``state`` (``camroll ignore``)."""
+        now = time.time()
+        with self._tx() as c:
+            cur = c.execute(
+                "INSERT INTO files (path, folder, size, mtime_ns, inode, state, reason, code, fix, first_seen_at,"
+                " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (f.path, f.folder, f.size, f.mtime_ns, f.inode, state, reason, code, fix, now, now),
+            )
+            fid = int(cur.lastrowid or 0)
+        self.add_event(fid, state, reason)
+        return fid
+
+    def make_eligible(self, file_id: int, reason: str) -> None:
+        """Retry a failed or skipped file on the next pass (behind fresh work, see :meth:`work_items`)."""
+        with self._tx() as c:
+            c.execute(
+                "UPDATE files SET state=CASE WHEN state='failed' THEN 'failed' ELSE 'pending' END,"
+                " attempts=CASE WHEN state='failed' THEN attempts ELSE MAX(attempts, 1) END,"
+                " next_retry_at=NULL, reason=?, updated_at=? WHERE id=?",
+                (reason, time.time(), file_id),
+            )
+        self.add_event(file_id, "retry", reason)
+
+    def reopen_codes(self, codes: Iterable[str], reason: str) -> int:
+        """Make skipped files with these reason codes pending again (the policy that skipped them
+        changed); returns how many."""
+        codes = list(codes)
+        marks = ",".join("?" * len(codes))
+        with self._tx() as c:
+            cur = c.execute(
+                f"UPDATE files SET state='pending', reason=?, code='', fix='', updated_at=? WHERE state='skipped'"
+                f" AND code IN ({marks})", (reason, time.time(), *codes))
+            return int(cur.rowcount)
 
     def reset_for_new_server(self) -> None:
         """Forget what a previous server held: every file must be checked (not re-hashed) again."""
         with self._tx() as c:
             c.execute(
-                "UPDATE files SET state='pending', reason='new server or account', asset_id=NULL,"
+                "UPDATE files SET state='pending', reason='new server or account', code='', fix='', asset_id=NULL,"
                 " upload_url=NULL, upload_offset=NULL, attempts=0, next_retry_at=NULL, backed_up_at=NULL"
-                " WHERE state IN ('backed_up','uploading','hashing','failed')"
+                " WHERE state IN ('backed_up','uploading','hashing','failed','waiting')"
             )
             c.execute("UPDATE files SET state='uploading' WHERE state='pending' AND sha256 IS NOT NULL")
 
@@ -343,4 +482,20 @@ class StateDB:
             cur = self._conn.execute(
                 f"SELECT {_ROW_COLS} FROM files WHERE state=? ORDER BY id LIMIT ?", (state, limit)
             )
+            return [FileRow(*r) for r in cur]
+
+    def problem_files(self, limit: int) -> list[FileRow]:
+        """Files not backed up for a reason a person should see: failed first, then waiting, then skipped;
+        the most recently changed first within each."""
+        with self._lock:
+            cur = self._conn.execute(
+                f"SELECT {_ROW_COLS} FROM files WHERE state IN ('failed','waiting','skipped')"
+                " ORDER BY CASE state WHEN 'failed' THEN 0 WHEN 'waiting' THEN 1 ELSE 2 END, updated_at DESC"
+                " LIMIT ?", (limit,))
+            return [FileRow(*r) for r in cur]
+
+    def rows_with(self, where: str, params: tuple[object, ...] = (), limit: int = 100_000) -> list[FileRow]:
+        with self._lock:
+            cur = self._conn.execute(f"SELECT {_ROW_COLS} FROM files WHERE {where} ORDER BY id LIMIT ?",
+                                     (*params, limit))
             return [FileRow(*r) for r in cur]

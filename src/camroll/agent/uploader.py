@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import httpx
@@ -80,13 +80,34 @@ def metadata_for(job: UploadJob) -> dict[str, str]:
     }
 
 
+@dataclass(frozen=True)
+class PacedRange(FileRange):
+    """A ``FileRange`` sent in small pieces, each announced to ``pace`` before it goes out (the
+    bandwidth limit's token bucket blocks there; the metered-data meter counts there)."""
+
+    pace: Callable[[int], None] | None = None
+
+    def __iter__(self) -> Iterator[bytes]:
+        from camroll.agent.throttle import THROTTLED_PIECE
+
+        pace = self.pace
+        for piece in self._pieces():
+            for i in range(0, len(piece), THROTTLED_PIECE):
+                part = piece[i:i + THROTTLED_PIECE]
+                if pace is not None:
+                    pace(len(part))
+                yield part
+
+
 class Uploader:
     def __init__(self, tus: TusClient, db: StateDB, *, chunk_size: int, base_url: str,
                  check_present: Callable[[UploadJob], int | None],
                  on_bytes: Callable[[str, int], None] = lambda p, n: None,
                  on_sent: Callable[[int], None] = lambda n: None,
                  should_stop: Callable[[], bool] = lambda: False,
-                 backoff: Backoff = IN_PASS, sleep: Callable[[float], None] = time.sleep) -> None:
+                 backoff: Backoff = IN_PASS, sleep: Callable[[float], None] = time.sleep,
+                 pace: Callable[[int], None] | None = None) -> None:
+        self.pace = pace
         self.tus = tus
         self.db = db
         self.chunk_size = chunk_size
@@ -99,6 +120,11 @@ class Uploader:
         self.sleep = sleep
 
     # --- helpers ------------------------------------------------------------------------------------
+    def _range(self, fd: int, offset: int, length: int, sha256: bytes | None) -> FileRange:
+        if self.pace is None:
+            return FileRange(fd, offset, length, sha256)
+        return PacedRange(fd, offset, length, sha256, self.pace)
+
     def _pause(self, retry: int, exc: Exception) -> int:
         """Sleep before retry number ``retry``; re-raise once the attempts are used up."""
         if retry + 1 >= self.backoff.attempts:
@@ -199,7 +225,7 @@ class Uploader:
                 self._still_same(job, fd)
                 # The file's own SHA-256 is this request's checksum: no extra read to compute it.
                 # After a rejection, compute it from the bytes as they are now instead.
-                body = FileRange(fd, 0, job.size, None if mismatches else job.known_digest(0, job.size))
+                body = self._range(fd, 0, job.size, None if mismatches else job.known_digest(0, job.size))
             try:
                 url, res = self.tus.create(job.size, meta, body)
             except SourceChanged as exc:
@@ -261,7 +287,7 @@ class Uploader:
             n = min(self.chunk_size - offset % self.chunk_size, job.size - offset)
             if offset + n >= job.size:
                 self._still_same(job, fd)
-            data = FileRange(fd, offset, n, None if rejected else job.known_digest(offset, n))
+            data = self._range(fd, offset, n, None if rejected else job.known_digest(offset, n))
             try:
                 try:
                     res = self.tus.patch(url, offset, data)
