@@ -12,9 +12,14 @@ import typer
 if TYPE_CHECKING:
     from camroll.server.context import Context
 
-admin_app = typer.Typer(help="Administer the server: users.", no_args_is_help=True)
+admin_app = typer.Typer(help="Administer the server: users and their backup alerts.", no_args_is_help=True)
 user_app = typer.Typer(help="Manage user accounts.", no_args_is_help=True)
+notify_app = typer.Typer(
+    help="Where each user's backup alerts go (stalled or silent devices, quota at 90% and 100%): "
+         "apprise URLs such as ntfy://ntfy.sh/TOPIC or mailto://USER:PASSWORD@gmail.com.",
+    no_args_is_help=True)
 admin_app.add_typer(user_app, name="user")
+admin_app.add_typer(notify_app, name="notify")
 
 DATA_HELP = "Server data directory; default: $CAMROLL_DATA, else the per-user data directory."
 
@@ -69,6 +74,18 @@ def serve(
         24.0, "--upload-expiry", help="Hours an unfinished upload is kept after its last byte."),
     name: str | None = typer.Option(None, "--name", help="Server name shown to clients (default: the hostname)."),
     access_log: bool = typer.Option(False, "--access-log", help="Log every request."),
+    stall_minutes: float = typer.Option(
+        60.0, "--stall-minutes", envvar="CAMROLL_STALL_MINUTES",
+        help="Alert when a device has files waiting and no progress (or is paused by a blocker) this long."),
+    silence_hours: float = typer.Option(
+        24.0, "--silence-hours", envvar="CAMROLL_SILENCE_HOURS",
+        help="Alert when a device that sent heartbeats has sent none for this long."),
+    heartbeat_interval: int = typer.Option(
+        300, "--heartbeat-interval", envvar="CAMROLL_HEARTBEAT_INTERVAL",
+        help="Seconds between heartbeats that agents are told to keep."),
+    stall_check_interval: float = typer.Option(
+        60.0, "--stall-check-interval", envvar="CAMROLL_STALL_CHECK_INTERVAL",
+        help="Seconds between checks for stalled or silent devices and full quotas."),
 ) -> None:
     """Run the camroll server."""
     from camroll.server.run import parse_listen
@@ -81,9 +98,18 @@ def serve(
         _fail(str(exc))
     if upload_expiry <= 0:
         _fail("--upload-expiry must be a positive number of hours, e.g. 24.")
+    for value, option, example in ((stall_minutes, "--stall-minutes", "60"), (silence_hours, "--silence-hours", "24"),
+                                   (heartbeat_interval, "--heartbeat-interval", "300"),
+                                   (stall_check_interval, "--stall-check-interval", "60")):
+        if value <= 0:
+            _fail(f"{option} must be a positive number, e.g. {example}.")
     limit = _size(max_file_size, "--max-file-size")
     assert limit is not None
-    overrides: dict[str, object] = {"max_file_size": limit, "upload_expiry_seconds": upload_expiry * 3600}
+    overrides: dict[str, object] = {
+        "max_file_size": limit, "upload_expiry_seconds": upload_expiry * 3600,
+        "stall_seconds": stall_minutes * 60, "silence_seconds": silence_hours * 3600,
+        "heartbeat_interval_seconds": heartbeat_interval, "stall_check_seconds": stall_check_interval,
+    }
     if name:
         overrides["name"] = name
     settings = Settings.for_data_dir(_data_dir(data), **overrides)
@@ -178,6 +204,118 @@ def user_list(
         table.add_row(str(u.id), u.username, "yes" if u.is_admin else "", format_size(u.used_bytes),
                       format_size(u.quota_bytes) if u.quota_bytes is not None else "unlimited")
     Console().print(table)
+
+
+def _user_id(ctx: Context, username: str) -> int:
+    from camroll.server.repositories import users
+
+    with ctx.db() as db:
+        user = users.by_name(db, username)
+        if user is None:
+            _fail(f"there is no user named {username!r}; list them with 'camroll admin user list'.")
+        return user.id
+
+
+def _problem(exc: Exception) -> NoReturn:
+    from camroll.server.problems import ProblemError
+
+    if isinstance(exc, ProblemError):
+        _fail(f"{exc.detail} {exc.fix or ''}".strip())
+    raise exc
+
+
+@notify_app.command("add")
+def notify_add(
+    username: str = typer.Argument(..., help="The user whose alerts go to URL."),
+    url: str = typer.Argument(..., help="An apprise URL, e.g. ntfy://ntfy.sh/TOPIC."),
+    data: Path | None = typer.Option(None, "--data", help=DATA_HELP),
+) -> None:
+    """Send USER's backup alerts to URL as well."""
+    ctx = _context(data)
+    from camroll.server.problems import ProblemError
+    from camroll.server.services import notify
+
+    try:
+        target = notify.add(ctx, _user_id(ctx, username), url)
+    except ProblemError as exc:
+        _problem(exc)
+    typer.echo(f"Added notification URL {target.id} for {username}: {target.url}. "
+               f"Check it with 'camroll admin notify test {username}'.")
+
+
+@notify_app.command("list")
+def notify_list(
+    username: str | None = typer.Argument(None, help="Only this user's URLs (default: everyone's)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    data: Path | None = typer.Option(None, "--data", help=DATA_HELP),
+) -> None:
+    """List notification URLs (secrets masked) and how their last message went."""
+    ctx = _context(data)
+    from camroll.server.services import notify
+
+    if username is not None:
+        rows = [(username, t) for t in notify.targets(ctx, _user_id(ctx, username))]
+    else:
+        rows = notify.all_targets(ctx)
+    if as_json:
+        import json
+
+        typer.echo(json.dumps([{"user": name, **t.model_dump(mode="json")} for name, t in rows], indent=2))
+        return
+    if not rows:
+        typer.echo("No notification URLs; add one with 'camroll admin notify add USER URL'.")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("id", "user", "url", "last sent", "last error")
+    for name, t in rows:
+        table.add_row(str(t.id), name, t.url, t.last_sent_at.strftime("%Y-%m-%d %H:%M") if t.last_sent_at else "",
+                      t.last_error or "")
+    Console().print(table)
+
+
+@notify_app.command("remove")
+def notify_remove(
+    username: str = typer.Argument(..., help="The user the URL belongs to."),
+    which: str = typer.Argument(..., help="The URL, or its id from 'camroll admin notify list'."),
+    data: Path | None = typer.Option(None, "--data", help=DATA_HELP),
+) -> None:
+    """Stop sending USER's alerts to a URL."""
+    ctx = _context(data)
+    from camroll.server.problems import ProblemError
+    from camroll.server.services import notify
+
+    try:
+        target = notify.remove(ctx, _user_id(ctx, username), which)
+    except ProblemError:
+        _fail(f"{username} has no notification URL {which!r}; see 'camroll admin notify list {username}'.")
+    typer.echo(f"Removed notification URL {target.id} of {username}: {target.url}.")
+
+
+@notify_app.command("test")
+def notify_test(
+    username: str = typer.Argument(..., help="Send the test message to this user's URLs."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON results."),
+    data: Path | None = typer.Option(None, "--data", help=DATA_HELP),
+) -> None:
+    """Send a test message to each of USER's URLs; exit 1 if any failed."""
+    ctx = _context(data)
+    from camroll.server.services import notify
+
+    user_id = _user_id(ctx, username)
+    if not notify.targets(ctx, user_id):
+        _fail(f"{username} has no notification URLs; add one with 'camroll admin notify add {username} URL'.")
+    results = notify.send_test(ctx, user_id, username)
+    if as_json:
+        import json
+
+        typer.echo(json.dumps([r.model_dump(mode="json") for r in results], indent=2))
+    else:
+        for r in results:
+            typer.echo(f"OK    {r.id}  {r.url}" if r.ok else f"FAIL  {r.id}  {r.url}: {r.error}")
+    if not all(r.ok for r in results):
+        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:

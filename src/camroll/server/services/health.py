@@ -76,12 +76,13 @@ def assess(hb: DeviceHealth | None, last_upload_at: datetime | None, now: dateti
     return Assessment(hb.state, hb.headline, False, stalled, False, progress)
 
 
-def record_heartbeat(ctx: Context, who: Principal, beat: wire.Heartbeat) -> wire.HeartbeatAck:
+def record_heartbeat(ctx: Context, who: Principal, beat: wire.Heartbeat,
+                     now: datetime | None = None) -> wire.HeartbeatAck:
     if who.device_id is None:
         raise ProblemError(400, "bad_request",
                            "Heartbeats come from a device, but this request used a session token.",
                            "Send the device token that 'camroll login' saved (POST /api/v1/devices creates one).")
-    now = utcnow()
+    now = now or utcnow()
     problems = [p.model_dump(mode="json") for p in beat.problems]
     with ctx.db() as db:
         hb = repo.of_device(db, who.device_id)

@@ -1,0 +1,75 @@
+"""A loopback HTTP server that records what apprise's ``json://`` URLs post to it."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+
+@dataclass
+class Received:
+    path: str
+    body: dict[str, Any]
+    authorization: str | None
+
+
+@dataclass
+class Receiver:
+    server: ThreadingHTTPServer
+    messages: list[Received] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def port(self) -> int:
+        return int(self.server.server_address[1])
+
+    def url(self, path: str) -> str:
+        return f"json://127.0.0.1:{self.port}/{path}"
+
+    def at(self, path: str) -> list[dict[str, Any]]:
+        with self.lock:
+            return [m.body for m in self.messages if m.path == f"/{path}"]
+
+    def wait(self, path: str, predicate: Callable[[list[dict[str, Any]]], bool], timeout: float = 15) -> \
+            list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            got = self.at(path)
+            if predicate(got):
+                return got
+            time.sleep(0.05)
+        raise AssertionError(f"no matching messages at /{path} within {timeout} s; got {self.at(path)}")
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[Receiver]:
+    holder: list[Receiver] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            rec = holder[0]
+            with rec.lock:
+                rec.messages.append(Received(self.path, json.loads(body), self.headers.get("Authorization")))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    holder.append(Receiver(httpd))
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield holder[0]
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
