@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from camroll.agent.cache import open_state_db
 from camroll.agent.conditions import Probes
 from camroll.agent.config import AgentConfig, load_config
 from camroll.agent.errors import AgentError, PassAborted, ProblemError, ServerUnreachable
@@ -127,7 +128,7 @@ def run_backup(paths: AgentPaths, config: AgentConfig | None = None, on_event: E
         raise AgentError("No folders to back up. Run: camroll folder add PATH")
     started = time.monotonic()
     emit = on_event or _noop
-    with pass_lock(paths.state_db), StateDB(paths.state_db) as db:
+    with pass_lock(paths.state_db), open_state_db(paths) as db:
         # A new login (new server or account) brings a new device token; a changed URL for the same
         # server (another port, a new host name) does not, and must not make every file be re-checked.
         identity = hashlib.sha256(server.token.encode()).hexdigest()[:16]

@@ -7,6 +7,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from camroll.agent.cache import open_state_db
 from camroll.agent.config import AgentConfig
 from camroll.agent.engine import (
     META_LAST_PASS,
@@ -16,7 +17,7 @@ from camroll.agent.engine import (
     META_POLICY_REASON,
 )
 from camroll.agent.paths import AgentPaths
-from camroll.agent.state import STATES, StateDB
+from camroll.agent.state import STATES
 
 WAITING = ("pending", "hashing", "uploading")
 
@@ -69,7 +70,7 @@ def get_status(paths: AgentPaths, config: AgentConfig) -> Status:
     failed: list[FileProblem] = []
     skipped: list[FileProblem] = []
     if paths.state_db.exists():
-        with StateDB(paths.state_db) as db:
+        with open_state_db(paths) as db:
             c = db.counts()
             files.update(c.files)
             nbytes.update(c.bytes)

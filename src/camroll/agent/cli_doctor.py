@@ -1,0 +1,107 @@
+"""``camroll doctor`` and ``camroll reset-cache``: thin commands over :mod:`camroll.agent.doctor`,
+:mod:`camroll.agent.bundle` and :mod:`camroll.agent.cache`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from camroll.agent.cli import _paths, friendly
+
+_STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red", "skip": "dim"}
+
+
+def doctor(
+    json_out: bool = typer.Option(False, "--json", help="Print {checks: [{name, status, message, fix}], ok} as JSON."),
+    bundle: Path | None = typer.Option(
+        None, "--bundle", help="Also write a support zip here (config without secrets, recent log, status and "
+                               "doctor output; never photo contents)."),
+    timeout: float = typer.Option(5.0, "--timeout", min=0.1, help="Seconds to wait for the server."),
+) -> None:
+    """Check everything a backup needs and say what to fix (exit 1 if any check fails)."""
+    from camroll.agent.doctor import run_doctor, summary_line
+
+    paths = _paths()
+    report = run_doctor(paths, timeout=timeout)
+    if json_out:
+        typer.echo(json.dumps(report.to_json()))
+    else:
+        from rich.console import Console
+        from rich.table import Table
+        from rich.text import Text
+
+        console = Console(highlight=False)  # Rich colours only when stdout is a terminal
+        grid = Table.grid(padding=(0, 2))
+        grid.add_column(no_wrap=True)
+        grid.add_column(no_wrap=True)
+        grid.add_column()
+        for c in report.checks:
+            text = Text(c.message)
+            if c.fix:
+                text.append(f"\nFix: {c.fix}")
+            grid.add_row(Text(c.status.upper(), style=_STYLE[c.status]), Text(c.name), text)
+        with console.capture() as captured:
+            console.print(grid)
+        # Table cells are padded to the column width; trailing blanks only get in the way of copy and paste.
+        typer.echo("\n".join(line.rstrip() for line in captured.get().splitlines()))
+        typer.echo(summary_line(report))
+    if bundle is not None:
+        from camroll.agent.bundle import write_bundle
+
+        write_bundle(paths, bundle, report)
+        typer.echo(f"Support bundle written to {bundle} (secrets redacted; no photo or video contents).",
+                   err=True)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def reset_cache(
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    json_out: bool = typer.Option(False, "--json", help="Print the rebuild's summary as JSON."),
+) -> None:
+    """Rebuild the local state database from your folders and the server, uploading nothing the server has.
+
+    The old database is kept as state.db.bak-<time>. Every file is read and hashed again (slow for big rolls).
+    """
+    from camroll.agent.cache import reset_cache as run_reset
+    from camroll.agent.cache import reset_text
+    from camroll.agent.config import load_config
+    from camroll.agent.log import setup_file_logging
+
+    paths = _paths()
+    cfg = load_config(paths.config_file)
+    cfg.require_server()
+    if not yes:
+        typer.confirm("Move the state database aside and rebuild it? Every file is hashed again; nothing already "
+                      "on the server is uploaded again.", abort=True, err=True)
+    setup_file_logging(paths)
+    renderer: Any = None
+    if sys.stderr.isatty():
+        from rich.console import Console
+
+        from camroll.agent.progress import ProgressRenderer
+
+        renderer = ProgressRenderer(Console(stderr=True))
+    try:
+        result = run_reset(paths, cfg, renderer)
+    finally:
+        if renderer is not None:
+            renderer.progress.stop()
+    if json_out:
+        typer.echo(json.dumps({"old_file": str(result.old_file) if result.old_file else None,
+                               "summary": result.summary.to_json()}))
+    else:
+        typer.echo(reset_text(result))
+    if result.summary.stopped_reason:
+        raise typer.Exit(2)
+    if result.summary.files_failed:
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("doctor")(friendly(doctor))
+    app.command("reset-cache")(friendly(reset_cache))
