@@ -74,6 +74,8 @@ def serve(
         24.0, "--upload-expiry", help="Hours an unfinished upload is kept after its last byte."),
     name: str | None = typer.Option(None, "--name", help="Server name shown to clients (default: the hostname)."),
     access_log: bool = typer.Option(False, "--access-log", help="Log every request."),
+    min_client_version: str | None = typer.Option(
+        None, "--min-client-version", hidden=True, help="Refuse agents older than this version (tests)."),
     stall_minutes: float = typer.Option(
         60.0, "--stall-minutes", envvar="CAMROLL_STALL_MINUTES",
         help="Alert when a device has files waiting and no progress (or is paused by a blocker) this long."),
@@ -112,6 +114,8 @@ def serve(
     }
     if name:
         overrides["name"] = name
+    if min_client_version:
+        overrides["min_client_version"] = min_client_version
     settings = Settings.for_data_dir(_data_dir(data), **overrides)
     _check_port(host, port)
     run_server(settings, host, port, access_log=access_log)
