@@ -11,6 +11,7 @@ from sqlalchemy import (
     Boolean,
     DateTime,
     Dialect,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -94,7 +95,13 @@ class Blob(Base):
 
 class Asset(Base):
     __tablename__ = "assets"
-    __table_args__ = (UniqueConstraint("user_id", "sha256", name="uq_assets_user_sha256"),)
+    __table_args__ = (
+        UniqueConstraint("user_id", "sha256", name="uq_assets_user_sha256"),
+        # The timeline is a keyset walk down this index: newest capture time first, id breaking ties.
+        Index("ix_assets_timeline", "user_id", "taken_at", "id"),
+        Index("ix_assets_user_trashed", "user_id", "trashed_at"),
+        Index("ix_assets_user_live_photo", "user_id", "live_photo_id"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
@@ -103,6 +110,30 @@ class Asset(Base):
     mime: Mapped[str | None] = mapped_column(String(100), nullable=True)
     filename: Mapped[str] = mapped_column(String(1000), default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Library (migration 0003).  ``taken_at`` is the best capture time known: the file's mtime or the
+    # upload time until the metadata job reads EXIF/QuickTime/filename; ``taken_offset`` its UTC offset
+    # in minutes when the source said (days group by the photographer's wall clock).
+    kind: Mapped[str] = mapped_column(String(8), default="other")
+    taken_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    taken_offset: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    taken_source: Mapped[str] = mapped_column(String(16), default="upload")
+    width: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    height: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    duration_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    camera_make: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    camera_model: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    media: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # A Live Photo's still and MOV share ``live_photo_id``; the MOV points at its still with
+    # ``live_of_id`` (and is hidden from the timeline), the still at its MOV with ``live_video_id``.
+    live_photo_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    live_video_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    live_of_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    motion_photo: Mapped[bool] = mapped_column(Boolean, default=False)
+    metadata_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    thumbs_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    job_error: Mapped[str | None] = mapped_column(String(2000), nullable=True)
+    job_error_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    trashed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class AssetFile(Base):
