@@ -1,0 +1,16 @@
+"""Errors of camroll.media: each message is one sentence a person can act on."""
+
+from __future__ import annotations
+
+
+class MediaError(Exception):
+    """A file could not be understood or thumbnailed; ``str(error)`` is the reason to show."""
+
+
+class ToolMissing(MediaError):
+    """A program camroll runs for video (ffprobe, ffmpeg) is not installed; retrying will not help
+    until an admin installs it."""
+
+
+class UnreadableMedia(MediaError):
+    """The file is corrupt, truncated or of a kind camroll cannot decode; retrying will not help."""
