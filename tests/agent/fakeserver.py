@@ -42,6 +42,8 @@ class FakeServer:
         self.damage_whole_file_once = False  # flip a stored byte before the final hash check
         self.token_revoked = False
         self.max_file_size: int | None = None
+        # GET /api/v1/server answers this body when set (else 404, as from a server that cannot say).
+        self.server_info: dict[str, object] | None = None
 
     def transport(self) -> httpx.MockTransport:
         return httpx.MockTransport(self.handle)
@@ -103,6 +105,8 @@ class FakeServer:
         path = req.url.path
         if self.token_revoked:
             return self._problem(401, "unauthorized", "This device token was revoked.", "Log in again.")
+        if path == f"{wire.API_PREFIX}/server" and self.server_info is not None:
+            return httpx.Response(200, json=self.server_info)
         if path == f"{wire.API_PREFIX}/assets/check":
             if self.check_status:
                 return self._problem(self.check_status, "internal", "check failed")

@@ -304,3 +304,4 @@ def register(app: typer.Typer) -> None:
     app.add_typer(settings_app, name="settings")
     __import__("camroll.agent.cli_daemon", fromlist=["register"]).register(app)
     __import__("camroll.agent.cli_doctor", fromlist=["register"]).register(app)
+    __import__("camroll.agent.cli_problems", fromlist=["register"]).register(app)

@@ -286,8 +286,7 @@ class StateDB:
                 ((size, mtime, ino, now, fid) for fid, size, mtime, ino in changed),
             )
             c.executemany(
-                "UPDATE files SET state='vanished', reason=?, code='gone', fix='', updated_at=? WHERE id=?"
-                " AND state!='ignored'",
+                "UPDATE files SET state='vanished', reason=?, code='gone', fix='', updated_at=? WHERE id=?",
                 ((reason, now, fid) for fid, reason in vanished),
             )
             c.executemany(

@@ -12,14 +12,15 @@ from camroll.agent.config import AgentConfig
 from camroll.agent.engine import (
     META_LAST_PASS,
     META_LAST_STOP,
+    META_LAST_STOP_CODE,
     META_LAST_SUCCESS,
     META_POLICY_CODE,
     META_POLICY_REASON,
 )
 from camroll.agent.paths import AgentPaths
-from camroll.agent.state import STATES
+from camroll.agent.state import STATES, FileRow
 
-WAITING = ("pending", "hashing", "uploading")
+WAITING = ("pending", "hashing", "uploading", "waiting")
 
 
 @dataclass
@@ -28,6 +29,8 @@ class FileProblem:
     reason: str
     attempts: int
     next_retry_at: float | None
+    code: str = ""
+    fix: str = ""
 
 
 @dataclass
@@ -45,6 +48,14 @@ class Status:
     paused_by_policy: str | None = None
     failed: list[FileProblem] = field(default_factory=list)
     skipped: list[FileProblem] = field(default_factory=list)
+    # What stopped the last pass as a code (see engine.META_LAST_STOP_CODE), else None.
+    stopped_code: str | None = None
+    waiting: list[FileProblem] = field(default_factory=list)
+    # Files not backed up for a reason (failed, waiting, skipped, unreadable): 'camroll problems' lists them.
+    problems: int = 0
+    # Backed up, but the photo looks damaged (truncated JPEG...).
+    warnings: list[FileProblem] = field(default_factory=list)
+    fix: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -69,6 +80,10 @@ def get_status(paths: AgentPaths, config: AgentConfig) -> Status:
     paused: str | None = None
     failed: list[FileProblem] = []
     skipped: list[FileProblem] = []
+    waiting_rows: list[FileProblem] = []
+    warnings: list[FileProblem] = []
+    stop_code: str | None = None
+    unreadable: list[tuple[str, str]] = []
     if paths.state_db.exists():
         with open_state_db(paths) as db:
             c = db.counts()
@@ -80,9 +95,19 @@ def get_status(paths: AgentPaths, config: AgentConfig) -> Status:
             code = db.get_meta(META_POLICY_CODE)
             if stopped and code not in (None, "ok") and db.get_meta(META_POLICY_REASON) == stopped:
                 paused = code
-            failed = [FileProblem(r.path, r.reason, r.attempts, r.next_retry_at) for r in db.failed()]
-            skipped = [FileProblem(r.path, r.reason, r.attempts, None) for r in db.rows_in_state("skipped")]
+            stop_code = (db.get_meta(META_LAST_STOP_CODE) or None) if stopped else None
+            failed = [_problem(r) for r in db.failed()]
+            skipped = [_problem(r) for r in db.rows_in_state("skipped")]
+            waiting_rows = [_problem(r) for r in db.rows_with("state='waiting'", limit=20)]
+            warnings = [FileProblem(r.path, r.warning, 0, None, "damaged")
+                        for r in db.rows_with("warning != '' AND state='backed_up'", limit=20)]
+            from camroll.agent.problems import scan_unreadable
+
+            unreadable = scan_unreadable(db)
     waiting = sum(files[s] for s in WAITING)
+    fix = ""
+    # The single most important blocker first: what stopped the whole backup (policy pause, metered cap,
+    # quota, server unreachable, client too old), then failed files, then files waiting for a reason.
     if config.server is None:
         headline = "Not logged in. Run: camroll login URL --user NAME"
     elif not config.folders:
@@ -91,15 +116,33 @@ def get_status(paths: AgentPaths, config: AgentConfig) -> Status:
         # A policy pause is already a full sentence ("Paused: ...", "Off: ...").
         headline = stopped if paused else f"Stopped: {stopped}"
     elif files["failed"]:
-        headline = f"{_plural(files['failed'], 'file')} failed: {failed[0].reason if failed else ''}"
+        first = failed[0] if failed else None
+        headline = f"{_plural(files['failed'], 'file')} failed: {first.reason if first else ''}"
+        fix = first.fix if first else ""
+    elif files["waiting"]:
+        first = waiting_rows[0] if waiting_rows else None
+        headline = f"{_plural(files['waiting'], 'file')} waiting: {first.reason if first else ''}"
+        fix = first.fix if first else ""
     elif waiting:
         headline = f"{_plural(waiting, 'file')} waiting to upload"
+        fix = "Run: camroll backup"
     elif last_pass is None:
         headline = "Nothing backed up yet. Run: camroll backup"
+    elif unreadable:
+        headline = (f"Everything else is backed up, but {_plural(len(unreadable), 'file')} could not be read "
+                    "(camroll problems lists them)")
     else:
         headline = f"All {_plural(files['backed_up'], 'file')} backed up"
+    problems = files["failed"] + files["waiting"] + files["skipped"] + len(unreadable)
     return Status(headline, config.server is not None, config.server.url if config.server else None,
-                  list(config.folders), files, nbytes, last_ok, last_pass, stopped, paused, failed, skipped)
+                  list(config.folders), files, nbytes, last_ok, last_pass, stopped, paused, failed, skipped,
+                  stop_code, waiting_rows, problems, warnings, fix)
+
+
+def _problem(r: FileRow) -> FileProblem:
+    from camroll.agent.problems import default_fix
+
+    return FileProblem(r.path, r.reason, r.attempts, r.next_retry_at, r.code, default_fix(r))
 
 
 def _ago(ts: float | None) -> str:
@@ -118,13 +161,15 @@ def _ago(ts: float | None) -> str:
 
 def status_text(st: Status) -> str:
     lines = [st.headline]
+    if st.fix:
+        lines.append(f"Fix: {st.fix}")
     if st.server_url:
         lines.append(f"Server: {st.server_url}")
     for f in st.folders:
         lines.append(f"Folder: {f}")
     labels = {"backed_up": "backed up", "pending": "new or changed", "hashing": "hashing",
-              "uploading": "waiting to upload", "skipped": "skipped", "failed": "failed",
-              "vanished": "vanished"}
+              "uploading": "waiting to upload", "waiting": "waiting", "skipped": "skipped", "failed": "failed",
+              "vanished": "vanished", "ignored": "ignored"}
     for s in STATES:
         if st.files[s]:
             lines.append(f"  {labels[s]:<18} {st.files[s]:>9,} files {st.bytes[s] / 1e6:>12,.1f} MB")
@@ -135,6 +180,13 @@ def status_text(st: Status) -> str:
             at = time.strftime("%H:%M:%S", time.localtime(p.next_retry_at))
             retry = f" (attempt {p.attempts}; retry after {at})"
         lines.append(f"  failed {p.path}: {p.reason}{retry}")
+    for p in st.waiting[:5]:
+        lines.append(f"  waiting {p.path}: {p.reason}")
     for p in st.skipped[:5]:
         lines.append(f"  skipped {p.path}: {p.reason}")
+    for p in st.warnings[:5]:
+        lines.append(f"  warning {p.path}: {p.reason}")
+    if st.problems:
+        lines.append(f"{_plural(st.problems, 'file')} not backed up: 'camroll problems' lists each with its fix; "
+                     "'camroll why PATH' tells one file's story.")
     return "\n".join(lines)
