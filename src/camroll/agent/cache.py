@@ -91,6 +91,11 @@ def _header_pages_fit(path: Path) -> bool:
     return pages * page_size <= size
 
 
+def _read_only(path: Path) -> sqlite3.Connection:
+    # Read-only, so that closing it never checkpoints or deletes a -wal that belongs with a damaged file.
+    return sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True, timeout=30)
+
+
 def damage(path: Path, *, force_check: bool = False) -> str | None:
     """Why the DB at ``path`` is damaged, or None if it is fine (or absent).  Runs ``quick_check`` when
     ``force_check``, when the DB is small enough (see the module docstring) or when cheap signs say so."""
@@ -102,7 +107,7 @@ def damage(path: Path, *, force_check: bool = False) -> str | None:
         return None
     check = force_check or size <= QUICK_CHECK_MAX_BYTES or not _header_pages_fit(path)
     try:
-        conn = sqlite3.connect(path, timeout=30)
+        conn = _read_only(path)
         try:
             conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
             if not check:
@@ -188,7 +193,7 @@ def open_state_db(paths: AgentPaths, *, notify: Callable[[str], None] | None = _
 
 def _last_check(path: Path) -> float | None:
     try:
-        conn = sqlite3.connect(path, timeout=30)
+        conn = _read_only(path)
         try:
             row = conn.execute("SELECT value FROM meta WHERE key=?", (META_LAST_CHECK,)).fetchone()
         finally:

@@ -209,7 +209,7 @@ def _condition_checks(cfg: AgentConfig, probes: Probes, now: dt.datetime) -> lis
 
 # --- the state DB -----------------------------------------------------------------------------------------------
 def _ro(path: Path) -> sqlite3.Connection:
-    return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+    return sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True, timeout=10)
 
 
 def _meta(conn: sqlite3.Connection, key: str) -> str:
