@@ -20,10 +20,17 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from camroll.agent.errors import AgentError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from camroll.agent.events import Summary
+    from camroll.agent.paths import AgentPaths
 
 LAYOUT_NOTE = "server/ (database, blobs/, uploads/), agent/ (config, state), credentials"
 
@@ -199,18 +206,22 @@ def up(
     data: Path | None = typer.Option(None, "--data", help="Where to keep the library (default: the user data dir)."),
     listen: str = typer.Option("127.0.0.1:8420", "--listen", help="Address for the server (loopback by default)."),
     json_out: bool = typer.Option(False, "--json", help="Print the backup summary as JSON on stdout."),
+    watch: bool = typer.Option(False, "--watch",
+                               help="After the first pass, keep the server running and back up new photos as "
+                                    "they appear (like 'camroll agent') until Ctrl-C."),
 ) -> None:
     """Run a camroll server and back up FOLDERs into it, all on this machine."""
-    _up(list(folders or []), example, data, listen, json_out)
+    _up(list(folders or []), example, data, listen, json_out, watch)
 
 
-def _up(folders: list[Path], example: bool, data: Path | None, listen: str, json_out: bool) -> None:
+def _up(folders: list[Path], example: bool, data: Path | None, listen: str, json_out: bool,
+        watch: bool = False) -> None:
     from rich.console import Console
 
     from camroll.agent.config import load_config
     from camroll.agent.engine import run_backup
     from camroll.agent.paths import AgentPaths
-    from camroll.agent.progress import ProgressRenderer, summary_text
+    from camroll.agent.progress import ProgressRenderer
 
     layout = UpLayout((data or default_root()).expanduser().resolve())
     console = Console(stderr=True)
@@ -244,21 +255,43 @@ def _up(folders: list[Path], example: bool, data: Path | None, listen: str, json
         finally:
             if renderer is not None:
                 renderer.progress.stop()
-    if json_out:
-        out = summary.to_json()
-        out["library"] = str(layout.server_data)
-        typer.echo(json.dumps(out))
-    else:
-        typer.echo(summary_text(summary))
-        typer.echo(f"Your library: {layout.server_data} (originals under blobs/, named by SHA-256).")
-        typer.echo(f"Everything camroll keeps is under {layout.root}: {LAYOUT_NOTE}.")
-        typer.echo("Run the same command again any time: only new and changed files are sent.")
+        _report(summary, layout, json_out, watch)
+        if watch:
+            _watch(paths, console, json_out)
+            return
     if summary.stopped_reason:
         if not json_out:
             typer.echo(summary.stopped_reason, err=True)
         raise typer.Exit(2)
     if summary.files_failed:
         raise typer.Exit(1)
+
+
+def _report(summary: Summary, layout: UpLayout, json_out: bool, watch: bool) -> None:
+    from camroll.agent.progress import summary_text
+
+    if json_out:
+        out = summary.to_json()
+        out["library"] = str(layout.server_data)
+        typer.echo(json.dumps(out), nl=True)
+        return
+    typer.echo(summary_text(summary))
+    typer.echo(f"Your library: {layout.server_data} (originals under blobs/, named by SHA-256).")
+    typer.echo(f"Everything camroll keeps is under {layout.root}: {LAYOUT_NOTE}.")
+    if not watch:
+        typer.echo("Run the same command again any time: only new and changed files are sent.")
+
+
+def _watch(paths: AgentPaths, console: Console, json_out: bool) -> None:
+    """The ``camroll agent`` loop against the server child until Ctrl-C or SIGTERM; the caller's
+    ``running_server`` block then stops the server."""
+    from camroll.agent.cli_daemon import run_daemon
+    from camroll.agent.daemon import DaemonOptions
+
+    console.print("Watching for new photos and videos; Ctrl-C stops (the server stops with it).")
+    # The first pass just ran: the loop's own start pass only confirms it, quickly.
+    run_daemon(paths, DaemonOptions(), quiet=json_out, verbose=False)
+    console.print("Stopped watching; stopping the server.")
 
 
 def register(app: typer.Typer) -> None:

@@ -141,7 +141,7 @@ class HeartbeatSender:
     def _failed(self, why: str) -> None:
         # One line per kind of failure, not one every few minutes for as long as the server is down.
         if why != self._last_error:
-            logger.warning("heartbeat not sent: %s", why)
+            logger.info("heartbeat not sent: %s", why)
         self._last_error = why
 
     def _record_skew(self, ack: wire.HeartbeatAck, sent_at: float) -> None:
