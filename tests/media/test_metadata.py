@@ -10,6 +10,7 @@ import pytest
 
 from camroll.media import types
 from camroll.media.metadata import MediaInfo, extract
+
 from . import files
 
 CET = dt.timezone(dt.timedelta(hours=2))

@@ -84,7 +84,7 @@ def extract(path: Path, *, mime: str | None = None, mtime: float | None = None) 
         fields["mime"], fields["kind"] = mt.mime, mt.kind
         if mt.kind == "video":
             _video(path, fields)
-        elif mt in (types.TIFF, types.CR3, types.RAF) and (raw.is_raw(head) or mt is not types.TIFF):
+        elif mt in (types.TIFF, types.CR3, types.RAF):
             _raw(path, head, fields)
         else:
             _image(path, mt, fields)
@@ -144,19 +144,31 @@ def _image(path: Path, mt: types.MediaType, fields: dict[str, Any]) -> None:
 
 
 def _raw(path: Path, head: bytes, fields: dict[str, Any]) -> None:
+    """RAW files and TIFFs (which share a header): EXIF from the TIFF structure or the preview, and
+    the largest of the sizes on offer, because IFD0 of many RAWs is only a small thumbnail."""
     ex = raw.read_exif(path, head)
+    orientation = (ex.orientation if ex is not None else None) or 1
     if ex is not None:
         _apply_exif(ex, fields)
-        fields["orientation"] = ex.orientation or 1
-        if ex.width and ex.height:
-            w, h = (ex.height, ex.width) if (ex.orientation or 1) >= 5 else (ex.width, ex.height)
-            fields.update(width=w, height=h)
-    if "width" not in fields:
-        preview = raw.find_preview(path)
-        if preview is not None:
-            w, h = preview.width, preview.height
-            fields.update(width=h if (ex and (ex.orientation or 1) >= 5) else w,
-                          height=w if (ex and (ex.orientation or 1) >= 5) else h)
+    sizes: list[tuple[int, int]] = []
+    if ex is not None and ex.width and ex.height:
+        sizes.append((ex.width, ex.height))
+    preview = raw.find_preview(path)
+    if preview is not None:
+        sizes.append((preview.width, preview.height))
+    if head.startswith((b"II*\x00", b"MM\x00*")):
+        try:
+            with Image.open(path) as im:
+                sizes.append(im.size)
+        except DECODE_ERRORS:
+            if not sizes:
+                raise
+    fields["orientation"] = orientation
+    if sizes:
+        w, h = max(sizes, key=lambda wh: wh[0] * wh[1])
+        if orientation >= 5:
+            w, h = h, w
+        fields.update(width=w, height=h)
 
 
 def _apply_exif(ex: exif_mod.ExifFields, fields: dict[str, Any]) -> None:

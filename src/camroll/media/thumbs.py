@@ -127,13 +127,24 @@ def _decode(path: Path, mime: str | None, box: int) -> tuple[Image.Image, Source
         return _video_frame(path, box), "video_frame"
     if mt in (types.CR3, types.RAF) or (mt is types.TIFF and raw.is_raw(head)):
         return _raw_preview(path, box), "raw_preview"
+    if mt is types.TIFF:
+        return _tiff(path, box)
+    with Image.open(path) as im:
+        return _oriented(im, box), "image"
+
+
+def _tiff(path: Path, box: int) -> tuple[Image.Image, Source]:
+    """A TIFF is decoded as such unless it carries a larger JPEG than its first image, as DNG, NEF
+    and ARW files do (their first image is a small thumbnail or undecodable sensor data)."""
+    preview = raw.find_preview(path)
     try:
         with Image.open(path) as im:
-            return _oriented(im, box), "image"
+            w, h = im.size
+            if preview is None or preview.width * preview.height <= w * h:
+                return _oriented(im, box), "image"
     except DECODE_ERRORS:
-        if mt is not types.TIFF:
+        if preview is None:
             raise
-    # A TIFF Pillow cannot decode is most likely a RAW (DNG, NEF, ARW) with a JPEG preview inside.
     return _raw_preview(path, box), "raw_preview"
 
 
