@@ -13,9 +13,12 @@ from fastapi import Depends, FastAPI
 from camroll import __version__, wire
 from camroll.server import problems, sweeper
 from camroll.server.api import accounts, assets, devices, meta, notifications, tus
+from camroll.server.api import me as me_api
 from camroll.server.api.deps import check_client_version
 from camroll.server.context import Context
 from camroll.server.settings import Settings
+from camroll.server.web import media_cookie
+from camroll.server.web import routes as web_routes
 
 
 def _prepare(ctx: Context) -> None:
@@ -76,4 +79,9 @@ def create_app(settings: Settings, ctx: Context | None = None) -> FastAPI:
     for router in (meta.router, accounts.router, devices.router, notifications.router, assets.router, tus.router):
         app.include_router(router, prefix=wire.API_PREFIX, responses=_PROBLEM)
     app.add_middleware(tus.TusHeaders)
+    # The web UI: its page and static files, and the cookie its <img>/<video> tags authenticate with.
+    app.include_router(me_api.router, prefix=wire.API_PREFIX, responses=_PROBLEM)
+    app.include_router(media_cookie.router, prefix=wire.API_PREFIX, responses=_PROBLEM)
+    app.include_router(web_routes.router)
+    app.add_middleware(media_cookie.MediaCookieAuth)
     return app
