@@ -6,8 +6,10 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
+from PIL import ExifTags, Image
 
-from camroll.media import types
+from camroll.media import thumbs, types
+from camroll.media.errors import UnreadableMedia
 from camroll.media.live import LivePair, pair_live_photos
 from camroll.media.metadata import MediaInfo, extract
 
@@ -102,3 +104,46 @@ def test_raw_headers_in_the_table() -> None:
     for ext in (".dng", ".cr2", ".nef", ".arw", ".orf", ".rw2", ".tif", ".tiff"):
         assert types.by_extension("x" + ext) == types.TIFF
     assert types.by_extension("x.cr3") == types.CR3 and types.by_extension("x.raf") == types.RAF
+
+
+def _box(kind: bytes, payload: bytes) -> bytes:
+    return (8 + len(payload)).to_bytes(4, "big") + kind + payload
+
+
+def _tiff(ex: Image.Exif) -> bytes:
+    data = ex.tobytes()
+    return data[6:] if data.startswith(b"Exif\x00\x00") else data
+
+
+def test_cr3_metadata_and_preview(tmp_path: Path) -> None:
+    """CR3 (ISO BMFF): IFD0 in a CMT1 box, the Exif IFD in CMT2, the preview JPEG in a PRVW box."""
+    ifd0 = Image.Exif()
+    ifd0[ExifTags.Base.Make] = "Canon"
+    ifd0[ExifTags.Base.Model] = "Canon EOS R5"
+    ifd0[ExifTags.Base.Orientation] = 8
+    sub = Image.Exif()
+    sub[ExifTags.Base.DateTimeOriginal] = "2022:07:08 09:10:11"
+    sub[ExifTags.Base.OffsetTimeOriginal] = "-04:00"
+    canon = _box(b"CMT1", _tiff(ifd0)) + _box(b"CMT2", _tiff(sub))
+    moov = _box(b"moov", _box(b"uuid", bytes.fromhex("85c0b687820f11e08111f4ce462b6a48") + canon))
+    prvw = _box(b"uuid", bytes.fromhex("eaf42b5e1c984b88b9fbb7dc406e4d16") + bytes(8)
+                + _box(b"PRVW", bytes(6) + files.jpeg_bytes((1620, 1080))))
+    path = tmp_path / "IMG_0001.CR3"
+    path.write_bytes(_box(b"ftyp", b"crx \x00\x00\x00\x01crx isom") + moov + prvw + _box(b"mdat", bytes(4096)))
+    info = extract(path)
+    assert info.error is None
+    assert (info.mime, info.make, info.model, info.orientation) == ("image/x-canon-cr3", "Canon", "Canon EOS R5", 8)
+    assert info.capture_time == dt.datetime(2022, 7, 8, 9, 10, 11, tzinfo=dt.timezone(dt.timedelta(hours=-4)))
+    assert (info.width, info.height) == (1080, 1620)
+    res = thumbs.make_thumbnail(path, tmp_path / "t.webp", size=thumbs.GRID)
+    assert (res.source, res.width, res.height) == ("raw_preview", 167, 250)
+
+
+def test_jpeg_xl_says_it_cannot_be_decoded(tmp_path: Path) -> None:
+    path = tmp_path / "a.jxl"
+    path.write_bytes(b"\xff\x0a" + bytes(200))
+    info = extract(path, mtime=0)
+    assert info.mime == "image/jxl"
+    assert info.error is not None and "JPEG XL" in info.error
+    with pytest.raises(UnreadableMedia, match="JPEG XL"):
+        thumbs.make_thumbnail(path, tmp_path / "t.webp", size=thumbs.GRID)

@@ -14,3 +14,9 @@ class ToolMissing(MediaError):
 
 class UnreadableMedia(MediaError):
     """The file is corrupt, truncated or of a kind camroll cannot decode; retrying will not help."""
+
+
+# Pillow has no JPEG XL decoder; such files are backed up but cannot be described or previewed.
+JXL_UNSUPPORTED = (
+    "camroll cannot decode JPEG XL images yet, so this one has no details or thumbnail; the original is kept."
+)

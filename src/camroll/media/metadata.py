@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict
 
 from camroll.media import exif as exif_mod
 from camroll.media import filenames, motion, raw, tools, types
-from camroll.media.errors import MediaError
+from camroll.media.errors import JXL_UNSUPPORTED, MediaError
 from camroll.media.motion import MotionPhoto
 
 pillow_heif.register_heif_opener()
@@ -121,6 +121,8 @@ def _type_for(mime: str | None, head: bytes) -> types.MediaType | None:
 
 
 def _image(path: Path, mt: types.MediaType, fields: dict[str, Any]) -> None:
+    if mt is types.JXL and not pillow_reads(path):
+        raise MediaError(JXL_UNSUPPORTED)
     with Image.open(path) as im:
         width, height = im.size
         exif = im.getexif()
@@ -141,6 +143,15 @@ def _image(path: Path, mt: types.MediaType, fields: dict[str, Any]) -> None:
         found = motion.find(path, xmp if isinstance(xmp, bytes) else None)
         if found is not None:
             fields["motion_photo"] = found
+
+
+def pillow_reads(path: Path) -> bool:
+    """Whether an installed Pillow plugin recognises the file (JPEG XL needs one camroll lacks)."""
+    try:
+        with Image.open(path):
+            return True
+    except UnidentifiedImageError:
+        return False
 
 
 def _raw(path: Path, head: bytes, fields: dict[str, Any]) -> None:

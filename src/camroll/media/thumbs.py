@@ -27,8 +27,8 @@ from typing import BinaryIO, Literal
 from PIL import Image, ImageOps
 
 from camroll.media import raw, tools, types
-from camroll.media.errors import MediaError, UnreadableMedia
-from camroll.media.metadata import DECODE_ERRORS, describe
+from camroll.media.errors import JXL_UNSUPPORTED, MediaError, UnreadableMedia
+from camroll.media.metadata import DECODE_ERRORS, describe, pillow_reads
 
 GRID = 250
 PREVIEW = 1440
@@ -129,6 +129,8 @@ def _decode(path: Path, mime: str | None, box: int) -> tuple[Image.Image, Source
         return _raw_preview(path, box), "raw_preview"
     if mt is types.TIFF:
         return _tiff(path, box)
+    if mt is types.JXL and not pillow_reads(path):
+        raise UnreadableMedia(JXL_UNSUPPORTED)
     with Image.open(path) as im:
         return _oriented(im, box), "image"
 
