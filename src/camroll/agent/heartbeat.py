@@ -64,15 +64,18 @@ def from_status(st: Status, *, running: bool = False, error: str | None = None) 
     elif st.paused_by_policy:
         state, blocker_code, blocker = "paused", st.paused_by_policy, st.stopped_reason
     elif st.stopped_reason:
-        state, blocker_code, blocker = "stopped", _blocker_code(st.stopped_reason), st.stopped_reason
+        # ``stopped_code`` arrives with the per-file state rework; until then the sentence tells.
+        code = getattr(st, "stopped_code", None) or _blocker_code(st.stopped_reason)
+        state, blocker_code, blocker = "stopped", code, st.stopped_reason
     elif running:
         state = "backing_up"
     else:
         state = "idle"
+    groups = (("failed", st.failed), ("waiting", getattr(st, "waiting", [])), ("skipped", st.skipped))
     problems = [
-        wire.DeviceProblem(path=p.path, state=kind, reason=p.reason, attempts=p.attempts,
-                           next_retry_at=_ts(p.next_retry_at))
-        for kind, rows in (("failed", st.failed), ("skipped", st.skipped)) for p in rows
+        wire.DeviceProblem(path=p.path, state=kind, reason=p.reason, fix=getattr(p, "fix", "") or None,
+                           attempts=p.attempts, next_retry_at=_ts(p.next_retry_at))
+        for kind, rows in groups for p in rows
     ][:wire.MAX_HEARTBEAT_PROBLEMS]
     return wire.Heartbeat(
         agent_version=__version__, state=state, headline=error or st.headline,

@@ -130,7 +130,8 @@ class FolderWatcher:
         paths = [event.src_path, getattr(event, "dest_path", "")]
         for raw in paths:
             path = os.fsdecode(raw) if raw else ""
-            if not path or path.startswith(self._ignore):
+            # The ignored directory itself reports "modified" when a file in it changes.
+            if not path or os.path.join(path, "").startswith(self._ignore):
                 continue
             self._on_change(path, bool(event.is_directory))
 
