@@ -13,6 +13,7 @@ from fastapi import Depends, FastAPI
 from camroll import __version__, wire
 from camroll.server import problems, sweeper
 from camroll.server.api import accounts, assets, devices, meta, notifications, tus
+from camroll.server.api import library as library_api
 from camroll.server.api import me as me_api
 from camroll.server.api.deps import check_client_version
 from camroll.server.context import Context
@@ -29,6 +30,13 @@ def _prepare(ctx: Context) -> None:
     migrate.upgrade(ctx.engine)
     uploads.reconcile(ctx)
     uploads.sweep(ctx)
+
+
+def _start_jobs(ctx: Context) -> None:
+    from camroll.server.jobs.queue import JobQueue
+
+    ctx.jobs = JobQueue(ctx)
+    ctx.jobs.start()
 
 
 _PROBLEM: dict[int | str, dict[str, object]] = {
@@ -52,12 +60,15 @@ def create_app(settings: Settings, ctx: Context | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         await anyio.to_thread.run_sync(_prepare, context)
+        await anyio.to_thread.run_sync(_start_jobs, context)
         tasks = [asyncio.create_task(sweeper.run_forever(context)),
                  asyncio.create_task(sweeper.run_stall_checks(context))]
         try:
             yield
         finally:
             await _drain(context)
+            if context.jobs is not None:
+                await anyio.to_thread.run_sync(context.jobs.stop)
             for task in tasks:
                 task.cancel()
             for task in tasks:
@@ -76,7 +87,8 @@ def create_app(settings: Settings, ctx: Context | None = None) -> FastAPI:
     )
     app.state.ctx = context
     problems.install(app)
-    for router in (meta.router, accounts.router, devices.router, notifications.router, assets.router, tus.router):
+    for router in (meta.router, accounts.router, devices.router, notifications.router, library_api.router,
+                   assets.router, tus.router):
         app.include_router(router, prefix=wire.API_PREFIX, responses=_PROBLEM)
     app.add_middleware(tus.TusHeaders)
     # The web UI: its page and static files, and the cookie its <img>/<video> tags authenticate with.

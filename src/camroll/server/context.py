@@ -7,7 +7,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -15,6 +15,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from camroll.server.services.partfiles import PartFiles
 from camroll.server.settings import Settings
 from camroll.server.storage.base import BlobStore
+
+if TYPE_CHECKING:
+    from camroll.server.jobs.queue import JobQueue
 
 
 class HashCache:
@@ -53,6 +56,8 @@ class Context:
     hashes: HashCache = field(default_factory=HashCache)
     # Uploads a request is writing to right now; a second writer is refused rather than interleaved.
     busy: set[str] = field(default_factory=set)
+    # The background job queue while the server runs (None in admin commands and before start).
+    jobs: JobQueue | None = None
     # SQLite has one writer at a time, and a connection that finds the database locked sleeps in
     # SQLite's busy handler (1, 2, 5, 10... ms) before it tries again.  Queueing this process's
     # transactions on a lock instead hands the database over as soon as it is free (2,000 small

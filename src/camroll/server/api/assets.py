@@ -34,11 +34,6 @@ def list_assets(ctx: Ctx, who: Caller, cursor: str | None = None,
     return library.page(ctx, who, cursor, limit)
 
 
-@router.get("/assets/{asset_id}", response_model=wire.AssetInfo)
-def get_asset(ctx: Ctx, who: Caller, asset_id: int) -> wire.AssetInfo:
-    return library.get(ctx, who, asset_id)
-
-
 def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:
     """(start, end inclusive) of a single-range request, None for the whole file; 416 if unsatisfiable."""
     if header is None:

@@ -3,12 +3,32 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import cast
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, cast
 
-from sqlalchemy import Connection, Table, bindparam, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    CursorResult,
+    Row,
+    Table,
+    and_,
+    bindparam,
+    case,
+    delete,
+    exists,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.orm import Session
 
-from camroll.server.models import Asset, AssetFile, Blob, Device, utcnow
+from camroll.server.models import Asset, AssetFile, Blob, Device, Upload, User, UTCDateTime, utcnow
 
 
 def by_hashes(db: Session, user_id: int, hashes: Iterable[str]) -> dict[str, Asset]:
@@ -94,12 +114,16 @@ def ensure_blob(conn: Connection, sha256: str, size: int) -> None:
 
 
 def get_or_create(conn: Connection, user_id: int, sha256: str, size: int, mime: str | None,
-                       filename: str) -> int:
+                       filename: str, mtime: datetime | None = None) -> int:
+    """The user's asset for ``sha256``, created if new.  Until the metadata job reads a capture time,
+    the asset was taken at the file's ``mtime`` if the device sent one, else when it was uploaded."""
     found = asset_id_of(conn, user_id, sha256)
     if found is not None:
         return found
+    now = utcnow()
     res = conn.execute(_ASSET_INSERT, {"user_id": user_id, "sha256": sha256, "size": size, "mime": mime,
-                                       "filename": filename, "created_at": utcnow()})
+                                       "filename": filename, "created_at": now, "kind": kind_of(mime),
+                                       "taken_at": mtime or now, "taken_source": "mtime" if mtime else "upload"})
     pk = res.inserted_primary_key
     assert pk is not None
     return int(pk[0])
@@ -117,3 +141,174 @@ def record_file_core(conn: Connection, asset_id: int, device_id: int | None, pat
                                     "filename": filename, "mtime_ns": mtime_ns})
     elif mtime_ns is not None and existing.mtime_ns != mtime_ns:
         conn.execute(_FILE_UPDATE, {"b_id": existing.id, "mtime_ns": mtime_ns})
+
+
+# --- Library queries: timeline, trash, jobs, storage ---------------------------------------------------
+def kind_of(mime: str | None) -> str:
+    """``image``, ``video`` or ``other`` from a sniffed MIME type."""
+    if mime and mime.startswith("image/"):
+        return "image"
+    if mime and mime.startswith("video/"):
+        return "video"
+    return "other"
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What a timeline or trash listing is narrowed to; every field is optional."""
+
+    start: datetime | None = None  # taken_at >= start
+    end: datetime | None = None  # taken_at < end
+    kind: str | None = None
+    camera: str | None = None  # make, model, or "make model"; case-insensitive
+    device_id: int | None = None
+    trashed: bool = False
+
+
+def _conditions(user_id: int, f: Filters) -> list[ColumnElement[bool]]:
+    conds: list[ColumnElement[bool]] = [
+        Asset.user_id == user_id,
+        Asset.trashed_at.is_not(None) if f.trashed else Asset.trashed_at.is_(None),
+        # The MOV half of a Live Photo travels with its still.
+        Asset.live_of_id.is_(None),
+    ]
+    if f.start is not None:
+        conds.append(Asset.taken_at >= f.start)
+    if f.end is not None:
+        conds.append(Asset.taken_at < f.end)
+    if f.kind is not None:
+        conds.append(Asset.kind == f.kind)
+    if f.camera:
+        wanted = f.camera.strip().lower()
+        make = func.lower(func.coalesce(Asset.camera_make, ""))
+        model = func.lower(func.coalesce(Asset.camera_model, ""))
+        conds.append(or_(make == wanted, model == wanted, (make + " " + model) == wanted))
+    if f.device_id is not None:
+        conds.append(exists().where(AssetFile.asset_id == Asset.id, AssetFile.device_id == f.device_id))
+    return conds
+
+
+def timeline(db: Session, user_id: int, f: Filters, after: tuple[datetime, int] | None,
+             limit: int) -> Sequence[Asset]:
+    """Newest capture time first; ``after`` is the (taken_at, id) of the last item already shown.
+
+    A row-value comparison, so the database seeks straight into ``ix_assets_timeline`` however deep
+    the page is."""
+    q = select(Asset).where(*_conditions(user_id, f))
+    if after is not None:
+        q = q.where(tuple_(Asset.taken_at, Asset.id) < tuple_(literal(after[0], UTCDateTime()), literal(after[1])))
+    return db.scalars(q.order_by(Asset.taken_at.desc(), Asset.id.desc()).limit(limit)).all()
+
+
+def count(db: Session, user_id: int, f: Filters) -> int:
+    return int(db.scalar(select(func.count()).select_from(Asset).where(*_conditions(user_id, f))) or 0)
+
+
+def owned(db: Session, user_id: int, ids: Iterable[int]) -> list[Asset]:
+    """The user's assets among ``ids``, in the order asked; unknown or foreign ids are left out."""
+    wanted = list(dict.fromkeys(ids))
+    found: dict[int, Asset] = {}
+    for i in range(0, len(wanted), 500):
+        found.update((a.id, a) for a in db.scalars(
+            select(Asset).where(Asset.user_id == user_id, Asset.id.in_(wanted[i:i + 500]))))
+    return [found[i] for i in wanted if i in found]
+
+
+def by_id_any_user(db: Session, asset_id: int) -> Asset | None:
+    return db.get(Asset, asset_id)
+
+
+def earliest_mtime_ns(db: Session, asset_id: int) -> int | None:
+    """The oldest modification time any device reported for the asset (a copy is never older)."""
+    found = db.scalar(select(func.min(AssetFile.mtime_ns)).where(AssetFile.asset_id == asset_id))
+    return None if found is None else int(found)
+
+
+def live_partner(db: Session, asset: Asset) -> Asset | None:
+    """The other half of ``asset``'s Live Photo: same user and content identifier, other kind."""
+    if not asset.live_photo_id:
+        return None
+    other = "image" if asset.kind == "video" else "video"
+    return db.scalars(select(Asset).where(
+        Asset.user_id == asset.user_id, Asset.live_photo_id == asset.live_photo_id, Asset.kind == other,
+        Asset.id != asset.id).order_by(Asset.id)).first()
+
+
+def needing_jobs(db: Session, after_id: int, limit: int) -> list[int]:
+    """Ids of assets whose metadata or thumbnails are missing and that have not failed, by id."""
+    rows = db.scalars(select(Asset.id).where(
+        Asset.id > after_id, Asset.job_error.is_(None),
+        or_(Asset.metadata_at.is_(None), and_(Asset.thumbs_at.is_(None), Asset.kind != "other")),
+    ).order_by(Asset.id).limit(limit))
+    return list(rows)
+
+
+def job_counts(db: Session) -> dict[str, int]:
+    """done / waiting / failed assets for ``camroll admin jobs``."""
+    incomplete = or_(Asset.metadata_at.is_(None), and_(Asset.thumbs_at.is_(None), Asset.kind != "other"))
+    rows = db.execute(select(
+        func.count(),
+        func.coalesce(func.sum(case((Asset.job_error.is_not(None), 1), else_=0)), 0),
+        func.coalesce(func.sum(case((and_(Asset.job_error.is_(None), incomplete), 1), else_=0)), 0),
+    ).select_from(Asset)).one()
+    total, failed, waiting = int(rows[0]), int(rows[1]), int(rows[2])
+    return {"done": total - failed - waiting, "waiting": waiting, "failed": failed}
+
+
+def recent_failures(db: Session, limit: int) -> Sequence[Row[int, str, str, str | None, datetime | None]]:
+    return db.execute(
+        select(Asset.id, User.username, Asset.filename, Asset.job_error, Asset.job_error_at)
+        .join(User, User.id == Asset.user_id)
+        .where(Asset.job_error.is_not(None))
+        .order_by(Asset.job_error_at.desc(), Asset.id.desc()).limit(limit)
+    ).all()
+
+
+def set_trashed(db: Session, user_id: int, ids: Sequence[int], when: datetime | None) -> int:
+    """Trash (``when`` set) or restore (``None``) the user's assets among ``ids``; returns how many
+    changed.  A Live Photo's MOV follows its still without being counted."""
+    changed = 0
+    for i in range(0, len(ids), 500):
+        part = list(ids[i:i + 500])
+        state = Asset.trashed_at.is_(None) if when is not None else Asset.trashed_at.is_not(None)
+        mine = (Asset.user_id == user_id, Asset.id.in_(part), state)
+        partners = list(db.scalars(select(Asset.live_video_id).where(*mine, Asset.live_video_id.is_not(None))))
+        res = db.execute(update(Asset).where(*mine).values(trashed_at=when).execution_options(
+            synchronize_session=False))
+        changed += cast(CursorResult[Any], res).rowcount or 0
+        if partners:
+            db.execute(update(Asset).where(Asset.user_id == user_id, Asset.id.in_(partners)).values(
+                trashed_at=when).execution_options(synchronize_session=False))
+    return changed
+
+
+def trashed_before(db: Session, cutoff: datetime, limit: int) -> Sequence[Asset]:
+    return db.scalars(select(Asset).where(Asset.trashed_at.is_not(None), Asset.trashed_at < cutoff)
+                      .order_by(Asset.id).limit(limit)).all()
+
+
+def sha_in_use(db: Session, sha256: str) -> bool:
+    """Whether any asset row, or an upload whose bytes are on their way into the store, needs the blob."""
+    if db.scalar(select(Asset.id).where(Asset.sha256 == sha256).limit(1)) is not None:
+        return True
+    return db.scalar(select(Upload.id).where(Upload.computed_sha256 == sha256, Upload.state == "active")
+                     .limit(1)) is not None
+
+
+def delete_blob_row(db: Session, sha256: str) -> None:
+    db.execute(delete(Blob).where(Blob.sha256 == sha256))
+
+
+def usage(db: Session, user_id: int) -> tuple[dict[str, tuple[int, int]], int]:
+    """(files, bytes) per kind of the user's live assets, and the bytes in their trash."""
+    rows = db.execute(select(Asset.kind, func.count(), func.coalesce(func.sum(Asset.size), 0))
+                      .where(Asset.user_id == user_id, Asset.trashed_at.is_(None)).group_by(Asset.kind))
+    by_kind = {str(k): (int(n), int(b)) for k, n, b in rows}
+    trashed = db.scalar(select(func.coalesce(func.sum(Asset.size), 0)).where(
+        Asset.user_id == user_id, Asset.trashed_at.is_not(None)))
+    return by_kind, int(trashed or 0)
+
+
+def unreferenced_blobs(db: Session, limit: int) -> list[str]:
+    """Blob rows no asset refers to (left by an interrupted purge)."""
+    return list(db.scalars(select(Blob.sha256).where(~exists().where(Asset.sha256 == Blob.sha256)).limit(limit)))

@@ -6,6 +6,7 @@ import base64
 import binascii
 import json
 from collections.abc import Sequence
+from typing import Literal, cast
 
 from camroll import wire
 from camroll.server.context import Context
@@ -86,3 +87,19 @@ def get(ctx: Context, who: Principal, asset_id: int) -> wire.AssetInfo:
 def original(ctx: Context, who: Principal, asset_id: int) -> Asset:
     """The asset whose original the caller may read."""
     return _get(ctx, who, asset_id)
+
+
+def detail(ctx: Context, who: Principal, asset_id: int) -> wire.AssetDetail:
+    """Everything the viewer's info panel shows: the AssetInfo fields plus metadata and job state."""
+    from camroll.server.services.media import capture_time
+
+    asset = _get(ctx, who, asset_id)
+    info = _infos(ctx, [asset])[0]
+    meta = wire.AssetMetadata.model_validate(asset.media or {})
+    meta.capture_time = capture_time(asset)
+    meta.capture_time_source = cast(wire.CaptureTimeSource, asset.taken_source)
+    return wire.AssetDetail(
+        **info.model_dump(), kind=cast(Literal["image", "video", "other"], asset.kind), metadata=meta,
+        has_thumbnail=asset.thumbs_at is not None, job_error=asset.job_error, trashed_at=asset.trashed_at,
+        live_video_id=asset.live_video_id,
+    )

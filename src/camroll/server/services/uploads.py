@@ -8,7 +8,7 @@ import logging
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection
@@ -17,6 +17,7 @@ from sqlalchemy.exc import IntegrityError
 from camroll import wire
 from camroll.media.types import SNIFF_BYTES, sniff
 from camroll.server.context import Context
+from camroll.server.jobs import queue as job_queue
 from camroll.server.models import Upload, utcnow
 from camroll.server.problems import ProblemError
 from camroll.server.repositories import assets as asset_repo
@@ -274,10 +275,22 @@ def _finish(ctx: Context, upload_id: str, digest: str, known: UploadState, mime:
         mtime = int(meta.get(wire.META_MTIME_NS, ""))
     with ctx.conn() as conn:
         asset_repo.ensure_blob(conn, digest, known.length)
-        asset_id = asset_repo.get_or_create(conn, known.user_id, digest, known.length, mime, filename)
+        asset_id = asset_repo.get_or_create(conn, known.user_id, digest, known.length, mime, filename,
+                                            _mtime(mtime))
         asset_repo.record_file_core(conn, asset_id, known.device_id, path or filename, filename, mtime)
         repo.mark_complete(conn, upload_id, asset_id, known.length, now, _expiry(ctx, now))
+    # After the commit, never inside it: a job must find the row, and a queue hiccup must not undo it.
+    job_queue.asset_added(ctx, asset_id)
     return asset_id
+
+
+def _mtime(mtime_ns: int | None) -> datetime | None:
+    if mtime_ns is None:
+        return None
+    try:
+        return datetime.fromtimestamp(mtime_ns / 1e9, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
 
 
 def terminate(ctx: Context, who: Principal, upload_id: str) -> None:

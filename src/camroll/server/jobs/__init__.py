@@ -1,0 +1,1 @@
+"""Background jobs: metadata extraction and thumbnails through huey, consumed inside the server."""

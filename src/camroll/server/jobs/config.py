@@ -1,0 +1,64 @@
+"""Job and trash settings, read from the environment so ``camroll serve``, ``camroll admin`` and a
+separate worker agree without sharing a config file."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+REDIS_URL_ENV = "CAMROLL_REDIS_URL"
+WORKERS_ENV = "CAMROLL_JOB_WORKERS"
+RETRY_DELAY_ENV = "CAMROLL_JOB_RETRY_DELAY"
+TRASH_DAYS_ENV = "CAMROLL_TRASH_DAYS"
+PURGE_INTERVAL_ENV = "CAMROLL_PURGE_INTERVAL"
+
+DEFAULT_TRASH_DAYS = 30.0
+DEFAULT_RETRIES = 3
+DEFAULT_RETRY_DELAY = 30.0
+DEFAULT_PURGE_INTERVAL = 3600.0
+
+
+def _float(name: str, default: float) -> float:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not a number; set it to a number or unset it.") from None
+    if value < 0:
+        raise ValueError(f"{name}={raw!r} is negative; set it to zero or more, or unset it.")
+    return value
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    redis_url: str | None
+    workers: int
+    retries: int
+    retry_delay_seconds: float
+    trash_days: float
+    purge_interval_seconds: float
+
+    @classmethod
+    def from_env(cls) -> JobSettings:
+        # Thumbnails are CPU-bound: more workers than cores only queue on the GIL and the decoder.
+        workers = int(_float(WORKERS_ENV, float(min(2, os.cpu_count() or 1))))
+        return cls(
+            redis_url=os.environ.get(REDIS_URL_ENV) or None,
+            workers=max(1, workers),
+            retries=DEFAULT_RETRIES,
+            retry_delay_seconds=_float(RETRY_DELAY_ENV, DEFAULT_RETRY_DELAY),
+            trash_days=_float(TRASH_DAYS_ENV, DEFAULT_TRASH_DAYS),
+            purge_interval_seconds=max(0.2, _float(PURGE_INTERVAL_ENV, DEFAULT_PURGE_INTERVAL)),
+        )
+
+
+def queue_file(data_dir: Path) -> Path:
+    """Where the embedded queue lives: beside the database, never inside it (huey locks its file)."""
+    return data_dir / "jobs.db"
+
+
+def thumbs_dir(data_dir: Path) -> Path:
+    return data_dir / "thumbs"

@@ -1,0 +1,198 @@
+"""The background work on one asset: metadata into its row, grid and preview thumbnails onto disk.
+
+Idempotent: each half is skipped when its timestamp is set (and, for thumbnails, the files exist),
+so a retried, duplicated or restarted job does only what is missing.  Thumbnails are keyed by the
+blob's SHA-256, so users who uploaded the same bytes share them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from sqlalchemy.orm import Session
+
+from camroll import wire
+from camroll.server.context import Context
+from camroll.server.jobs.config import thumbs_dir
+from camroll.server.models import Asset, utcnow
+from camroll.server.repositories import assets as repo
+from camroll.server.storage.local import LocalBlobStore
+
+if TYPE_CHECKING:
+    from camroll.media.metadata import MediaInfo
+
+log = logging.getLogger("camroll.server.jobs")
+
+SIZES: tuple[wire.ThumbSize, ...] = ("grid", "preview")
+THUMB_MIME = "image/webp"
+_CAPTURE_SOURCES = {"exif", "quicktime", "filename", "mtime"}
+
+Outcome = Literal["done", "already_done", "gone"]
+
+
+class ThumbStore:
+    """Thumbnails on local disk under ``<data>/thumbs/<sha[:2]>/<sha>-<size>.webp``.
+
+    They can always be made again from the original, so they stay on local disk even when originals
+    live in object storage: the grid needs them fast."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def path(self, sha256: str, size: wire.ThumbSize) -> Path:
+        return self.root / sha256[:2] / f"{sha256}-{size}.webp"
+
+    def has_all(self, sha256: str) -> bool:
+        return all(self.path(sha256, s).is_file() for s in SIZES)
+
+    def delete(self, sha256: str) -> None:
+        for s in SIZES:
+            self.path(sha256, s).unlink(missing_ok=True)
+
+
+def thumb_store(ctx: Context) -> ThumbStore:
+    return ThumbStore(thumbs_dir(ctx.settings.data_dir))
+
+
+@contextlib.contextmanager
+def local_copy(ctx: Context, sha256: str) -> Iterator[Path]:
+    """A local path holding the blob's bytes: the blob itself on the local store (read only), else a
+    temporary copy, removed afterwards (ffprobe and Pillow want a seekable file)."""
+    if isinstance(ctx.blobs, LocalBlobStore):
+        yield ctx.blobs._path(sha256)
+        return
+    tmp_root = ctx.settings.data_dir / "tmp"
+    tmp_root.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=tmp_root, prefix="job-", delete=True) as tmp:
+        src = ctx.blobs.open(sha256)
+        try:
+            shutil.copyfileobj(src, tmp, 1 << 20)
+        finally:
+            src.close()
+        tmp.flush()
+        yield Path(tmp.name)
+
+
+@dataclass(frozen=True)
+class _Work:
+    asset_id: int
+    sha256: str
+    mime: str | None
+    kind: str
+    mtime: float | None
+    need_metadata: bool
+    need_thumbs: bool
+
+
+def _plan(ctx: Context, asset_id: int) -> _Work | None:
+    store = thumb_store(ctx)
+    with ctx.db() as db:
+        a = repo.by_id_any_user(db, asset_id)
+        if a is None:
+            return None
+        mtime_ns = repo.earliest_mtime_ns(db, asset_id)
+        return _Work(
+            asset_id=a.id, sha256=a.sha256, mime=a.mime, kind=a.kind,
+            mtime=mtime_ns / 1e9 if mtime_ns is not None else None,
+            need_metadata=a.metadata_at is None,
+            need_thumbs=a.kind != "other" and (a.thumbs_at is None or not store.has_all(a.sha256)),
+        )
+
+
+def process(ctx: Context, asset_id: int) -> Outcome:
+    """Do whatever is missing for the asset.  Raises ``MediaError`` (or an ``OSError``) when the file
+    cannot be understood or thumbnailed; the caller records it on the asset."""
+    from camroll.media import metadata, thumbs
+
+    work = _plan(ctx, asset_id)
+    if work is None:
+        return "gone"
+    if not work.need_metadata and not work.need_thumbs:
+        return "already_done"
+    store = thumb_store(ctx)
+    with local_copy(ctx, work.sha256) as path:
+        if work.need_metadata:
+            info = metadata.extract(path, mime=work.mime, mtime=work.mtime)
+            record_metadata(ctx, work.asset_id, info)
+        if work.need_thumbs:
+            thumbs.make_grid_and_preview(path, store.path(work.sha256, "grid"), store.path(work.sha256, "preview"),
+                                         mime=work.mime)
+            with ctx.db() as db:
+                a = repo.by_id_any_user(db, work.asset_id)
+                if a is not None:
+                    a.thumbs_at = utcnow()
+    with ctx.db() as db:
+        a = repo.by_id_any_user(db, work.asset_id)
+        if a is not None and a.job_error is not None:
+            a.job_error = a.job_error_at = None
+    return "done"
+
+
+def _as_utc(t: datetime) -> tuple[datetime, int | None]:
+    """(UTC instant, offset in minutes) of a capture time; a naive one is the camera's wall clock with
+    no known offset, stored as if UTC so its calendar day stays the photographer's."""
+    if t.tzinfo is None:
+        return t.replace(tzinfo=UTC), None
+    offset = t.utcoffset() or timedelta(0)
+    return t.astimezone(UTC), int(offset.total_seconds() // 60)
+
+
+def record_metadata(ctx: Context, asset_id: int, info: MediaInfo) -> None:
+    """Store what ``extract`` read and link a Live Photo's halves once both are here."""
+    meta = wire.AssetMetadata(
+        capture_time=info.capture_time, capture_time_source=info.capture_time_source,
+        width=info.width, height=info.height, orientation=info.orientation,
+        camera_make=info.make, camera_model=info.model, lens=info.lens,
+        latitude=info.latitude, longitude=info.longitude, altitude=info.altitude,
+        duration_s=info.duration, frame_rate=info.frame_rate, video_codec=info.video_codec, error=info.error,
+    )
+    with ctx.db() as db:
+        a = repo.by_id_any_user(db, asset_id)
+        if a is None:
+            return
+        if info.capture_time is not None and info.capture_time_source in _CAPTURE_SOURCES:
+            a.taken_at, a.taken_offset = _as_utc(info.capture_time)
+            a.taken_source = info.capture_time_source
+        a.width, a.height, a.duration_s = info.width, info.height, info.duration
+        a.camera_make, a.camera_model = info.make, info.model
+        a.media = meta.model_dump(mode="json")
+        a.motion_photo = info.motion_photo is not None
+        a.live_photo_id = info.live_photo_id
+        a.metadata_at = utcnow()
+        db.flush()
+        _link_live(db, a)
+
+
+def _link_live(db: Session, a: Asset) -> None:
+    partner = repo.live_partner(db, a)
+    if partner is None:
+        return
+    still, video = (a, partner) if a.kind == "image" else (partner, a)
+    if video.kind != "video" or still.kind != "image":
+        return
+    still.live_video_id = video.id
+    if video.live_of_id is None:
+        video.live_of_id = still.id
+
+
+def record_failure(ctx: Context, asset_id: int, reason: str) -> None:
+    with ctx.db() as db:
+        a = repo.by_id_any_user(db, asset_id)
+        if a is not None:
+            a.job_error = reason[:2000]
+            a.job_error_at = utcnow()
+
+
+def capture_time(a: Asset) -> datetime:
+    """The asset's capture time in its own offset (UTC when the offset is unknown)."""
+    if a.taken_offset is None:
+        return a.taken_at
+    return a.taken_at.astimezone(timezone(timedelta(minutes=a.taken_offset)))
