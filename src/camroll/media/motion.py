@@ -15,6 +15,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from camroll.media.errors import UnreadableMedia
+
 _MICRO_OFFSET = re.compile(rb"MicroVideoOffset(?:=\"|>)\s*(\d+)")
 _MOTION_FLAG = re.compile(rb"(?:MotionPhoto|MicroVideo)(?:=\"|>)\s*1")
 # In the Container directory, the item whose Semantic is MotionPhoto carries the video's Length.
@@ -56,7 +58,8 @@ def from_xmp(xmp: bytes, file_size: int) -> MotionPhoto | None:
 
 
 def find(path: Path, xmp: bytes | None) -> MotionPhoto | None:
-    """The Motion Photo video embedded in the JPEG at ``path``, or None."""
+    """The Motion Photo video embedded in the JPEG at ``path``, or None. Raises UnreadableMedia if
+    the JPEG has no end-of-image marker (a cut-off copy), found on the way for free."""
     size = path.stat().st_size
     if xmp:
         declared = from_xmp(xmp, size)
@@ -71,6 +74,8 @@ def find(path: Path, xmp: bytes | None) -> MotionPhoto | None:
             return None
         with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
             end = _jpeg_end(data)
+            if end is None and data[:2] == b"\xff\xd8":
+                raise UnreadableMedia("The JPEG stops before the end of its image data: the file is truncated.")
             if end is None or end >= size:
                 return None
             return _trailer_mp4(data, end, size)
