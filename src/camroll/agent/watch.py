@@ -56,10 +56,10 @@ class ChangeBatcher:
     max_wait: float = 30.0
     clock: Callable[[], float] = time.monotonic
     stat: Callable[[str], StatSig | None] = _stat_sig
-    _files: dict[str, _Seen] = field(default_factory=dict)
-    _first: float | None = None
-    _last: float = 0.0
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _files: dict[str, _Seen] = field(default_factory=dict, init=False)
+    _first: float | None = field(default=None, init=False)
+    _last: float = field(default=0.0, init=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
 
     def note(self, path: str, *, is_directory: bool = False) -> None:
         """Record a change.  Directories only restart the quiet period: the files inside them send
