@@ -14,7 +14,7 @@ from camroll import wire
 from camroll.server import migrate
 from camroll.server.context import Context
 from camroll.server.db import make_engine, make_sessionmaker
-from camroll.server.models import Asset, AssetFile, Blob, Device, Incident, User
+from camroll.server.models import Asset, AssetFile, Blob, Device, Incident, Upload, User
 from camroll.server.services import accounts, health, notify, stalls
 from camroll.server.services.auth import Principal
 from camroll.server.services.partfiles import PartFiles
@@ -101,6 +101,11 @@ def test_stall_needs_pending_work_and_no_progress(ctx: Context) -> None:
                          created_at=T0 + 150 * MIN))
     assert keys(ctx, T0 + 200 * MIN)[0] == []
     assert keys(ctx, T0 + 211 * MIN)[0] == [stalled]
+    # So are bytes arriving for a long upload that is not a file yet.
+    with ctx.db() as db:
+        db.add(Upload(id="u1", user_id=who.user_id, device_id=who.device_id, length=10**10, offset=10**9,
+                      meta={}, created_at=T0, updated_at=T0 + 215 * MIN, expires_at=T0 + timedelta(days=1)))
+    assert keys(ctx, T0 + 216 * MIN) == ([], ["Resolved: backup on 'pixel' is moving again."])
 
 
 def test_paused_is_never_stalled_and_a_blocker_alerts_only_with_work_waiting(ctx: Context) -> None:

@@ -161,7 +161,9 @@ class Upload(Base):
     sweeper removed its bytes (kept so the client gets 410 rather than 404)."""
 
     __tablename__ = "uploads"
-    __table_args__ = (Index("ix_uploads_state_expires", "state", "expires_at"),)
+    __table_args__ = (Index("ix_uploads_state_expires", "state", "expires_at"),
+                      # A device's latest upload activity: progress for the stall checks.
+                      Index("ix_uploads_device_updated", "device_id", "updated_at"))
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)

@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from camroll.server.models import AssetFile, Device, DeviceHealth
+from camroll.server.models import AssetFile, Device, DeviceHealth, Upload
 
 
 def of_device(db: Session, device_id: int) -> DeviceHealth | None:
@@ -30,6 +30,27 @@ def last_uploads(db: Session, device_ids: Iterable[int]) -> dict[int, datetime]:
     rows = db.execute(select(AssetFile.device_id, func.max(AssetFile.created_at))
                       .where(AssetFile.device_id.in_(ids)).group_by(AssetFile.device_id))
     return {int(device_id): at for device_id, at in rows if at is not None and device_id is not None}
+
+
+def last_activity(db: Session, device_ids: Iterable[int]) -> dict[int, datetime]:
+    """Per device, when bytes of one of its uploads last arrived (a long video shows progress here
+    long before it becomes a file)."""
+    ids = list(device_ids)
+    if not ids:
+        return {}
+    rows = db.execute(select(Upload.device_id, func.max(Upload.updated_at))
+                      .where(Upload.device_id.in_(ids)).group_by(Upload.device_id))
+    return {int(device_id): at for device_id, at in rows if at is not None and device_id is not None}
+
+
+def server_progress(db: Session, device_ids: Iterable[int]) -> tuple[dict[int, datetime], dict[int, datetime]]:
+    """(last file recorded, last sign of progress the server saw: a file recorded or upload bytes received)."""
+    ids = list(device_ids)
+    files = last_uploads(db, ids)
+    progress = dict(files)
+    for device_id, at in last_activity(db, ids).items():
+        progress[device_id] = max(at, progress[device_id]) if device_id in progress else at
+    return files, progress
 
 
 def active_devices(db: Session) -> Sequence[Device]:

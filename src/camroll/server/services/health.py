@@ -50,7 +50,7 @@ class Assessment:
     since: datetime | None
 
 
-def assess(hb: DeviceHealth | None, last_upload_at: datetime | None, now: datetime,
+def assess(hb: DeviceHealth | None, server_progress_at: datetime | None, now: datetime,
            settings: Settings) -> Assessment:
     """The server's verdict on one device.
 
@@ -58,7 +58,8 @@ def assess(hb: DeviceHealth | None, last_upload_at: datetime | None, now: dateti
     - no heartbeat for longer than ``silence_seconds``: ``silent`` (and neither stalled nor blocked:
       nothing recent is known about its work);
     - ``stalled``: pending files, not held by a reported blocker, and no progress (fewer pending
-      files, more backed up, or a new file recorded by the server) for longer than ``stall_seconds``;
+      files or more backed up in a heartbeat; a file recorded or upload bytes received by the server:
+      ``server_progress_at``) for longer than ``stall_seconds``;
     - ``blocked``: paused or stopped with a blocker sentence for longer than ``stall_seconds`` while
       files wait."""
     if hb is None:
@@ -71,7 +72,7 @@ def assess(hb: DeviceHealth | None, last_upload_at: datetime | None, now: dateti
     if held:
         blocked = hb.pending_files > 0 and now - hb.state_since > limit
         return Assessment(hb.state, hb.headline, False, False, blocked, hb.state_since)
-    progress = max(hb.progress_at, last_upload_at) if last_upload_at else hb.progress_at
+    progress = max(hb.progress_at, server_progress_at) if server_progress_at else hb.progress_at
     stalled = hb.pending_files > 0 and hb.state != "paused" and now - progress > limit
     return Assessment(hb.state, hb.headline, False, stalled, False, progress)
 
@@ -117,9 +118,9 @@ def record_heartbeat(ctx: Context, who: Principal, beat: wire.Heartbeat,
     return wire.HeartbeatAck(server_time=now, interval_seconds=ctx.settings.heartbeat_interval_seconds)
 
 
-def health_of(hb: DeviceHealth | None, last_upload_at: datetime | None, now: datetime,
-              settings: Settings) -> wire.DeviceHealth:
-    verdict = assess(hb, last_upload_at, now, settings)
+def health_of(hb: DeviceHealth | None, last_upload_at: datetime | None, progress_at: datetime | None,
+              now: datetime, settings: Settings) -> wire.DeviceHealth:
+    verdict = assess(hb, progress_at, now, settings)
     if hb is None:
         return wire.DeviceHealth(
             last_heartbeat_at=None, last_upload_at=last_upload_at, agent_version=None, state="never_seen",
@@ -139,9 +140,10 @@ def list_devices(ctx: Context, who: Principal) -> list[wire.DeviceWithHealth]:
     with ctx.db() as db:
         devices = tokens.devices_of(db, who.user_id)
         ids = [d.id for d in devices]
-        beats, uploads = repo.of_devices(db, ids), repo.last_uploads(db, ids)
+        beats, (files, progress) = repo.of_devices(db, ids), repo.server_progress(db, ids)
         return [wire.DeviceWithHealth(**device_info(d).model_dump(),
-                                      health=health_of(beats.get(d.id), uploads.get(d.id), now, ctx.settings))
+                                      health=health_of(beats.get(d.id), files.get(d.id), progress.get(d.id), now,
+                                                       ctx.settings))
                 for d in devices]
 
 
@@ -153,6 +155,7 @@ def get_device(ctx: Context, who: Principal, device_id: int) -> wire.DeviceWithH
             raise ProblemError(404, "not_found", f"You have no device with id {device_id}.",
                                "List your devices with GET /api/v1/devices.")
         hb = repo.of_device(db, device_id)
-        upload = repo.last_uploads(db, [device_id]).get(device_id)
+        files, progress = repo.server_progress(db, [device_id])
         return wire.DeviceWithHealth(**device_info(device).model_dump(),
-                                     health=health_of(hb, upload, now, ctx.settings))
+                                     health=health_of(hb, files.get(device_id), progress.get(device_id), now,
+                                                      ctx.settings))

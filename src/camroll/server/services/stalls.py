@@ -54,10 +54,10 @@ def _device_incidents(ctx: Context, now: datetime, devices: list[Device]) -> lis
     out: list[Wanted] = []
     with ctx.db() as db:
         ids = [d.id for d in devices]
-        beats, uploads = health_repo.of_devices(db, ids), health_repo.last_uploads(db, ids)
+        beats, (_, progress) = health_repo.of_devices(db, ids), health_repo.server_progress(db, ids)
     for d in devices:
         hb = beats.get(d.id)
-        verdict = assess(hb, uploads.get(d.id), now, ctx.settings)
+        verdict = assess(hb, progress.get(d.id), now, ctx.settings)
         if hb is None or verdict.since is None:
             continue
         if verdict.silent:

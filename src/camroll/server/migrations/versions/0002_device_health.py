@@ -23,6 +23,7 @@ def upgrade() -> None:
     # Existing copies date from their asset: the best the old schema knows, and never later than the truth.
     op.execute("UPDATE asset_files SET created_at = "
                "(SELECT assets.created_at FROM assets WHERE assets.id = asset_files.asset_id)")
+    op.create_index("ix_uploads_device_updated", "uploads", ["device_id", "updated_at"])
     op.create_table(
         "device_health",
         sa.Column("device_id", sa.Integer, sa.ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True),
@@ -71,5 +72,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     for table in ("incidents", "notify_targets", "device_health"):
         op.drop_table(table)
+    op.drop_index("ix_uploads_device_updated", "uploads")
     with op.batch_alter_table("asset_files") as batch:
         batch.drop_column("created_at")
