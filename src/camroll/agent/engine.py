@@ -78,6 +78,10 @@ META_POLICY_FINGERPRINT = "file_policy_fingerprint"
 # Paths the last scan could not read or record, as JSON [[path, reason], ...] (for problems and why).
 META_SCAN_UNREADABLE = "scan_unreadable"
 MAX_SCAN_UNREADABLE = 1000
+# Files skipped by a rule are looked at again this often even when nothing local changed, because the
+# server's limits (learnt only by passes with work) may have been raised meanwhile.
+RECHECK_SKIPS_SECONDS = 24 * 3600
+META_SKIPS_RECHECKED = "skips_rechecked_at"
 
 # A file that keeps changing while we read it is retried this often in one pass, then left pending.
 MAX_REHASH_PER_PASS = 3
@@ -143,8 +147,10 @@ def run_backup(paths: AgentPaths, config: AgentConfig | None = None, on_event: E
         now = time.time()
         summary = Summary(files_scanned=result.files_seen, files_new=result.new,
                           files_changed=result.changed, files_vanished=result.vanished)
-        work = _apply_file_policy(db, cfg, db.work_items(now, include_parked=retry_failed_now), limits, summary,
-                                  now, settle_seconds)
+        # The user's rules only: the server's limits are applied once the pass has asked for fresh ones,
+        # so files skipped under a limit since raised are not skipped again from a stale copy.
+        work = _apply_file_policy(db, cfg, db.work_items(now, include_parked=retry_failed_now), ServerLimits(),
+                                  summary, now, settle_seconds)
         for folder, why in result.missing_folders:
             summary.problems.append(Problem(folder, f"folder {why}; its files are left as they were"))
         for path, why in result.unreadable:
@@ -201,13 +207,18 @@ def _record_unreadable(db: StateDB, result: ScanResult) -> None:
 def _reopen_if_policy_changed(db: StateDB, cfg: AgentConfig, limits: ServerLimits) -> None:
     fp = fingerprint(cfg.policy, limits)
     old = db.get_meta(META_POLICY_FINGERPRINT)
-    if old == fp:
+    now = time.time()
+    last = float(db.get_meta(META_SKIPS_RECHECKED) or 0)
+    if old == fp and now - last < RECHECK_SKIPS_SECONDS:
         return
     if old is not None:
-        n = db.reopen_codes(POLICY_CODES, "the backup policy or the server's limits changed")
+        why = ("the backup policy or the server's limits changed" if old != fp
+               else "skipped files are looked at again daily, in case the server's limits changed")
+        n = db.reopen_codes(POLICY_CODES, why)
         if n:
-            logger.info("%d skipped files looked at again: the file policy changed", n)
+            logger.info("%d skipped files looked at again: %s", n, why)
     db.set_meta(META_POLICY_FINGERPRINT, fp)
+    db.set_meta(META_SKIPS_RECHECKED, f"{now:.3f}")
 
 
 def _record_decision(db: StateDB, row: FileRow, d: Decision) -> None:
@@ -256,8 +267,8 @@ def _finish(db: StateDB, summary: Summary, result: ScanResult) -> None:
         if summary.files_failed:
             first = next((p.reason for p in reversed(summary.problems) if p.path not in _folders(result)), "")
             n = summary.files_failed
-            summary.headline = (f"{n:,} file{'s' if n != 1 else ''} failed: {first}. camroll retries by itself; "
-                                "'camroll problems' lists them")
+            summary.headline = (f"{n:,} file{'s' if n != 1 else ''} failed: {first.rstrip('.')}. camroll retries "
+                                "by itself; 'camroll problems' lists them")
         elif summary.files_waiting:
             summary.headline = f"{summary.files_waiting:,} files waiting to upload"
         elif summary.files_parked:
@@ -347,6 +358,8 @@ class _Pass:
         self.inflight: dict[str, list[_Item]] = {}
         self.quota_stop: str | None = None
         self.quota_code = "quota"
+        # Retried files (failed before) enter the pipeline only once fresh work has been hashed.
+        self.deferred: deque[_Item] = deque()
         self.reported: dict[str, int] = {}
 
     # --- worker callbacks (any thread) --------------------------------------------------------------
@@ -396,12 +409,12 @@ class _Pass:
             for row in self.work:
                 item = _Item(row)
                 self.outstanding += 1
-                if row.sha256 and row.mime:
-                    item.sha256, item.mime = row.sha256, row.mime
-                    self._add_to_batch(item)
+                if row.state == "failed" or row.attempts > 0:
+                    self.deferred.append(item)
                 else:
-                    self._submit_hash(item)
+                    self._start(item)
             while self.outstanding > 0:
+                self._release_deferred()
                 try:
                     timeout = CHECK_FLUSH_SECONDS if self.batch.items else 0.5
                     task = self.results.get(timeout=timeout)
@@ -416,6 +429,7 @@ class _Pass:
                     or self.uploading + len(self.upload_queue) < self.cfg.policy.upload_concurrency
                 ):
                     self._flush_checks()
+                    self._release_deferred()
         except (PassAborted, ServerUnreachable) as exc:
             self._abort(exc.message)
         except KeyboardInterrupt:
@@ -452,29 +466,35 @@ class _Pass:
         except ProblemError as exc:
             fatal = fatal_for_pass(exc)
             if fatal is not None:
-                self.summary.stopped_code = "auth"
+                self.summary.stopped_code = ("client_too_old" if exc.status == 426 or exc.code == "client_too_old"
+                                             else "auth")
                 raise fatal from exc
-            return
+            info = None
         except ServerUnreachable:
             self.summary.stopped_code = "unreachable"
             raise
         except AgentError:
+            info = None
+        if info is not None:
+            try:
+                check_compatible(info, self.api.base_url)
+            except AgentError as exc:
+                self.summary.stopped_code = "client_too_old"
+                raise PassAborted(exc.message) from exc
+            limits = ServerLimits(info.upload.max_file_size, frozenset(m.mime for m in info.media_types))
+            if limits != self.limits:
+                self.db.set_meta(META_SERVER_LIMITS, limits.to_json())
+                if self.limits == ServerLimits():
+                    # First contact: nothing was skipped under other limits, so nothing to look at again.
+                    self.db.set_meta(META_POLICY_FINGERPRINT, fingerprint(self.cfg.policy, limits))
+                self.limits = limits
+        if self.limits.max_file_size is None:
             return
-        try:
-            check_compatible(info, self.api.base_url)
-        except AgentError as exc:
-            self.summary.stopped_code = "client_too_old"
-            raise PassAborted(exc.message) from exc
-        limits = ServerLimits(info.upload.max_file_size, frozenset(m.mime for m in info.media_types))
-        if limits == self.limits:
-            return
-        self.db.set_meta(META_SERVER_LIMITS, limits.to_json())
-        self.limits = limits
-        # This pass applies the new limits to its own work; earlier skips are looked at next pass.
+        # Earlier skips under other limits are looked at again by the next pass (fingerprint).
         keep: list[FileRow] = []
         with self.db.batch():
             for row in self.work:
-                d = check_stat(row.path, row.folder, row.size, row.mtime_ns, self.cfg.policy, limits,
+                d = check_stat(row.path, row.folder, row.size, row.mtime_ns, self.cfg.policy, self.limits,
                                settle_seconds=0)
                 if d is None:
                     keep.append(row)
@@ -483,6 +503,19 @@ class _Pass:
                     self.summary.files_skipped += 1
                     self.summary.skipped.append(Problem(row.path, f"{d.reason}. {d.fix}"))
         self.work = keep
+
+    def _start(self, item: _Item) -> None:
+        if item.row.sha256 and item.row.mime:
+            item.sha256, item.mime = item.row.sha256, item.row.mime
+            self._add_to_batch(item)
+        else:
+            self._submit_hash(item)
+
+    def _release_deferred(self) -> None:
+        """Retries go behind fresh work: start them once fresh files are hashed and sent for checking."""
+        if self.deferred and self.hashing == 0 and not self.hash_queue and not self.batch.items:
+            while self.deferred:
+                self._start(self.deferred.popleft())
 
     def _run_tasks(self, first: Callable[[], None]) -> None:
         """Handle ``first`` and whatever else is already queued in one database transaction."""
