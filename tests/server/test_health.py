@@ -118,6 +118,7 @@ def test_silent_device_alerts_once_and_resolves(alert_server: ServerProcess, rec
     assert user.client.put(HEARTBEAT, json=beat()).status_code == 200
     got = receiver.wait(path, lambda m: len(m) >= 2)
     assert got[1]["message"] == "Resolved: camroll on 'pixel' is reporting again."
+    assert got[1]["title"] == "camroll: resolved: device reporting again"
     assert got[1]["type"] == "success"
     assert device(user).health.state == "idle"
 
@@ -170,3 +171,29 @@ def test_quota_alerts_at_90_and_100_percent_once_each(alert_server: ServerProces
     assert titles(got) == ["camroll: storage almost full", "camroll: storage full"]
     time.sleep(1.0)
     assert len(receiver.at(path)) == 2
+
+
+def test_my_notification_urls_over_the_api(alert_server: ServerProcess, receiver: Receiver) -> None:
+    user = make_user(alert_server)
+    api = httpx.Client(base_url=alert_server.url, headers={
+        "Authorization": f"Bearer {alert_server.login(user.name, user.password)}"})
+    secret = f"json://bob:hunter2@127.0.0.1:{receiver.port}/api-{user.name}"
+    r = api.post("/api/v1/me/notifications", json={"url": secret})
+    assert r.status_code == 201, r.text
+    added = wire.NotificationTarget.model_validate(r.json())
+    assert added.url == f"json://bob:****@127.0.0.1:{receiver.port}/api-{user.name}"
+    assert_problem(api.post("/api/v1/me/notifications", json={"url": secret}), 409, "conflict")
+    body = assert_problem(api.post("/api/v1/me/notifications", json={"url": "hello"}), 400, "bad_request")
+    assert "apprise URL" in str(body["fix"])
+    listed = api.get("/api/v1/me/notifications")
+    assert "hunter2" not in listed.text and [t["id"] for t in listed.json()] == [added.id]
+
+    results = [wire.NotificationResult.model_validate(x) for x in api.post("/api/v1/me/notifications/test").json()]
+    assert [(x.id, x.ok) for x in results] == [(added.id, True)]
+    assert receiver.at(f"api-{user.name}")[0]["title"] == "camroll: test message"
+
+    other = make_user(alert_server)
+    assert_problem(other.client.delete(f"/api/v1/me/notifications/{added.id}"), 404, "not_found")
+    assert api.delete(f"/api/v1/me/notifications/{added.id}").status_code == 204
+    assert api.get("/api/v1/me/notifications").json() == []
+    api.close()

@@ -99,6 +99,11 @@ def _quota_incidents(users: list[User], used: dict[int, int]) -> list[Wanted]:
     return out
 
 
+_RESOLVED_TITLES = {"silent": "device reporting again", "stalled": "backup moving again",
+                    "blocked": "backup no longer held up", "quota_90": "storage below 90%",
+                    "quota_100": "storage no longer full"}
+
+
 def _resolved(inc: Incident, device_name: str | None, used: int, quota: int | None) -> str:
     name = f"'{device_name}'" if device_name else "the device"
     shown = f"{format_size(used)} of {format_size(quota)} used" if quota is not None else "no quota"
@@ -133,10 +138,9 @@ def check(ctx: Context, now: datetime | None = None) -> list[notify.Message]:
             db.delete(inc)
             if inc.device_id is not None and inc.device_id in revoked:
                 continue
-            messages.append(notify.Message(inc.user_id, f"camroll: resolved: {inc.kind.replace('_', ' ')}",
-                                           _resolved(inc, names.get(inc.device_id or -1),
-                                                     used.get(inc.user_id, 0), quotas.get(inc.user_id)),
-                                           "success"))
+            title = f"camroll: resolved: {_RESOLVED_TITLES.get(inc.kind, inc.kind)}"
+            body = _resolved(inc, names.get(inc.device_id or -1), used.get(inc.user_id, 0), quotas.get(inc.user_id))
+            messages.append(notify.Message(inc.user_id, title, body, "success"))
         for key, w in wanted.items():
             if key in open_now:
                 continue
