@@ -12,7 +12,8 @@ import typer
 if TYPE_CHECKING:
     from camroll.server.context import Context
 
-admin_app = typer.Typer(help="Administer the server: users and their backup alerts.", no_args_is_help=True)
+admin_app = typer.Typer(help="Administer the server: users, their backup alerts, background jobs.",
+                        no_args_is_help=True)
 user_app = typer.Typer(help="Manage user accounts.", no_args_is_help=True)
 notify_app = typer.Typer(
     help="Where each user's backup alerts go (stalled or silent devices, quota at 90% and 100%): "
@@ -320,6 +321,37 @@ def notify_test(
             typer.echo(f"OK    {r.id}  {r.url}" if r.ok else f"FAIL  {r.id}  {r.url}: {r.error}")
     if not all(r.ok for r in results):
         raise typer.Exit(1)
+
+
+@admin_app.command("jobs")
+def jobs(
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of text."),
+    retry: bool = typer.Option(False, "--retry", help="Queue the failed assets again (after fixing the cause)."),
+    data: Path | None = typer.Option(None, "--data", help=DATA_HELP),
+) -> None:
+    """Background jobs (metadata, thumbnails): queue depth, done and failed assets, recent failures."""
+    ctx = _context(data)
+    from camroll.server.jobs import status
+
+    try:
+        retried = status.retry_failed(ctx) if retry else None
+        rep = status.report(ctx)
+    except ValueError as exc:
+        _fail(str(exc))
+    except Exception as exc:
+        _fail(f"cannot read the job queue: {exc}. Check CAMROLL_REDIS_URL, or unset it to use the embedded queue.")
+    if as_json:
+        typer.echo(rep.model_dump_json(indent=2))
+        return
+    if retried is not None:
+        typer.echo(f"Queued {retried} failed assets again.")
+    typer.echo(f"Queue ({rep.backend}): {rep.queued} waiting, {rep.scheduled} retries scheduled")
+    typer.echo(f"Assets: {rep.done} done, {rep.waiting} waiting, {rep.failed} failed")
+    if rep.recent_failures:
+        typer.echo("Recent failures:")
+        for f in rep.recent_failures:
+            when = f.at.strftime("%Y-%m-%d %H:%M") if f.at else "?"
+            typer.echo(f"  {when}  asset {f.asset_id} ({f.user}/{f.filename}): {f.reason}")
 
 
 def register(app: typer.Typer) -> None:

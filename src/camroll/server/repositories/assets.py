@@ -312,3 +312,12 @@ def usage(db: Session, user_id: int) -> tuple[dict[str, tuple[int, int]], int]:
 def unreferenced_blobs(db: Session, limit: int) -> list[str]:
     """Blob rows no asset refers to (left by an interrupted purge)."""
     return list(db.scalars(select(Blob.sha256).where(~exists().where(Asset.sha256 == Blob.sha256)).limit(limit)))
+
+
+def clear_failures(db: Session) -> list[int]:
+    """Forget every recorded job failure; returns the ids of the assets that had one."""
+    ids = list(db.scalars(select(Asset.id).where(Asset.job_error.is_not(None)).order_by(Asset.id)))
+    if ids:
+        db.execute(update(Asset).where(Asset.job_error.is_not(None)).values(job_error=None, job_error_at=None)
+                   .execution_options(synchronize_session=False))
+    return ids

@@ -1,0 +1,55 @@
+"""What ``camroll admin jobs`` shows: the queue's depth from huey, done/waiting/failed from the
+asset rows (the truth about the work), and the latest failures with their reasons."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel
+
+from camroll.server.context import Context
+from camroll.server.jobs.config import JobSettings
+from camroll.server.jobs.queue import make_huey
+from camroll.server.repositories import assets as repo
+
+
+class Failure(BaseModel):
+    asset_id: int
+    user: str
+    filename: str
+    reason: str
+    at: datetime | None
+
+
+class JobsReport(BaseModel):
+    backend: str
+    queued: int  # tasks waiting in the queue
+    scheduled: int  # retries waiting for their delay
+    done: int  # assets with metadata and thumbnails
+    waiting: int  # assets still missing either, not failed
+    failed: int  # assets whose last job failed (reason on the asset)
+    recent_failures: list[Failure]
+
+
+def report(ctx: Context, *, limit: int = 10) -> JobsReport:
+    jobs = JobSettings.from_env()
+    huey = make_huey(ctx.settings, jobs)
+    with ctx.db() as db:
+        counts = repo.job_counts(db)
+        failures = [Failure(asset_id=i, user=u, filename=f, reason=r or "", at=at)
+                    for i, u, f, r, at in repo.recent_failures(db, limit)]
+    return JobsReport(backend="redis" if jobs.redis_url else "sqlite", queued=huey.pending_count(),
+                      scheduled=huey.scheduled_count(), recent_failures=failures, **counts)
+
+
+def retry_failed(ctx: Context) -> int:
+    """Clear the recorded failures and queue those assets again; a running server's workers pick them
+    up at once (a stopped server queues them at its next start)."""
+    from camroll.server.jobs.queue import JobQueue
+
+    queue = JobQueue(ctx)
+    with ctx.db() as db:
+        ids = repo.clear_failures(db)
+    for asset_id in ids:
+        queue.enqueue(asset_id)
+    return len(ids)

@@ -1,0 +1,240 @@
+"""The library API against a real server with real photos and a real video: jobs, timeline, details,
+thumbnails, trash and restore, zip downloads, storage figures."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import time
+import zipfile
+from datetime import datetime
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import ServerProcess
+from PIL import Image
+
+from camroll import wire
+
+from .conftest import User, assert_problem, make_user, upload
+from .media_fixtures import photo, video, wait_for_jobs
+
+NS = 10**9
+
+
+def _timeline(client: httpx.Client, **params: object) -> wire.TimelinePage:
+    r = client.get("/api/v1/timeline", params=params)
+    assert r.status_code == 200, r.text
+    return wire.TimelinePage.model_validate(r.json())
+
+
+def _ids(page: wire.TimelinePage) -> list[int]:
+    return [i.id for d in page.days for i in d.items]
+
+
+def test_timeline_orders_by_capture_time_with_details_and_filters(shared_server: ServerProcess, user: User,
+                                                                  tmp_path: Path) -> None:
+    c = user.client
+    # Uploaded in an order unrelated to when they were taken.
+    mid = upload(c, photo(datetime(2021, 6, 1, 10, 0)), filename="mid.jpg")
+    new = upload(c, photo(datetime(2023, 1, 15, 9, 0), offset="+02:00", color=(10, 20, 30), model="EOS R6"),
+                 filename="new.jpg")
+    # No EXIF time: the device's mtime is the capture time.
+    old = upload(c, photo(None, color=(90, 90, 90)), filename="old.jpg",
+                 mtime_ns=str(int(datetime(2019, 2, 3, 4, 5, 6).timestamp()) * NS))
+    clip = upload(c, video(tmp_path, "2022-12-25T12:00:00Z"), filename="clip.mp4")
+    details = wait_for_jobs(c, [mid, new, old, clip])
+    assert all(d.has_thumbnail and d.job_error is None for d in details.values())
+
+    page = _timeline(c)
+    assert _ids(page) == [new, clip, mid, old]
+    assert page.total == 4 and page.next_cursor is None
+    assert [d.date for d in page.days] == ["2023-01-15", "2022-12-25", "2021-06-01", "2019-02-03"]
+    first = page.days[0].items[0]
+    assert first.capture_time_source == "exif" and first.capture_time.utcoffset() is not None
+    assert first.capture_time.isoformat() == "2023-01-15T09:00:00+02:00"
+    by_id = {i.id: i for d in page.days for i in d.items}
+    assert by_id[clip].kind == "video" and by_id[clip].capture_time_source == "quicktime"
+    assert by_id[clip].duration_s == pytest.approx(1.0, abs=0.2)
+    assert by_id[old].capture_time_source == "mtime"
+    assert (by_id[mid].width, by_id[mid].height) == (640, 480)
+
+    detail = details[new]
+    assert detail.metadata.camera_make == "Canon" and detail.metadata.camera_model == "EOS R6"
+    assert detail.kind == "image" and detail.sha256 and detail.files[0].device_name == "test-device"
+    assert details[clip].metadata.video_codec == "h264"
+
+    # Cursor pagination walks the same order without gaps or repeats.
+    seen: list[int] = []
+    cursor: str | None = None
+    while True:
+        p = _timeline(c, limit=1, **({"cursor": cursor} if cursor else {}))
+        seen += _ids(p)
+        cursor = p.next_cursor
+        if cursor is None:
+            break
+    assert seen == [new, clip, mid, old]
+
+    assert _ids(_timeline(c, kind="video")) == [clip]
+    assert _ids(_timeline(c, kind="image")) == [new, mid, old]
+    assert _ids(_timeline(c, camera="eos r6")) == [new]
+    assert _ids(_timeline(c, camera="Canon EOS R5")) == [mid, old]
+    assert _ids(_timeline(c, **{"from": "2021-06-01", "to": "2022-12-25"})) == [clip, mid]
+    assert_problem(c.get("/api/v1/timeline", params={"cursor": "nonsense"}), 400, "bad_request")
+    assert_problem(c.get("/api/v1/timeline", params={"from": "last tuesday"}), 400, "bad_request")
+
+    devices = c.get("/api/v1/devices").json()
+    assert _ids(_timeline(c, device=devices[0]["id"])) == [new, clip, mid, old]
+    other = make_user(shared_server, device="other-phone")
+    assert _timeline(other.client).total == 0
+    assert_problem(other.client.get(f"/api/v1/assets/{new}"), 404, "not_found")
+    assert_problem(other.client.get(f"/api/v1/assets/{new}/thumbnail"), 404, "not_found")
+
+
+def test_thumbnails_are_cacheable_and_sized(user: User) -> None:
+    c = user.client
+    asset = upload(c, photo(datetime(2020, 1, 1), size=(3000, 2000)), filename="big.jpg")
+    sha = wait_for_jobs(c, [asset])[asset].sha256
+    for size, box in (("grid", 250), ("preview", 1440)):
+        r = c.get(f"/api/v1/assets/{asset}/thumbnail", params={"size": size})
+        assert r.status_code == 200, r.text
+        assert r.headers["content-type"] == "image/webp"
+        assert r.headers["etag"] == f'"{sha}-{size}"'
+        assert r.headers["cache-control"] == "private, max-age=31536000, immutable"
+        im = Image.open(io.BytesIO(r.content))
+        assert max(im.size) == box and im.size[0] > im.size[1]
+        again = c.get(f"/api/v1/assets/{asset}/thumbnail", params={"size": size},
+                      headers={"If-None-Match": r.headers["etag"]})
+        assert again.status_code == 304 and again.content == b""
+    assert c.get(f"/api/v1/assets/{asset}/thumbnail", headers={"If-None-Match": '"other"'}).status_code == 200
+    assert c.get(f"/api/v1/assets/{asset}/thumbnail", params={"size": "huge"}).status_code == 422
+
+
+def test_trash_restore_zip_and_storage(user: User) -> None:
+    c = user.client
+    blobs = [photo(datetime(2022, 5, i + 1), color=(i * 40, 10, 10)) for i in range(3)]
+    # Two files of the same name from different folders: the zip must keep both.
+    ids = [upload(c, blobs[0], filename="IMG_0001.JPG", path="DCIM/100/IMG_0001.JPG"),
+           upload(c, blobs[1], filename="IMG_0001.JPG", path="DCIM/101/IMG_0001.JPG"),
+           upload(c, blobs[2], filename="IMG_0002.JPG")]
+    wait_for_jobs(c, ids)
+    total = sum(len(b) for b in blobs)
+
+    storage = wire.StorageInfo.model_validate(c.get("/api/v1/storage").json())
+    assert storage.used_bytes == total and storage.trashed_bytes == 0 and storage.quota_bytes is None
+    assert {u.kind: (u.files, u.bytes) for u in storage.by_kind}["image"] == (3, total)
+
+    r = c.post("/api/v1/assets/zip", json={"ids": ids})
+    assert r.status_code == 200 and r.headers["content-type"] == "application/zip"
+    with zipfile.ZipFile(io.BytesIO(r.content)) as zf:
+        assert zf.namelist() == ["IMG_0001.JPG", "IMG_0001 (1).JPG", "IMG_0002.JPG"]
+        assert all(i.compress_type == zipfile.ZIP_STORED for i in zf.infolist())
+        assert [hashlib.sha256(zf.read(n)).hexdigest() for n in zf.namelist()] == \
+            [hashlib.sha256(b).hexdigest() for b in blobs]
+        assert zf.testzip() is None
+    link = c.get("/api/v1/assets/zip", params={"ids": f"{ids[2]},{ids[0]}"})
+    with zipfile.ZipFile(io.BytesIO(link.content)) as zf:
+        assert [hashlib.sha256(zf.read(n)).hexdigest() for n in zf.namelist()] == \
+            [hashlib.sha256(blobs[2]).hexdigest(), hashlib.sha256(blobs[0]).hexdigest()]
+    assert_problem(c.get("/api/v1/assets/zip", params={"ids": "1,x"}), 400, "bad_request")
+    assert_problem(c.post("/api/v1/assets/zip", json={"ids": [ids[0], 10**9]}), 404, "not_found")
+
+    r = c.post("/api/v1/assets/trash", json={"ids": [ids[1], 10**9]})
+    assert wire.TrashResult.model_validate(r.json()) == wire.TrashResult(changed=1, purge_after_days=30)
+    assert c.post("/api/v1/assets/trash", json={"ids": [ids[1]]}).json()["changed"] == 0
+    page = _timeline(c)
+    assert ids[1] not in _ids(page) and page.total == 2
+    trashed = wire.TimelinePage.model_validate(c.get("/api/v1/trash").json())
+    assert _ids(trashed) == [ids[1]] and trashed.total == 1
+    detail = c.get(f"/api/v1/assets/{ids[1]}").json()
+    assert detail["trashed_at"] is not None
+    storage = wire.StorageInfo.model_validate(c.get("/api/v1/storage").json())
+    assert storage.trashed_bytes == len(blobs[1]) and storage.used_bytes == total
+
+    assert c.post("/api/v1/assets/restore", json={"ids": [ids[1]]}).json()["changed"] == 1
+    assert _ids(_timeline(c)) == [ids[2], ids[1], ids[0]]
+    assert wire.TimelinePage.model_validate(c.get("/api/v1/trash").json()).total == 0
+    assert_problem(c.post("/api/v1/assets/trash", json={"ids": []}), 422, "bad_request")
+
+
+def test_corrupt_image_is_recorded_without_blocking_a_good_one(shared_server: ServerProcess, user: User) -> None:
+    c = user.client
+    bad = upload(c, b"\xff\xd8\xff\xe0" + b"\x00" * 4000, filename="broken.jpg")
+    good = upload(c, photo(datetime(2024, 2, 29, 12, 0), color=(5, 200, 5)), filename="good.jpg")
+    details = wait_for_jobs(c, [bad, good])
+    assert details[good].has_thumbnail and details[good].job_error is None
+    assert not details[bad].has_thumbnail and details[bad].job_error
+    body = assert_problem(c.get(f"/api/v1/assets/{bad}/thumbnail"), 404, "not_found")
+    assert details[bad].job_error in str(body["detail"])
+    # The original is still there and listed.
+    assert c.get(f"/api/v1/assets/{bad}/original").status_code == 200
+    assert bad in _ids(_timeline(c))
+
+    out = shared_server.run_admin("jobs", "--json")
+    report = json.loads(out.stdout)
+    assert report["failed"] >= 1 and report["done"] >= 1
+    assert any(f["asset_id"] == bad and f["reason"] == details[bad].job_error for f in report["recent_failures"])
+    text = shared_server.run_admin("jobs").stdout
+    assert "broken.jpg" in text
+
+
+def test_thumbnail_not_ready_is_a_problem_with_a_fix(shared_server: ServerProcess, user: User) -> None:
+    """Right after upload, before the job ran, the thumbnail answers 404 with what to do."""
+    c = user.client
+    asset = upload(c, photo(datetime(2020, 3, 3), size=(4000, 3000)), filename="slow.jpg")
+    r = c.get(f"/api/v1/assets/{asset}/thumbnail")
+    if r.status_code == 404:
+        body = assert_problem(r, 404, "not_found")
+        assert "not ready" in str(body["detail"]) and body["fix"]
+    wait_for_jobs(c, [asset])
+    assert c.get(f"/api/v1/assets/{asset}/thumbnail").status_code == 200
+
+
+def test_trash_is_purged_after_retention(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a retention of zero days and a fast purge, trashed assets go; a blob another user still
+    has stays until that user's copy goes too; used bytes fall with each purge."""
+    monkeypatch.setenv("CAMROLL_TRASH_DAYS", "0")
+    monkeypatch.setenv("CAMROLL_PURGE_INTERVAL", "0.2")
+    srv = ServerProcess(data=tmp_path / "server-data")
+    srv.start()
+    try:
+        alice, bob = make_user(srv), make_user(srv)
+        shared = photo(datetime(2022, 1, 1), color=(1, 1, 1))
+        only_alice = photo(datetime(2022, 1, 2), color=(2, 2, 2))
+        a1 = upload(alice.client, shared, filename="shared.jpg")
+        a2 = upload(alice.client, only_alice, filename="mine.jpg")
+        b1 = upload(bob.client, shared, filename="shared.jpg")
+        wait_for_jobs(alice.client, [a1, a2])
+        wait_for_jobs(bob.client, [b1])
+        sha_shared = hashlib.sha256(shared).hexdigest()
+        sha_mine = hashlib.sha256(only_alice).hexdigest()
+        blob = srv.data / "blobs" / sha_shared[:2] / sha_shared[2:4] / sha_shared
+        mine_blob = srv.data / "blobs" / sha_mine[:2] / sha_mine[2:4] / sha_mine
+        assert blob.is_file() and mine_blob.is_file()
+
+        assert alice.client.post("/api/v1/assets/trash", json={"ids": [a1, a2]}).json()["changed"] == 2
+        _until(lambda: alice.client.get(f"/api/v1/assets/{a1}").status_code == 404)
+        _until(lambda: alice.client.get(f"/api/v1/assets/{a2}").status_code == 404)
+        assert alice.client.get("/api/v1/storage").json()["used_bytes"] == 0
+        assert not mine_blob.exists()
+        assert not (srv.data / "thumbs" / sha_mine[:2] / f"{sha_mine}-grid.webp").exists()
+        # Bob still has the shared bytes.
+        assert blob.is_file()
+        assert bob.client.get(f"/api/v1/assets/{b1}/original").content == shared
+
+        bob.client.post("/api/v1/assets/trash", json={"ids": [b1]})
+        _until(lambda: not blob.exists())
+        assert bob.client.get("/api/v1/storage").json()["used_bytes"] == 0
+    finally:
+        srv.stop()
+
+
+def _until(check: object, timeout: float = 15.0) -> None:
+    assert callable(check)
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.05)
