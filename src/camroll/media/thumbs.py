@@ -98,7 +98,7 @@ def make_thumbnails(path: Path, outs: Sequence[tuple[int, Out]], *, mime: str | 
             size, out = outs[i]
             target = fit(image.width, image.height, size)
             if target != image.size:
-                image = image.resize(target, Image.Resampling.LANCZOS, reducing_gap=3.0)
+                image = image.resize(target, Image.Resampling.LANCZOS)
             written = _save(image, out, icc if isinstance(icc, bytes) else None)
             results[i] = ThumbResult(size, image.width, image.height, written, decoded[0], decoded[1], source)
         return [results[i] for i in range(len(outs))]
