@@ -65,6 +65,7 @@ def test_heartbeat_round_trips_into_device_health(alert_server: ServerProcess) -
     assert fresh.health.state == "never_seen" and not fresh.health.stalled
     assert fresh.health.last_heartbeat_at is None and "camroll agent" in fresh.health.headline
 
+    upload(user.client, jpeg(1500, seed=900), path="/DCIM/a.jpg")
     problem = {"path": "/DCIM/big.mp4", "state": "skipped", "reason": "Larger than 10 GB.", "fix": "Raise it."}
     r = user.client.put(HEARTBEAT, json=beat(state="backing_up", headline="Backing up 3 files.", pending_files=3,
                                              pending_bytes=3000, failed_files=1, skipped_files=1,
@@ -73,8 +74,6 @@ def test_heartbeat_round_trips_into_device_health(alert_server: ServerProcess) -
     ack = wire.HeartbeatAck.model_validate(r.json())
     assert ack.interval_seconds == 42
     assert abs(ack.server_time.timestamp() - time.time()) < 30
-    data = jpeg(1500, seed=900)
-    upload(user.client, data, path="/DCIM/a.jpg")
 
     got = device(user)
     health = got.health
@@ -83,7 +82,7 @@ def test_heartbeat_round_trips_into_device_health(alert_server: ServerProcess) -
     assert (health.failed_files, health.skipped_files, health.backed_up_files) == (1, 1, 7)
     assert health.problems == [wire.DeviceProblem.model_validate(problem)]
     assert health.last_heartbeat_at is not None and health.last_upload_at is not None
-    assert health.last_upload_at >= health.last_heartbeat_at
+    assert health.last_upload_at <= health.last_heartbeat_at
     assert got.last_seen_at is not None and got.last_seen_at >= health.last_heartbeat_at
     # Existing clients read the same body as a plain DeviceInfo.
     assert wire.DeviceInfo.model_validate(user.client.get("/api/v1/devices").json()[0]).name == "pixel"
