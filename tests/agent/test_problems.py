@@ -125,7 +125,7 @@ def test_problems_lists_every_file_not_backed_up_most_important_first(home: Any,
             return srv._problem(400, "bad_request", "The server refuses this file", "check the server log")
         return real(req)
 
-    srv._handle = refuse_bad  # type: ignore[method-assign,assignment]
+    srv._handle = refuse_bad  # type: ignore[method-assign]
     s = run_backup(paths, cfg, transport=srv.transport(), settle_seconds=30)
     assert s.files_uploaded == 1 and s.files_failed == 1 and s.files_waiting == 1 and s.files_skipped == 2
     rows = _json(app, "problems")
