@@ -108,6 +108,15 @@ def test_stall_needs_pending_work_and_no_progress(ctx: Context) -> None:
     assert keys(ctx, T0 + 216 * MIN) == ([], ["Resolved: backup on 'pixel' is moving again."])
 
 
+def test_a_device_back_from_a_long_gap_is_not_stalled_at_once(ctx: Context) -> None:
+    who = device(ctx)
+    beat(ctx, who, T0, pending_files=5)
+    back = T0 + 8 * 60 * MIN  # a laptop that slept overnight with work pending
+    beat(ctx, who, back, pending_files=5)
+    assert keys(ctx, back + MIN)[0] == []
+    assert keys(ctx, back + 61 * MIN)[0] == [f"device:{who.device_id}:stalled"]
+
+
 def test_paused_is_never_stalled_and_a_blocker_alerts_only_with_work_waiting(ctx: Context) -> None:
     idle_pause = device(ctx, "tablet")
     beat(ctx, idle_pause, T0, state="paused", headline="Paused: switched off.", pending_files=3)

@@ -92,8 +92,11 @@ def record_heartbeat(ctx: Context, who: Principal, beat: wire.Heartbeat,
             db.add(hb)
         else:
             # Progress is judged against the previous heartbeat; new photos raise the pending count
-            # without anything being stuck, so only a fall (or more backed up) counts.
-            if (beat.pending_files == 0 or beat.pending_files < hb.pending_files
+            # without anything being stuck, so only a fall (or more backed up) counts.  A device back
+            # from a gap longer than the stall limit (asleep, switched off) gets a fresh start: its
+            # absence is the silence check's business, and it cannot have progressed while away.
+            away = now - hb.received_at > timedelta(seconds=ctx.settings.stall_seconds)
+            if (away or beat.pending_files == 0 or beat.pending_files < hb.pending_files
                     or beat.backed_up_files > hb.backed_up_files):
                 hb.progress_at = now
             if (beat.state, beat.blocker_code, beat.blocker is None) != (hb.state, hb.blocker_code,
