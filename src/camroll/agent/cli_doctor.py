@@ -6,11 +6,14 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from camroll.agent.cli import _paths, friendly
+
+if TYPE_CHECKING:
+    from camroll.agent.doctor import DoctorReport
 
 _STYLE = {"pass": "green", "warn": "yellow", "fail": "bold red", "skip": "dim"}
 
@@ -30,24 +33,7 @@ def doctor(
     if json_out:
         typer.echo(json.dumps(report.to_json()))
     else:
-        from rich.console import Console
-        from rich.table import Table
-        from rich.text import Text
-
-        console = Console(highlight=False)  # Rich colours only when stdout is a terminal
-        grid = Table.grid(padding=(0, 2))
-        grid.add_column(no_wrap=True)
-        grid.add_column(no_wrap=True)
-        grid.add_column()
-        for c in report.checks:
-            text = Text(c.message)
-            if c.fix:
-                text.append(f"\nFix: {c.fix}")
-            grid.add_row(Text(c.status.upper(), style=_STYLE[c.status]), Text(c.name), text)
-        with console.capture() as captured:
-            console.print(grid)
-        # Table cells are padded to the column width; trailing blanks only get in the way of copy and paste.
-        typer.echo("\n".join(line.rstrip() for line in captured.get().splitlines()))
+        _print_report(report)
         typer.echo(summary_line(report))
     if bundle is not None:
         from camroll.agent.bundle import write_bundle
@@ -57,6 +43,33 @@ def doctor(
                    err=True)
     if not report.ok:
         raise typer.Exit(1)
+
+
+def _print_report(report: DoctorReport) -> None:
+    """One line per check; on a terminal in colour and wrapped to its width, otherwise plain and unwrapped
+    (logs and pipes keep long paths whole)."""
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    console = Console(highlight=False)
+    width = max(len(c.name) for c in report.checks)
+    if not console.is_terminal:
+        for c in report.checks:
+            typer.echo(f"{c.status.upper():<4}  {c.name:<{width}}  {c.message}")
+            if c.fix:
+                typer.echo(f"{'':<4}  {'':<{width}}  Fix: {c.fix}")
+        return
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(no_wrap=True)
+    grid.add_column(no_wrap=True)
+    grid.add_column(overflow="fold")
+    for c in report.checks:
+        text = Text(c.message)
+        if c.fix:
+            text.append(f"\nFix: {c.fix}")
+        grid.add_row(Text(c.status.upper(), style=_STYLE[c.status]), Text(c.name), text)
+    console.print(grid)
 
 
 def reset_cache(
