@@ -4,6 +4,7 @@ and damaged files failing with a sentence."""
 from __future__ import annotations
 
 import io
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from PIL import Image
 
 from camroll.media import thumbs
 from camroll.media.errors import ToolMissing, UnreadableMedia
+from camroll.media.metadata import extract
 
 from . import files
 
@@ -195,3 +197,29 @@ def test_source_is_not_modified(tmp_path: Path) -> None:
     before = (src.read_bytes(), src.stat().st_mtime_ns)
     thumbs.make_grid_and_preview(src, tmp_path / "g.webp", tmp_path / "p.webp")
     assert (src.read_bytes(), src.stat().st_mtime_ns) == before
+
+
+@pytest.mark.usefixtures("ffmpeg")
+def test_rotated_video_orientation_matches_its_poster(tmp_path: Path) -> None:
+    """A phone's portrait clip: landscape frames plus a display rotation. The size and orientation
+    extract() reports must agree with the poster ffmpeg renders."""
+    still = tmp_path / "q.png"
+    files.picture((320, 240)).save(still)
+    plain = tmp_path / "plain.mp4"
+    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-loop", "1", "-i", str(still), "-t", "1",
+                    "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", str(plain)], check=True)
+    rotated = tmp_path / "rotated.mp4"
+    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-i", str(plain), "-c", "copy",
+                    "-metadata:s:v:0", "rotate=90", str(rotated)], check=True)
+    info = extract(rotated)
+    assert (info.width, info.height) == (240, 320)
+    assert info.orientation in (6, 8)
+    out = tmp_path / "t.webp"
+    res = thumbs.make_thumbnail(rotated, out, size=thumbs.GRID)
+    assert (res.width, res.height) == (188, 250)
+    with _open(out) as im:
+        rgb = im.convert("RGB")
+        # The stored top-left (red) corner lands top-right for a clockwise turn (6), bottom-left for
+        # a counter-clockwise one (8).
+        corner = (im.width - 5, 5) if info.orientation == 6 else (5, im.height - 5)
+        assert rgb.getpixel(corner)[0] > 150

@@ -227,8 +227,8 @@ def _video_stream(video: dict[str, Any], fields: dict[str, Any]) -> None:
     if not rotation:
         rotation = int(_float((video.get("tags") or {}).get("rotate")) or 0)
     rotation %= 360
-    # EXIF-style orientation of the rotation a player applies (ffprobe's displaymatrix angle is
-    # counter-clockwise, the old "rotate" tag clockwise; both normalise to the same value here).
+    # The EXIF orientation matching what ffmpeg's autorotation (used for posters) does with this
+    # angle; tests/media pins the two together with a real rotated clip.
     fields["orientation"] = {0: 1, 90: 8, 180: 3, 270: 6}.get(rotation, 1)
     if isinstance(width, int) and isinstance(height, int) and width > 0 and height > 0:
         if rotation in (90, 270):
