@@ -32,6 +32,9 @@ from camroll.media.metadata import DECODE_ERRORS, describe, pillow_reads
 
 GRID = 250
 PREVIEW = 1440
+# Bumped whenever sizes, format or quality change: part of thumbnail file names and ETags, so old
+# thumbnails are regenerated rather than served forever from long-lived caches.
+VERSION = 1
 QUALITY = 80
 # libwebp's effort level: 2 encodes in half the time of the default 4 for about 3 % more bytes.
 WEBP_METHOD = 2
