@@ -234,3 +234,16 @@ def test_bundle_has_no_secrets(app: typer.Typer, tmp_path: Path) -> None:
     assert json.loads(texts["status.json"])["server_url"].startswith("http://127.0.0.1:")
     assert json.loads(texts["versions.json"])["camroll"]
     assert '"key":"min_battery"' in texts["settings-log.jsonl"]
+
+
+def test_bundle_leaves_a_damaged_db_alone(tmp_path: Path) -> None:
+    from camroll.agent.bundle import write_bundle
+
+    paths, _ = _home(tmp_path, f"http://127.0.0.1:{free_port()}", "t")
+    paths.state_db.write_bytes(b"garbage" * 1000)
+    report = run_doctor(paths, probes=_machine(tmp_path))
+    write_bundle(paths, tmp_path / "b.zip", report)
+    with zipfile.ZipFile(tmp_path / "b.zip") as z:
+        status = json.loads(z.read("camroll-support/status.json"))
+    assert "state database is damaged" in status["error"]
+    assert paths.state_db.read_bytes() == b"garbage" * 1000

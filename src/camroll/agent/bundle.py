@@ -107,8 +107,14 @@ def _versions() -> dict[str, Any]:
 
 def _status_json(paths: AgentPaths) -> dict[str, Any]:
     try:
+        from camroll.agent.cache import damage
         from camroll.agent.config import load_config
         from camroll.agent.status import get_status
+
+        # get_status would repair a damaged DB (move it aside); a support bundle only reports.
+        why = damage(paths.state_db, force_check=True)
+        if why is not None:
+            return {"error": f"the state database is damaged ({why}); camroll status was not run"}
 
         return get_status(paths, load_config(paths.config_file)).to_json()
     except Exception as exc:  # the bundle is most wanted when things are broken: record why, go on
