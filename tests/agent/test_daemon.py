@@ -15,6 +15,7 @@ import pytest
 from camroll import wire
 from camroll.agent.config import load_config, save_config
 from camroll.agent.daemon import (
+    RETRY_FLOOR,
     Daemon,
     DaemonOptions,
     PassOutcome,
@@ -51,8 +52,8 @@ def test_a_failed_files_retry_time_brings_the_next_pass_forward() -> None:
     plan = plan_after(PassOutcome(Summary(files_failed=1)), 0, OPTS, now=1000, next_retry_at=1075)
     assert plan.delay == 75
     assert "retry" in plan.why
-    # A retry time already past means: now.
-    assert plan_after(PassOutcome(Summary()), 0, OPTS, now=1000, next_retry_at=900).delay == 0
+    # A retry time already past means: soon, but never a pass every tick.
+    assert plan_after(PassOutcome(Summary()), 0, OPTS, now=1000, next_retry_at=900).delay == RETRY_FLOOR
 
 
 def test_waiting_files_are_looked_at_again_soon() -> None:

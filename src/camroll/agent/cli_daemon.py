@@ -56,6 +56,8 @@ def run_daemon(paths: AgentPaths, options: DaemonOptions, *, quiet: bool, verbos
     daemon = Daemon(paths, options, say=None if quiet else say)
     with stop_on_signals(daemon):
         daemon.run()
+    if not quiet:
+        typer.echo("Stopped; unfinished uploads resume when the agent runs again.")
 
 
 @agent_app.callback()

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from camroll.agent.events import Summary
 
 Say = Callable[[str], None]
+RETRY_FLOOR = 5.0
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,8 @@ def plan_after(outcome: PassOutcome, stops: int, opts: DaemonOptions, *, now: fl
         # Files still being written, or left when the pass was stopped: look again soon.
         plan = Plan(min(plan.delay, opts.condition_interval), "files waiting")
     if next_retry_at is not None and next_retry_at - now < plan.delay:
-        plan = Plan(max(0.0, next_retry_at - now), "a failed file's retry time")
+        # The floor keeps a retry time the engine did not act on from becoming a pass every tick.
+        plan = Plan(min(plan.delay, max(RETRY_FLOOR, next_retry_at - now)), "a failed file's retry time")
     return plan
 
 
@@ -219,9 +221,9 @@ class Daemon:
         try:
             cfg = load_config(self.paths.config_file)
         except ConfigError as exc:
-            if str(exc) != self.config_error:
-                logger.error("config not reloaded: %s", exc)
-                self._print(str(exc))
+            if str(exc) != self.config_error and self.cfg is not None:
+                logger.info("config not reloaded: %s", exc)
+                self._print(f"{exc} (still using the settings read before)")
             self.config_error = str(exc)
             return False
         old, self.cfg, self.config_error = self.cfg, cfg, None
@@ -298,7 +300,7 @@ class Daemon:
         hint = self._cannot_run()
         if hint is not None:
             if hint != self._blocked_hint:
-                logger.warning("waiting: %s", hint)
+                logger.info("waiting: %s", hint)
                 self._print(f"Waiting: {hint}")
             self._blocked_hint = hint
             return None
@@ -385,7 +387,7 @@ class Daemon:
         if outcome.busy:
             logger.info("another camroll backup is running; trying again in %.0f s", plan.delay)
         elif outcome.error is not None:
-            logger.warning("pass did not run: %s (next try in %.0f s)", outcome.error, plan.delay)
+            logger.info("pass did not run: %s (next try in %.0f s)", outcome.error, plan.delay)
             self._print(outcome.error)
         elif s is not None:
             if s.stopped_reason and not s.paused_by_policy:
