@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -70,6 +71,7 @@ def one(args: tuple[str, str, str]) -> int:
 
 def run(files: Sequence[Path], mode: str, procs: int, outdir: str) -> dict[str, Any]:
     jobs = [(str(p), mode, outdir) for p in files]
+    cpu_before = _cpu_seconds()
     start = time.perf_counter()
     if procs == 1:
         made = sum(one(j) for j in jobs)
@@ -77,10 +79,20 @@ def run(files: Sequence[Path], mode: str, procs: int, outdir: str) -> dict[str, 
         with ProcessPoolExecutor(max_workers=procs) as pool:
             made = sum(pool.map(one, jobs, chunksize=1))
     seconds = time.perf_counter() - start
+    cpu = _cpu_seconds() - cpu_before
     return {
         "mode": mode, "procs": procs, "files": len(files), "thumbnails": made, "seconds": round(seconds, 3),
         "files_per_s": round(len(files) / seconds, 2), "ms_per_file": round(1000 * seconds / len(files), 1),
+        # CPU time of this process and its reaped children (pool workers, ffmpeg): steadier than wall
+        # time on a shared machine.
+        "cpu_ms_per_file": round(1000 * cpu / len(files), 1),
     }
+
+
+def _cpu_seconds() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -116,14 +128,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                     row = {"kind": kind, **run(paths, mode, procs, outdir)}
                     rows.append(row)
                     print(f"{kind:10} {mode:5} procs={procs}  {row['files']:3} files  {row['seconds']:7.2f} s  "
-                          f"{row['files_per_s']:6.2f} files/s  {row['ms_per_file']:7.1f} ms/file", flush=True)
+                          f"{row['files_per_s']:6.2f} files/s  {row['ms_per_file']:7.1f} ms/file  "
+                          f"{row['cpu_ms_per_file']:7.1f} CPU ms/file", flush=True)
     print()
-    print(f"{'kind':10} {'mode':5} " + " ".join(f"{f'{p} proc files/s':>16}" for p in procs_list))
+    print(f"{'kind':10} {'mode':5} " + " ".join(f"{f'{p} proc files/s':>16}" for p in procs_list)
+          + f"{'CPU ms/file':>13}")
     for kind in by_kind:
         for mode in MODES:
             cells = [r for r in rows if r["kind"] == kind and r["mode"] == mode]
             if cells:
-                print(f"{kind:10} {mode:5} " + " ".join(f"{c['files_per_s']:16.2f}" for c in cells))
+                print(f"{kind:10} {mode:5} " + " ".join(f"{c['files_per_s']:16.2f}" for c in cells)
+                      + f"{cells[0]['cpu_ms_per_file']:13.1f}")
     result = {
         "corpus": str(args.corpus), "per_kind": args.per_kind, "rows": rows,
         "machine": machine_info(), "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
