@@ -222,7 +222,14 @@ def test_corrupt_video_gives_an_error_sentence(tmp_path: Path) -> None:
     path.write_bytes(b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2" + bytes(1000))
     info = extract(path, mtime=5)
     assert info.error is not None and info.error.startswith("ffprobe could not read this video")
+    assert str(tmp_path) not in info.error  # a server's blob path is nobody's business
     assert info.capture_time_source == "mtime"
+
+
+def test_empty_file(tmp_path: Path) -> None:
+    path = tmp_path / "empty.jpg"
+    path.touch()
+    assert extract(path).error == "The file is empty."
 
 
 def test_missing_file(tmp_path: Path) -> None:

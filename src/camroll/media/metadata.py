@@ -78,6 +78,8 @@ def extract(path: Path, *, mime: str | None = None, mtime: float | None = None) 
     try:
         with open(path, "rb") as f:
             head = f.read(types.SNIFF_BYTES)
+        if not head:
+            raise MediaError("The file is empty.")
         mt = _type_for(mime, head)
         if mt is None:
             raise MediaError("This file is not a photo or video type camroll understands.")
@@ -108,6 +110,8 @@ def describe(exc: BaseException) -> str:
         return "The file does not exist (any more)."
     if isinstance(exc, PermissionError):
         return "The file cannot be read: permission denied."
+    if isinstance(exc, OSError) and "truncated" in str(exc):
+        return "The image data stops early: the file is truncated."
     text = str(exc).strip().rstrip(".") or type(exc).__name__
     return f"The file is damaged or truncated ({text})."
 

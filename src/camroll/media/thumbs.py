@@ -124,6 +124,8 @@ def _decode(path: Path, mime: str | None, box: int) -> tuple[Image.Image, Source
         head = f.read(types.SNIFF_BYTES)
     mt = next((t for t in types.SUPPORTED if t.mime == mime), None) if mime else None
     mt = mt or types.sniff(head)
+    if not head:
+        raise UnreadableMedia("The file is empty.")
     if mt is None:
         raise UnreadableMedia("This file is not a photo or video type camroll can make a thumbnail of.")
     if mt.kind == "video":

@@ -37,7 +37,7 @@ def probe(path: Path) -> dict[str, Any]:
     except subprocess.TimeoutExpired as exc:
         raise UnreadableMedia(f"ffprobe took over {PROBE_TIMEOUT:.0f} s on this file; it is likely corrupt.") from exc
     if proc.returncode != 0:
-        raise UnreadableMedia(f"ffprobe could not read this video: {_last_line(proc.stderr)}.")
+        raise UnreadableMedia(f"ffprobe could not read this video: {_last_line(proc.stderr, path)}.")
     try:
         data = json.loads(proc.stdout)
     except ValueError as exc:
@@ -63,11 +63,13 @@ def frame(path: Path, *, at: float | None, max_edge: int) -> bytes:
     except subprocess.TimeoutExpired as exc:
         raise UnreadableMedia(f"ffmpeg took over {FRAME_TIMEOUT:.0f} s to decode one frame of this video.") from exc
     if proc.returncode != 0:
-        raise UnreadableMedia(f"ffmpeg could not decode a frame of this video: {_last_line(proc.stderr)}.")
+        raise UnreadableMedia(f"ffmpeg could not decode a frame of this video: {_last_line(proc.stderr, path)}.")
     return proc.stdout
 
 
-def _last_line(stderr: bytes) -> str:
+def _last_line(stderr: bytes, path: Path) -> str:
+    """ffmpeg's last complaint, without the file's path (on a server that is an internal blob path)."""
     lines = [ln.strip() for ln in stderr.decode("utf-8", "replace").splitlines() if ln.strip()]
     text = lines[-1] if lines else "no error message"
+    text = text.replace(f"{path}: ", "").replace(str(path), "the file")
     return text.rstrip(".")[:300]
