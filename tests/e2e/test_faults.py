@@ -117,20 +117,22 @@ def test_expired_upload_starts_again(agent: Agent, photos: Path, proxy: Proxy) -
     assert agent.server_has(sha_of_file(f)) is not None
 
 
-def test_file_too_large_fails_only_that_file(agent: Agent, photos: Path) -> None:
+def test_file_too_large_skips_only_that_file(agent: Agent, photos: Path) -> None:
     agent.server.extra_args = ("--max-file-size", "1MB")
     agent.server.restart()
-    write_mp4(photos / "big.mp4", 2 * MIB, seed=16)
+    big = write_mp4(photos / "big.mp4", 2 * MIB, seed=16)
     small = write_mp4(photos / "small.mp4", 100_000, seed=17)
     r = agent.run("backup", "--json", check=False)
-    assert r.returncode == 1
+    assert r.returncode == 0
     import json
 
     s = json.loads(r.stdout)
-    assert s["files_uploaded"] == 1 and s["files_failed"] == 1 and s["stopped_reason"] is None
-    (problem,) = s["problems"]
-    assert problem["path"].endswith("big.mp4") and "larger than the server's limit" in problem["reason"]
-    assert "Fix:" in problem["reason"]
+    # The server publishes its limit, so the file is skipped before any byte is sent, with the fix.
+    assert s["files_uploaded"] == 1 and s["files_skipped"] == 1 and s["stopped_reason"] is None
+    (skipped,) = s["skipped"]
+    assert skipped["path"].endswith("big.mp4") and "over the server's 1.0 MB upload limit" in skipped["reason"]
+    assert "--max-file-size" in skipped["reason"]
+    assert s["bytes_sent"] < MIB
     assert agent.server_has(sha_of_file(small)) is not None
-    st = agent.status()
-    assert st["headline"].startswith("1 file failed:") and st["failed"][0]["next_retry_at"]
+    story = json.loads(agent.run("why", str(big), "--json").stdout)
+    assert story["state"] == "skipped" and story["code"] == "too_large"
