@@ -90,6 +90,9 @@ def test_the_agent_backs_up_pauses_resumes_and_outlives_the_server(agent: Agent,
     assert code == 0, err
     assert "Traceback" not in err
     assert "1 uploaded" in out
+    # The rotating log file has the whole story, including why each pass ran.
+    log = (agent.home / "logs" / "agent.log").read_text()
+    assert "pass starting: start" in log and "change in the folders" in log and "received SIGTERM" in log
 
 
 def test_sigterm_during_an_upload_stops_cleanly_and_it_resumes(agent: Agent, photos: Path) -> None:
