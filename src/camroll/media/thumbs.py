@@ -99,9 +99,7 @@ def make_thumbnails(path: Path, outs: Sequence[tuple[int, Out]], *, mime: str | 
         results: dict[int, ThumbResult] = {}
         for i in order:
             size, out = outs[i]
-            target = fit(image.width, image.height, size)
-            if target != image.size:
-                image = image.resize(target, Image.Resampling.LANCZOS)
+            image = _resize(image, fit(image.width, image.height, size))
             written = _save(image, out, icc if isinstance(icc, bytes) else None)
             results[i] = ThumbResult(size, image.width, image.height, written, decoded[0], decoded[1], source)
         return [results[i] for i in range(len(outs))]
@@ -109,6 +107,18 @@ def make_thumbnails(path: Path, outs: Sequence[tuple[int, Out]], *, mime: str | 
         raise
     except DECODE_ERRORS as exc:
         raise UnreadableMedia(describe(exc)) from exc
+
+
+def _resize(image: Image.Image, target: tuple[int, int]) -> Image.Image:
+    """Lanczos to ``target``, after a box reduction by the largest whole factor that stays above it:
+    what JPEG's draft mode does for free, done here for decoders without one (HEIC, PNG, frames).
+    Lanczos over a full 12 MP decode costs more than the box reduction and a Lanczos over the rest."""
+    if target == image.size:
+        return image
+    factor = min(image.width // target[0], image.height // target[1])
+    if factor >= 2:
+        image = image.reduce(factor)
+    return image.resize(target, Image.Resampling.LANCZOS)
 
 
 def make_grid_and_preview(
