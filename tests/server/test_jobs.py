@@ -222,8 +222,12 @@ def test_migration_0003_backfills_existing_assets(tmp_path: Path) -> None:
             conn.execute(text("INSERT INTO assets (user_id, sha256, size, mime, filename, created_at) "
                               "VALUES (1, :s, 1, :m, 'f', :c)"),
                          {"s": sha, "m": mime, "c": f"2024-03-0{i + 1} 10:00:00"})
+            conn.execute(text("INSERT INTO asset_files (asset_id, path, filename) VALUES (:a, 'DCIM/f', 'f')"),
+                         {"a": i + 1})
     migrate.upgrade(engine)
     with engine.connect() as conn:
+        # Rebuilding the assets table must not cascade into the device copies.
+        assert conn.execute(text("SELECT count(*) FROM asset_files")).scalar() == 3
         rows = conn.execute(text("SELECT kind, taken_at, taken_source, trashed_at FROM assets ORDER BY id")).all()
     assert [r[0] for r in rows] == ["image", "video", "other"]
     assert [str(r[1])[:10] for r in rows] == ["2024-03-01", "2024-03-02", "2024-03-03"]
