@@ -276,3 +276,43 @@ def test_the_loop_waits_for_a_parallel_backup(running: tuple[Daemon, AgentPaths,
         assert _state(paths, photos / "a.jpg") is None
     assert _until(lambda: _state(paths, photos / "a.jpg") == "backed_up"), lines
     assert not any("already running" in line for line in lines)
+
+
+def test_a_policy_pause_lifts_by_itself_when_the_battery_recovers(tmp_path: Path, server: Any) -> None:
+    """Battery at 10% and discharging (a fake sysfs tree): the new photo waits; the battery reads 80%
+    a moment later, and the photo is uploaded with nothing else happening in the folder."""
+    from camroll.agent.account import add_folder
+    from camroll.agent.conditions import Probes
+    from camroll.agent.conditions.runner import SubprocessRunner
+
+    root, empty_bin = tmp_path / "root", tmp_path / "bin"
+    bat = root / "sys/class/power_supply/BAT0"
+    bat.mkdir(parents=True)
+    empty_bin.mkdir()
+    (bat / "type").write_text("Battery\n")
+    (bat / "status").write_text("Discharging\n")
+    (bat / "capacity").write_text("10\n")
+    pw = server.add_user("ann")
+    paths = _logged_in_paths(tmp_path, url=server.url, token=server.device_token("ann", pw))
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    cfg = load_config(paths.config_file)
+    add_folder(cfg, photos)
+    save_config(paths.config_file, cfg)
+    (photos / "a.jpg").write_bytes(jpeg_bytes(7))
+    lines: list[str] = []
+    daemon = Daemon(paths, FAST, say=lines.append,
+                    probes=Probes(root=root, runner=SubprocessRunner(path=str(empty_bin))))
+    t = threading.Thread(target=daemon.run, daemon=True)
+    t.start()
+    try:
+        assert _until(lambda: any("battery" in line.lower() for line in lines)), lines
+        assert _state(paths, photos / "a.jpg") != "backed_up"
+        passes = daemon.passes
+        time.sleep(1.5)  # condition checks run, the verdict is the same: no new pass
+        assert daemon.passes == passes
+        (bat / "capacity").write_text("80\n")
+        assert _until(lambda: _state(paths, photos / "a.jpg") == "backed_up"), lines
+    finally:
+        daemon.request_stop()
+        t.join(timeout=20)

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
 Say = Callable[[str], None]
 RETRY_FLOOR = 5.0
+CONDITION_CHECK = "conditions changed"
 
 
 @dataclass(frozen=True)
@@ -286,12 +287,12 @@ class Daemon:
                 self._maybe_heartbeat(now, running=True)
                 return
             self._job.join()
-            self._job = None
+            self._job = self._pass_stop = None
             if self._job_result is not None:
                 self._after_pass(self._job_result, now)
         why = self._due(now)
         if why is not None:
-            self._start_pass(why)
+            self._start_pass(why, check_first=why == CONDITION_CHECK)
         else:
             self._maybe_heartbeat(now, running=False)
 
@@ -316,11 +317,11 @@ class Daemon:
         if self._paused_reason is not None and self._next_condition_check is not None \
                 and now >= self._next_condition_check:
             self._next_condition_check = now + self.opts.condition_interval
-            return self._conditions_changed()
+            return CONDITION_CHECK
         return None
 
-    def _conditions_changed(self) -> str | None:
-        """Re-evaluate the policy without a pass; a pass only if the verdict is different now."""
+    def _conditions_changed(self) -> bool:
+        """Re-evaluate the policy without a pass: is the verdict different from the pause's now?"""
         from camroll.agent.conditions import Probes
         from camroll.agent.policy import evaluate
 
@@ -329,12 +330,12 @@ class Daemon:
             verdict = evaluate(self.cfg.policy, (self.probes or Probes()).all(), datetime.now())
         except Exception as exc:  # a broken probe must not stop the loop; the pass re-evaluates anyway
             logger.warning("condition check failed: %s", exc)
-            return "condition check"
-        if verdict.blocked and verdict.reason == self._paused_reason:
-            return None
-        return "conditions changed"
+            return True
+        return not (verdict.blocked and verdict.reason == self._paused_reason)
 
-    def _start_pass(self, why: str) -> None:
+    def _start_pass(self, why: str, *, check_first: bool = False) -> None:
+        """Run a pass on the worker thread; with ``check_first``, only if the policy's verdict changed
+        (probes run programs with timeouts: not on the loop's thread, which must answer signals)."""
         assert self.cfg is not None
         cfg = self.cfg
         if lock_busy(self.paths.state_db):
@@ -349,6 +350,9 @@ class Daemon:
         logger.info("pass starting: %s", why)
 
         def job() -> None:
+            if check_first and not self._conditions_changed():
+                self._wake.set()
+                return
             result = self._run_pass(cfg, stop)
             self._job_result = result
             self._send_heartbeat(cfg, running=False, error=result.error)
@@ -396,7 +400,7 @@ class Daemon:
         if self._watcher is not None and self.cfg is not None:
             # A folder that was missing (an unplugged card) is watched once it is back.
             self._watcher.set_folders(self.cfg.folders)
-        if self._next_heartbeat is None or outcome.summary is None:
+        if self._next_heartbeat is None:
             self._next_heartbeat = now + self.heartbeats.interval
 
     # --- heartbeats ---------------------------------------------------------------------------------
@@ -420,7 +424,10 @@ class Daemon:
         except Exception as exc:  # reading local state must not stop the loop
             logger.warning("heartbeat not built: %s", exc)
             return
-        self.heartbeats.send(cfg, body)
+        try:
+            self.heartbeats.send(cfg, body)
+        except Exception as exc:  # never let a heartbeat take the loop's worker thread down
+            logger.warning("heartbeat not sent: %s", exc)
         self._next_heartbeat = time.monotonic() + self.heartbeats.interval
 
 
