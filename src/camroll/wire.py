@@ -378,3 +378,15 @@ class StorageInfo(_Model):
     quota_bytes: int | None
     by_kind: list[StorageUse]
     trashed_bytes: int
+
+
+# --- Upload activity per device (the web UI's "uploads per day" charts) --------------------------------
+class UploadDay(_Model):
+    date: str = Field(description="YYYY-MM-DD (UTC) on which the server learnt of these copies.")
+    files: int
+    bytes: int
+
+
+class DeviceActivity(_Model):
+    device_id: int | None = Field(description="None for files uploaded from the web page.")
+    days: list[UploadDay] = Field(description="Oldest first; days without uploads are left out.")

@@ -113,3 +113,25 @@ def test_logout_refuses_device_tokens(server: ServerProcess) -> None:
     device = server.device_token("dan", PW)
     r = httpx.post(f"{server.url}/api/v1/auth/logout", headers={"Authorization": f"Bearer {device}"})
     assert r.status_code == 400 and r.headers["content-type"] == wire.PROBLEM_CONTENT_TYPE
+
+
+def test_upload_activity_per_device_and_day(server: ServerProcess, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    server.add_user("erin", PW)
+    session = server.login("erin", PW)
+    phone = server.device_token("erin", PW, device="phone")
+    for i in range(3):
+        f = tmp_path / f"p{i}.jpg"
+        f.write_bytes(b"\xff\xd8\xff\xe0" + bytes([i]) * 500)
+        upload(server.url, phone if i else session, f)
+    r = httpx.get(f"{server.url}/api/v1/activity/uploads?days=7", headers={"Authorization": f"Bearer {session}"})
+    assert r.status_code == 200
+    by_device = {a["device_id"]: a["days"] for a in r.json()}
+    assert len(by_device) == 2 and None in by_device  # the phone and the web page (no device)
+    (phone_days,) = [d for k, d in by_device.items() if k is not None]
+    assert [d["files"] for d in phone_days] == [2] and phone_days[0]["bytes"] == 2 * 504
+    assert by_device[None][0]["files"] == 1
+    # Another user sees nothing of erin's.
+    server.add_user("frank", PW)
+    other = httpx.get(f"{server.url}/api/v1/activity/uploads",
+                      headers={"Authorization": f"Bearer {server.login('frank', PW)}"})
+    assert other.json() == []

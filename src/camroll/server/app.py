@@ -12,7 +12,7 @@ from fastapi import Depends, FastAPI
 
 from camroll import __version__, wire
 from camroll.server import problems, sweeper
-from camroll.server.api import accounts, assets, devices, meta, notifications, tus
+from camroll.server.api import accounts, activity, assets, devices, meta, notifications, tus
 from camroll.server.api import library as library_api
 from camroll.server.api import me as me_api
 from camroll.server.api.deps import check_client_version
@@ -93,6 +93,7 @@ def create_app(settings: Settings, ctx: Context | None = None) -> FastAPI:
     app.add_middleware(tus.TusHeaders)
     # The web UI: its page and static files, and the cookie its <img>/<video> tags authenticate with.
     app.include_router(me_api.router, prefix=wire.API_PREFIX, responses=_PROBLEM)
+    app.include_router(activity.router, prefix=wire.API_PREFIX, responses=_PROBLEM)
     app.include_router(media_cookie.router, prefix=wire.API_PREFIX, responses=_PROBLEM)
     app.include_router(web_routes.router)
     app.add_middleware(media_cookie.MediaCookieAuth)

@@ -3,6 +3,7 @@ import { api } from "./api.js";
 import { h, ago, size, dateTime, errorBox } from "./format.js";
 import { columns } from "./charts.js";
 
+const DAYS = 14;
 const STATES = {
   idle: ["ok", "Up to date"], backing_up: ["busy", "Backing up"], paused: ["warn", "Paused"],
   stopped: ["bad", "Stopped"], error: ["bad", "Error"], silent: ["bad", "Not heard from"], never_seen: ["idle", "Never connected"],
@@ -10,27 +11,28 @@ const STATES = {
 
 export async function render(main) {
   main.append(h("div", { class: "page-head" }, h("h1", {}, "Devices")));
-  let devices;
+  let devices, activity;
   try {
-    devices = await api("/devices");
+    [devices, activity] = await Promise.all([api("/devices"), api(`/activity/uploads?days=${DAYS}`).catch(() => [])]);
   } catch (err) {
     main.append(errorBox(err));
     return;
   }
+  const perDevice = new Map(activity.map((a) => [a.device_id, a.days]));
   const live = devices.filter((d) => !d.revoked);
   if (!live.length) {
     main.append(h("p", { class: "muted" }, "No devices yet. Run 'camroll login SERVER --user NAME' on a computer or phone to add one."));
     return;
   }
-  main.append(h("div", { class: "cards", id: "devices" }, live.map(card)));
+  main.append(h("div", { class: "cards", id: "devices" }, live.map((d) => card(d, perDevice.get(d.id) || []))));
 }
 
-function card(d) {
+function card(d, days) {
   const health = d.health;
   if (!health) {
     return h("article", { class: "card device", dataset: { device: d.name } }, h("h2", {}, d.name),
       h("p", { class: "muted" }, `${d.platform || "unknown platform"} · last seen ${ago(d.last_seen_at)}`),
-      h("p", { class: "muted" }, "This server does not report device health yet."));
+      h("p", { class: "muted" }, "This server does not report device health yet."), chart(d, days));
   }
   const [tone, word] = STATES[health.state] || ["idle", health.state];
   const problems = health.problems?.length || 0;
@@ -41,12 +43,22 @@ function card(d) {
     h("dl", { class: "facts" },
       h("dt", {}, "Last seen"), h("dd", { title: dateTime(health.last_heartbeat_at || d.last_seen_at) }, ago(health.last_heartbeat_at || d.last_seen_at)),
       h("dt", {}, "Last upload"), h("dd", { title: dateTime(health.last_upload_at) }, ago(health.last_upload_at)),
-      h("dt", {}, "Waiting"), h("dd", {}, `${health.pending_files} files · ${size(health.pending_bytes)}`),
+      h("dt", {}, "Waiting"), h("dd", {}, `${health.pending_files} file${health.pending_files === 1 ? "" : "s"} · ${size(health.pending_bytes)}`),
       h("dt", {}, "Backed up"), h("dd", {}, `${health.backed_up_files} files`),
-      h("dt", {}, "Failed"), h("dd", {}, problems ? h("a", { href: "#/problems" }, `${health.failed_files} files (see Problems)`) : String(health.failed_files)),
+      h("dt", {}, "Failed"), h("dd", {}, problems ? h("a", { href: "#/problems" }, `${health.failed_files} file${health.failed_files === 1 ? "" : "s"} (see Problems)`) : String(health.failed_files)),
       h("dt", {}, "Agent"), h("dd", {}, `${health.agent_version || "—"} · ${d.platform || "unknown platform"}`)),
-    health.uploads_per_day?.length
-      ? h("figure", { class: "per-day" }, columns(health.uploads_per_day.map((p) => ({ label: p.date, value: p.files })), `Uploads per day, ${d.name}`),
-        h("figcaption", { class: "muted" }, `Uploads per day, last ${health.uploads_per_day.length} days`))
-      : null);
+    chart(d, days));
+}
+
+// The last DAYS days (UTC) as columns, days without uploads as flat ones.
+function chart(d, days) {
+  const byDate = new Map(days.map((p) => [p.date, p.files]));
+  const points = [];
+  for (let k = DAYS - 1; k >= 0; k--) {
+    const date = new Date(Date.now() - k * 86400000).toISOString().slice(0, 10);
+    points.push({ label: date, value: byDate.get(date) || 0 });
+  }
+  const total = points.reduce((n, p) => n + p.value, 0);
+  return h("figure", { class: "per-day" }, columns(points, `Uploads per day from ${d.name}, last ${DAYS} days`),
+    h("figcaption", { class: "muted" }, `${total} file${total === 1 ? "" : "s"} uploaded in the last ${DAYS} days`));
 }

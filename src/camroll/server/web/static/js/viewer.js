@@ -13,9 +13,9 @@ export function openViewer({ items, index, originalUrl, thumbUrl, more, onClose 
   const counter = h("span", { class: "counter", "aria-live": "polite" });
   const prev = h("button", { class: "nav prev", "aria-label": "Previous", onclick: () => step(-1) }, "‹");
   const next = h("button", { class: "nav next", "aria-label": "Next", onclick: () => step(1) }, "›");
-  const infoBtn = h("button", { "aria-label": "Details", "aria-controls": "viewer-info", "aria-expanded": String(infoOpen), onclick: toggleInfo }, "ⓘ");
-  const dl = h("a", { class: "button", "aria-label": "Download original", download: "" }, "⤓");
-  const close = h("button", { "aria-label": "Close viewer", onclick: done }, "✕");
+  const infoBtn = h("button", { "aria-controls": "viewer-info", "aria-expanded": String(infoOpen), onclick: toggleInfo }, "Details");
+  const dl = h("a", { class: "button", download: "", title: "Download the original file" }, "Download");
+  const close = h("button", { "aria-label": "Close", title: "Close (Esc)", onclick: done }, "✕");
   const root = h("div", { class: "viewer", id: "viewer", role: "dialog", "aria-modal": "true", "aria-label": "Viewer", tabindex: "-1" },
     h("div", { class: "viewer-bar" }, counter, h("span", { class: "spacer" }), infoBtn, dl, close),
     stage, prev, next, info);
