@@ -13,6 +13,7 @@ start every unfinished asset is enqueued again, and a job that finds its work do
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import threading
 from typing import TYPE_CHECKING, Any
@@ -38,6 +39,10 @@ _BACKFILL_BATCH = 1000
 def make_huey(settings: Settings, jobs: JobSettings) -> Huey:
     """The queue for this data directory (SQLite) or for ``$CAMROLL_REDIS_URL``."""
     if jobs.redis_url:
+        # huey imports redis only when it connects; fail here, with the fix, instead.
+        if importlib.util.find_spec("redis") is None:
+            raise RuntimeError("CAMROLL_REDIS_URL is set but the redis package is not installed; "
+                               "run 'pip install camroll[redis]' or unset CAMROLL_REDIS_URL.")
         return RedisHuey(QUEUE_NAME, url=jobs.redis_url, results=False)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     return SqliteHuey(QUEUE_NAME, filename=str(queue_file(settings.data_dir)), results=False)
