@@ -305,6 +305,12 @@ def _storage_stop(exc: ProblemError) -> str | None:
     return None
 
 
+def _abort_code(exc: AgentError) -> str:
+    if isinstance(exc, ServerUnreachable):
+        return "unreachable"
+    return "client_too_old" if "camroll version" in exc.message or "needs camroll" in exc.message else "auth"
+
+
 def _stop_code(exc: ProblemError) -> str:
     return "server_full" if exc.status == 507 else "quota"
 
@@ -431,7 +437,7 @@ class _Pass:
                     self._flush_checks()
                     self._release_deferred()
         except (PassAborted, ServerUnreachable) as exc:
-            self._abort(exc.message)
+            self._abort(exc.message, _abort_code(exc))
         except KeyboardInterrupt:
             self._abort("interrupted; unfinished uploads resume on the next backup")
             raise
@@ -528,9 +534,10 @@ class _Pass:
                     break
                 task()
 
-    def _abort(self, reason: str) -> None:
+    def _abort(self, reason: str, code: str = "stopped") -> None:
         if not self.summary.stopped_reason:
             self.summary.stopped_reason = reason
+            self.summary.stopped_code = self.summary.stopped_code or code
         self.stop.set()
 
     def _terminate_stale(self) -> None:
@@ -636,7 +643,7 @@ class _Pass:
             self._release_followers(item, ok=False)
         self._free_slot(hashing)
         if isinstance(exc, (PassAborted, ServerUnreachable)):
-            self._abort(exc.message)
+            self._abort(exc.message, _abort_code(exc))
             self._finish_item(item, "waiting", exc.message)
             return
         # A bug must not stop the other files; the reason says what happened.
@@ -896,7 +903,8 @@ class _Pass:
 
         fatal = fatal_for_pass(exc)
         if fatal is not None:
-            self._abort(fatal.message)
+            self._abort(fatal.message, "client_too_old" if exc.status == 426 or exc.code == "client_too_old"
+                        else "auth")
             self._finish_item(item, "waiting", fatal.message)
             return
         stop = _storage_stop(exc)
