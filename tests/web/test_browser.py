@@ -221,7 +221,7 @@ def test_trash_restore_storage_settings(page: Any, library: Library) -> None:
     page.locator(f"#timeline .tile[data-id='{victim}']").wait_for()
 
     page.get_by_role("link", name="Storage").click()
-    page.locator("#storage svg").wait_for()
+    page.get_by_role("img", name="Space by kind").wait_for()
     assert "Photos:" in page.locator("#storage").inner_text()
     shot(page, "storage")
 

@@ -53,6 +53,7 @@ async function route() {
   if (cleanup) { try { cleanup(); } catch { /* page already gone */ } cleanup = null; }
   const main = document.getElementById("main");
   main.replaceChildren();
+  document.getElementById("toast").classList.remove("show");
   document.title = `${TITLES[name]} · camroll`;
   if (name !== "login") await ensureMediaCookie();
   const mod = await PAGES[name]();

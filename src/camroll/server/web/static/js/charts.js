@@ -24,7 +24,7 @@ export function columns(points, title) {
   const W = 240, H = 48, gap = 2;
   const max = Math.max(1, ...points.map((p) => p.value));
   const w = points.length ? (W - gap * (points.length - 1)) / points.length : W;
-  const g = svg("svg", { viewBox: `0 0 ${W} ${H}`, class: "col-chart", role: "img", "aria-label": title }, svg("title", {}, title));
+  const g = svg("svg", { viewBox: `0 0 ${W} ${H}`, class: "col-chart", role: "img", "aria-label": title, preserveAspectRatio: "none" }, svg("title", {}, title));
   points.forEach((p, i) => {
     const ph = p.value ? Math.max(2, (H * p.value) / max) : 1;
     g.append(svg("rect", { x: i * (w + gap), y: H - ph, width: w, height: ph, class: p.value ? "col" : "col zero" },

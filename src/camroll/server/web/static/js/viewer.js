@@ -17,7 +17,7 @@ export function openViewer({ items, index, originalUrl, thumbUrl, more, onClose 
   const dl = h("a", { class: "button", download: "", title: "Download the original file" }, "Download");
   const close = h("button", { "aria-label": "Close", title: "Close (Esc)", onclick: done }, "✕");
   const root = h("div", { class: "viewer", id: "viewer", role: "dialog", "aria-modal": "true", "aria-label": "Viewer", tabindex: "-1" },
-    h("div", { class: "viewer-bar" }, counter, h("span", { class: "spacer" }), infoBtn, dl, close),
+    h("div", { class: "viewer-bar" }, counter, infoBtn, dl, close),
     stage, prev, next, info);
   root.classList.toggle("with-info", infoOpen);
   document.body.append(root);
@@ -100,7 +100,9 @@ function details(d, item) {
   const m = d.metadata || {};
   const when = m.capture_time || item.capture_time;
   const source = m.capture_time_source || item.capture_time_source;
-  const camera = [m.camera_make, m.camera_model].filter(Boolean).join(" ");
+  // Many models already start with the make ("Pixel" + "Pixel 8"): don't say it twice.
+  const make = m.camera_make && !(m.camera_model || "").toLowerCase().startsWith(m.camera_make.toLowerCase()) ? m.camera_make : null;
+  const camera = [make, m.camera_model].filter(Boolean).join(" ");
   const dims = (m.width || item.width) ? `${m.width || item.width} × ${m.height || item.height}` : null;
   const place = m.latitude != null && m.longitude != null ? `${m.latitude.toFixed(5)}, ${m.longitude.toFixed(5)}` : null;
   const files = (d.files || []).map((f) => h("li", {}, h("strong", {}, f.device_name || "web upload"), h("br"), h("code", {}, f.path)));
