@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import sqlite3
 import time
 import zipfile
 from datetime import datetime
@@ -178,6 +179,28 @@ def test_corrupt_image_is_recorded_without_blocking_a_good_one(shared_server: Se
     assert any(f["asset_id"] == bad and f["reason"] == details[bad].job_error for f in report["recent_failures"])
     text = shared_server.run_admin("jobs").stdout
     assert "broken.jpg" in text
+
+    # --retry queues it again from another process; the server's workers run it and it fails the same way.
+    assert "Queued" in shared_server.run_admin("jobs", "--retry").stdout
+    again = wait_for_jobs(c, [bad])[bad]
+    assert again.job_error == details[bad].job_error
+
+
+def test_a_restart_finishes_assets_whose_jobs_never_ran(server: ServerProcess) -> None:
+    u = make_user(server)
+    ids = [upload(u.client, photo(datetime(2018, 8, i + 1), color=(i, 50, 50)), filename=f"{i}.jpg")
+           for i in range(3)]
+    wait_for_jobs(u.client, ids)
+    server.stop()
+    # As if the server had died with its queue lost before any job ran.
+    with sqlite3.connect(server.data / "camroll.db") as db:
+        db.execute("UPDATE assets SET metadata_at = NULL, thumbs_at = NULL, taken_source = 'upload'")
+    for thumb in (server.data / "thumbs").rglob("*.webp"):
+        thumb.unlink()
+    server.start()
+    details = wait_for_jobs(u.client, ids)
+    assert all(d.has_thumbnail and d.metadata.capture_time_source == "exif" for d in details.values())
+    assert len(list((server.data / "thumbs").rglob("*.webp"))) == 6
 
 
 def test_thumbnail_not_ready_is_a_problem_with_a_fix(shared_server: ServerProcess, user: User) -> None:
