@@ -66,9 +66,10 @@ def find(path: Path, xmp: bytes | None) -> MotionPhoto | None:
         if declared is not None and _is_ftyp_at(path, declared.offset):
             return declared
     with open(path, "rb") as f:
-        # A plain JPEG ends with its end-of-image marker; only other files are searched.
+        # A plain JPEG ends with its end-of-image marker; only other files, and those whose XMP
+        # says they hold a video, are searched.
         f.seek(max(0, size - 2))
-        if f.read(2) == b"\xff\xd9" and not xmp:
+        if f.read(2) == b"\xff\xd9" and not (xmp and _MOTION_FLAG.search(xmp)):
             return None
         if size == 0:
             return None
