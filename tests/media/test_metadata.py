@@ -124,11 +124,14 @@ def test_mp4_creation_time_duration_fps(tmp_path: Path) -> None:
 def test_mov_live_photo_identifier(tmp_path: Path) -> None:
     path = files.video(tmp_path / "IMG_0002.MOV", seconds=1, metadata={
         "com.apple.quicktime.content.identifier": "ABC-123",
+        "com.apple.quicktime.make": "Apple",
+        "com.apple.quicktime.model": "iPhone 15 Pro",
         "com.apple.quicktime.creationdate": "2024-05-06T07:08:09+0200",
     })
     info = extract(path)
     assert info.mime == "video/quicktime"
     assert info.live_photo_id == "ABC-123"
+    assert (info.make, info.model) == ("Apple", "iPhone 15 Pro")
     assert info.capture_time == dt.datetime(2024, 5, 6, 7, 8, 9, tzinfo=CET)
     assert info.capture_time_source == "quicktime"
 

@@ -211,8 +211,9 @@ def _video(path: Path, fields: dict[str, Any]) -> None:
     when = _quicktime_time(tags)
     if when is not None:
         fields.update(capture_time=when, capture_time_source="quicktime")
-    for key, name in (("com.apple.quicktime.make", "make"), ("com.apple.quicktime.model", "model")):
-        if tags.get(key):
+    for key, name in (("com.apple.quicktime.make", "make"), ("com.apple.quicktime.model", "model"),
+                      ("com.android.manufacturer", "make"), ("com.android.model", "model")):
+        if tags.get(key) and name not in fields:
             fields[name] = tags[key].strip()
     content_id = tags.get("com.apple.quicktime.content.identifier")
     if content_id:
