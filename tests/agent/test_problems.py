@@ -251,9 +251,12 @@ def test_too_old_client_stops_the_pass_with_the_fix(home: Any, app: typer.Typer)
     srv.server_info = _server_info(min_client="99.0")
     s = run_backup(paths, cfg, transport=srv.transport())
     assert s.files_uploaded == 0 and s.stopped_code == "client_too_old" and s.files_waiting == 1
-    assert "needs camroll 99.0 or newer" in s.headline and "Fix: upgrade camroll" in s.headline
+    assert s.headline == ("Stopped: this camroll (0.1.0) is too old for the server, which needs 99.0 or later. "
+                          "Fix: update camroll to 99.0 or later; backup resumes by itself.")
     st = _json(app, "status")
     assert st["stopped_code"] == "client_too_old" and st["headline"] == s.headline
+    story = _json(app, "why", str(photos / "a.jpg"))
+    assert story["state"] == "pending" and story["blocked_by"] == s.headline
 
 
 def test_still_being_written_waits_then_goes(home: Any, app: typer.Typer) -> None:
@@ -274,7 +277,14 @@ def test_truncated_photo_is_backed_up_with_a_warning(home: Any, app: typer.Typer
     paths, cfg, photos = home
     data = jpeg_bytes(1)
     p = write(photos / "cut.jpg", data[: len(data) // 2])
-    s = run_backup(paths, cfg, transport=FakeServer().transport())
+    srv = FakeServer()
+    # Modified just now: most likely still being written, so it waits rather than going up half-done.
+    s = run_backup(paths, cfg, transport=srv.transport())
+    assert s.files_waiting == 1 and not srv.assets
+    story = _json(app, "why", str(p))
+    assert story["state"] == "waiting" and story["reason"].startswith("still being written (it has no end marker")
+    _old(p)  # it stayed that way: damaged, not in progress
+    s = run_backup(paths, cfg, transport=srv.transport())
     assert s.ok and s.files_uploaded == 1
     story = _json(app, "why", str(p))
     assert story["state"] == "backed up" and "probably truncated" in story["warning"]

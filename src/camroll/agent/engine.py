@@ -58,6 +58,7 @@ from camroll.agent.throttle import TokenBucket
 if TYPE_CHECKING:
     import httpx
 
+    from camroll import wire
     from camroll.agent.hasher import HashResult
     from camroll.agent.metered import MeteredMeter
 
@@ -85,6 +86,9 @@ META_SKIPS_RECHECKED = "skips_rechecked_at"
 
 # A file that keeps changing while we read it is retried this often in one pass, then left pending.
 MAX_REHASH_PER_PASS = 3
+# A truncated photo modified less than this long ago waits (still being written) instead of being backed up
+# with a warning.
+INCOMPLETE_GRACE_SECONDS = 60.0
 CHECK_FLUSH_SECONDS = 0.3
 VISIBLE_HASH_BYTES = 64 * 1024 * 1024
 
@@ -305,6 +309,16 @@ def _storage_stop(exc: ProblemError) -> str | None:
     return None
 
 
+def _too_old(info: wire.ServerInfo, exc: AgentError) -> str:
+    """The stop reason when the server needs a newer agent, naming the version to update to."""
+    from camroll import API_VERSION, __version__
+
+    if info.api_version != API_VERSION:
+        return exc.message
+    return (f"this camroll ({__version__}) is too old for the server, which needs {info.min_client_version} "
+            f"or later. Fix: update camroll to {info.min_client_version} or later; backup resumes by itself.")
+
+
 def _abort_code(exc: AgentError) -> str:
     if isinstance(exc, ServerUnreachable):
         return "unreachable"
@@ -486,7 +500,7 @@ class _Pass:
                 check_compatible(info, self.api.base_url)
             except AgentError as exc:
                 self.summary.stopped_code = "client_too_old"
-                raise PassAborted(exc.message) from exc
+                raise PassAborted(_too_old(info, exc)) from exc
             limits = ServerLimits(info.upload.max_file_size, frozenset(m.mime for m in info.media_types))
             if limits != self.limits:
                 self.db.set_meta(META_SERVER_LIMITS, limits.to_json())
@@ -687,6 +701,14 @@ class _Pass:
         refused = check_type(res.media_type.mime, self.limits)
         if refused is not None:
             self._hashed_decision(item, refused)
+            return
+        age = time.time() - res.stat_key[1] / 1e9
+        if res.warning and age < INCOMPLETE_GRACE_SECONDS:
+            # A photo without its end marker that was modified moments ago is most likely still being
+            # written; one that stays that way is damaged, and is backed up with the warning.
+            d = still_being_written(f"it has no end marker yet and was modified {max(0.0, age):.0f} s ago")
+            self.db.set_waiting(item.row.id, d.reason, d.code, d.fix, clear_hash=True)
+            self._finish_item(item, "waiting", d.reason)
             return
         # Written here, on the coordinator, so workers never contend for the database.
         self.db.set_hashed(item.row.id, res.sha256, res.media_type.mime, res.stat_key, res.warning)

@@ -116,6 +116,9 @@ class Story:
     first_seen_at: float | None = None
     backed_up_at: float | None = None
     upload_offset: int | None = None
+    # What stopped the whole backup at the last pass (quota, server unreachable, a policy pause...), for
+    # files still waiting for it.
+    blocked_by: str = ""
     events: list[dict[str, Any]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
@@ -181,6 +184,9 @@ def why(db: StateDB, cfg: AgentConfig, path: str) -> Story:
                 return Story(p, "unreadable", "unreadable", pr.code, pr.reason, pr.fix)
         raise unknown_file(cfg, path)
     events: list[FileEvent] = db.events(row.id)
+    blocked = ""
+    if row.state in ("pending", "hashing", "uploading", "waiting", "failed"):
+        blocked = last_stop(db)
     story = [{"at": row.first_seen_at, "event": "seen", "detail": f"found by a scan ({row.size:,} bytes)"}]
     story += [{"at": e.at, "event": e.kind, "detail": e.detail} for e in events]
     return Story(
@@ -188,8 +194,19 @@ def why(db: StateDB, cfg: AgentConfig, path: str) -> Story:
         reason=row.reason, fix=default_fix(row), warning=row.warning, size=row.size, sha256=row.sha256,
         media_type=row.mime, asset_id=row.asset_id, attempts=row.attempts, next_retry_at=row.next_retry_at,
         first_seen_at=row.first_seen_at, backed_up_at=row.backed_up_at, upload_offset=row.upload_offset,
-        events=story,
+        blocked_by=blocked, events=story,
     )
+
+
+def last_stop(db: StateDB) -> str:
+    """The headline of what stopped the last pass ("Stopped: ...", "Paused: ..."), or ""."""
+    from camroll.agent.engine import META_LAST_STOP, META_POLICY_CODE, META_POLICY_REASON
+
+    stopped = db.get_meta(META_LAST_STOP) or ""
+    if not stopped:
+        return ""
+    paused = db.get_meta(META_POLICY_CODE) not in (None, "ok") and db.get_meta(META_POLICY_REASON) == stopped
+    return stopped if paused else f"Stopped: {stopped}"
 
 
 def _when(ts: float | None) -> str:
@@ -206,6 +223,8 @@ def story_text(s: Story) -> str:
         lines.append(f"  Warning:  {s.warning}")
     if s.fix:
         lines.append(f"  Fix:      {s.fix}")
+    if s.blocked_by:
+        lines.append(f"  Blocked:  {s.blocked_by}")
     if s.size is not None:
         lines.append(f"  Size:     {format_size(s.size)} ({s.size:,} bytes)")
     if s.media_type or s.sha256:
