@@ -318,6 +318,7 @@ def test_metered_daily_cap_pauses_then_resumes_on_wifi(home: Any, app: typer.Typ
            "metered_daily_cap_mb.")
     assert s.headline == cap and s.paused_by_policy == "metered_cap"
     assert 1_000_000 <= s.bytes_sent <= 1_000_000 + 2 * MIB
+    assert _json(app, "status")["headline"] == cap  # paused mid-pass: still a pause, not a "Stopped:"
     sent = srv.bytes_received
     s = run_backup(paths, cfg, transport=srv.transport(), probes=mobile)
     assert s.headline == cap and srv.bytes_received == sent  # nothing more today on mobile data

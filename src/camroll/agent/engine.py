@@ -263,6 +263,10 @@ def _finish(db: StateDB, summary: Summary, result: ScanResult) -> None:
                             else f"Stopped: {summary.stopped_reason}")
         db.set_meta(META_LAST_STOP, summary.stopped_reason)
         db.set_meta(META_LAST_STOP_CODE, summary.paused_by_policy or summary.stopped_code or "stopped")
+        if summary.paused_by_policy:
+            # Also when the pause began mid-pass (the metered cap), so status shows it as a pause.
+            db.set_meta(META_POLICY_CODE, summary.paused_by_policy)
+            db.set_meta(META_POLICY_REASON, summary.stopped_reason)
     else:
         if db.get_meta(META_LAST_STOP) is not None:
             db.set_meta(META_LAST_STOP, "")
