@@ -21,9 +21,9 @@ class LivePair(Generic[K]):
 
 def pair_live_photos(items: Iterable[tuple[K, MediaInfo]]) -> list[LivePair[K]]:
     """Pairs of (still, video) keys sharing a Live Photo content identifier, grouped by identifier
-    in the order each identifier's first still was given. A still whose video is missing (or a video whose still is) is left unpaired;
-    if several stills share one video (an edited copy, say), each is paired with it, and of several
-    videos with one identifier the first given wins."""
+    in the order each identifier's first still was given. A still whose video is missing (or a video
+    whose still is) is left unpaired; if several stills share one video (an edited copy, say), each
+    is paired with it, and of several videos with one identifier the first given wins."""
     stills: dict[str, list[K]] = {}
     videos: dict[str, K] = {}
     for key, info in items:
