@@ -266,6 +266,13 @@ def test_the_loop_backs_up_a_new_file_and_follows_the_config(
     save_config(paths.config_file, cfg)
     assert _until(lambda: _state(paths, photos / "c.jpg") == "backed_up"), lines
 
+    # A config broken by hand does not stop the loop: it keeps the settings it had and says so.
+    good = paths.config_file.read_text()
+    paths.config_file.write_text(good + "\nnot toml at all [[\n")
+    assert _until(lambda: any("still using the settings read before" in line for line in lines)), lines
+    (photos / "d.jpg").write_bytes(jpeg_bytes(4))
+    assert _until(lambda: _state(paths, photos / "d.jpg") == "backed_up"), lines
+
 
 def test_the_loop_waits_for_a_parallel_backup(running: tuple[Daemon, AgentPaths, Path, list[str]]) -> None:
     daemon, paths, photos, lines = running

@@ -178,6 +178,7 @@ class Daemon:
         self.cfg: AgentConfig | None = None
         self.config_error: str | None = None
         self._cfg_sig: tuple[int, int, int] | None = None
+        self._cfg_seen: tuple[int, int, int] | None = None
         self._job: threading.Thread | None = None
         self._job_result: PassOutcome | None = None
         self._pass_stop: threading.Event | None = None
@@ -217,6 +218,11 @@ class Daemon:
 
         sig = _config_sig(self.paths.config_file)
         if sig == self._cfg_sig and self.cfg is not None:
+            return False
+        if self.cfg is not None and sig != self._cfg_seen:
+            # Changed since the last look: read it once it holds still, so a file caught half-written
+            # (an editor that truncates, then writes) is never taken for the new settings.
+            self._cfg_seen = sig
             return False
         self._cfg_sig = sig
         try:
