@@ -62,6 +62,13 @@ def test_exclude_and_include_globs_are_case_blind_and_match_name_or_path() -> No
     assert d is not None and d.code == "excluded" and "include" in d.reason  # type: ignore[attr-defined]
     # Relative to the folder: "DCIM/*" matches /p/DCIM/IMG_1.JPG.
     assert _check(policy=PolicyConfig(include=["DCIM/*"])) is None
+    # The folder's own location never matches: /tmp/photos/a.jpg is not excluded by */tmp/*.
+    assert check_stat("/tmp/photos/a.jpg", "/tmp/photos", 1, 0, PolicyConfig(exclude=["*/tmp/*"]), NO_LIMITS) is None
+    d = check_stat("/tmp/photos/tmp/a.jpg", "/tmp/photos", 1, 0, PolicyConfig(exclude=["*/tmp/*"]), NO_LIMITS)
+    assert d is not None and d.code == "excluded"
+    # An absolute glob is matched against the full path.
+    d = check_stat("/tmp/photos/a.jpg", "/tmp/photos", 1, 0, PolicyConfig(exclude=["/tmp/photos/*"]), NO_LIMITS)
+    assert d is not None and d.code == "excluded"
 
 
 def test_empty_file() -> None:

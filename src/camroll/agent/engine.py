@@ -278,7 +278,10 @@ def _finish(db: StateDB, summary: Summary, result: ScanResult) -> None:
             summary.headline = (f"{n:,} file{'s' if n != 1 else ''} failed: {first.rstrip('.')}. camroll retries "
                                 "by itself; 'camroll problems' lists them")
         elif summary.files_waiting:
-            summary.headline = f"{summary.files_waiting:,} files waiting to upload"
+            n = summary.files_waiting
+            held = db.rows_with("state='waiting'", limit=1)
+            summary.headline = (f"{n:,} file{'s' if n != 1 else ''} waiting: {held[0].reason}. {held[0].fix}" if held
+                                else f"{n:,} file{'s' if n != 1 else ''} waiting to upload")
         elif summary.files_parked:
             summary.headline = f"{summary.files_parked:,} failed files waiting to be retried"
         else:

@@ -74,13 +74,19 @@ def suggest_size(size: int) -> str:
 
 
 def _matches(globs: list[str], path: str, folder: str) -> str | None:
-    """The first glob matching the file's full path, its path inside the folder or its name; case-blind,
-    because *.jpg is meant to match IMG_0001.JPG."""
-    rel = os.path.relpath(path, folder) if folder else path
-    cands = (path.lower(), rel.lower(), os.path.basename(path).lower())
+    """The first glob matching the file; case-blind, because *.jpg is meant to match IMG_0001.JPG.  A glob
+    starting with "/" is matched against the full path; others against the path inside its backed-up folder
+    (also with a leading "/", so */.trash/* matches a .trash folder at any depth) and against the name, so
+    the folder's own location never matches by accident."""
+    rel = (os.path.relpath(path, folder) if folder else path).lower()
+    cands = (rel, "/" + rel, os.path.basename(path).lower())
+    full = path.lower()
     for g in globs:
         gl = g.lower()
-        if any(fnmatch.fnmatchcase(c, gl) for c in cands):
+        if gl.startswith("/"):
+            if fnmatch.fnmatchcase(full, gl):
+                return g
+        elif any(fnmatch.fnmatchcase(c, gl) for c in cands):
             return g
     return None
 
