@@ -134,6 +134,18 @@ def test_heartbeat_names_the_blocker() -> None:
     assert (err.state, err.headline) == ("error", "The config file is not valid TOML.")
 
 
+def test_switched_off_with_nothing_to_do_is_still_paused(tmp_path: Path) -> None:
+    from camroll.agent.heartbeat import build_heartbeat
+
+    paths = _logged_in_paths(tmp_path)
+    cfg = load_config(paths.config_file)
+    assert build_heartbeat(paths, cfg).state == "idle"
+    cfg.policy.enabled = False
+    hb = build_heartbeat(paths, cfg)
+    assert (hb.state, hb.blocker_code) == ("paused", "disabled")
+    assert hb.headline.startswith("Off:")
+
+
 def test_heartbeat_problems_are_capped() -> None:
     many = [FileProblem(f"/p/{i}.jpg", "boom", 1, None) for i in range(150)]
     assert len(from_status(_status(failed=many)).problems) == wire.MAX_HEARTBEAT_PROBLEMS
@@ -261,6 +273,8 @@ def test_the_loop_backs_up_a_new_file_and_follows_the_config(
     (photos / "c.jpg").write_bytes(jpeg_bytes(3))
     assert _until(lambda: any(line.endswith("(enabled = false). Run camroll settings set enabled true.")
                               for line in lines)), lines
+    assert _until(lambda: _state(paths, photos / "c.jpg") is not None), "the new file was not even recorded"
+    time.sleep(0.5)
     assert _state(paths, photos / "c.jpg") != "backed_up"
     cfg.policy.enabled = True
     save_config(paths.config_file, cfg)

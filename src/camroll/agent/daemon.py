@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from camroll.agent.config import AgentConfig, load_config
 from camroll.agent.errors import AgentError
-from camroll.agent.heartbeat import HeartbeatSender, build_heartbeat
+from camroll.agent.heartbeat import HeartbeatSender, build_heartbeat, switched_off
 from camroll.agent.log import logger
 from camroll.agent.paths import AgentPaths
 from camroll.agent.watch import ChangeBatcher, FolderWatcher
@@ -402,7 +402,11 @@ class Daemon:
         elif s is not None:
             if s.stopped_reason and not s.paused_by_policy:
                 logger.info("next try in %.0f s", plan.delay)
-            self._print(pass_line(s), again=bool(s.files_uploaded or s.files_failed or s.files_skipped))
+            line = pass_line(s)
+            off = switched_off(self.cfg) if self.cfg is not None else None
+            if off is not None and not s.stopped_reason:
+                line = off  # nothing to do this time, but "Everything is backed up" would mislead
+            self._print(line, again=bool(s.files_uploaded or s.files_failed or s.files_skipped))
         if self._watcher is not None and self.cfg is not None:
             # A folder that was missing (an unplugged card) is watched once it is back.
             self._watcher.set_folders(self.cfg.folders)

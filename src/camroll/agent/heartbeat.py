@@ -87,11 +87,24 @@ def from_status(st: Status, *, running: bool = False, error: str | None = None) 
     )
 
 
+OFF_SENTENCE = "Off: backup is switched off (enabled = false). Run camroll settings set enabled true."
+
+
+def switched_off(cfg: AgentConfig) -> str | None:
+    """The sentence for backup switched off in the config, which the engine only reports once a pass
+    has work; with nothing to do the device must still not look idle and fine."""
+    return None if cfg.policy.enabled else OFF_SENTENCE
+
+
 def build_heartbeat(paths: AgentPaths, cfg: AgentConfig, *, running: bool = False,
                     error: str | None = None) -> wire.Heartbeat:
     from camroll.agent.status import get_status
 
-    return from_status(get_status(paths, cfg), running=running, error=error)
+    hb = from_status(get_status(paths, cfg), running=running, error=error)
+    off = switched_off(cfg)
+    if off is not None and hb.state in ("idle", "backing_up"):
+        hb = hb.model_copy(update={"state": "paused", "headline": off, "blocker_code": "disabled", "blocker": off})
+    return hb
 
 
 class HeartbeatSender:
