@@ -111,6 +111,11 @@ def test_thumbnails_are_cacheable_and_sized(user: User) -> None:
         assert again.status_code == 304 and again.content == b""
     assert c.get(f"/api/v1/assets/{asset}/thumbnail", headers={"If-None-Match": '"other"'}).status_code == 200
     assert c.get(f"/api/v1/assets/{asset}/thumbnail", params={"size": "huge"}).status_code == 422
+    # Bytes that are neither photo nor video never get a thumbnail, and say so.
+    other = upload(c, b"just some notes\n" * 10, filename="notes.txt")
+    assert c.get(f"/api/v1/assets/{other}").json()["kind"] == "other"
+    body = assert_problem(c.get(f"/api/v1/assets/{other}/thumbnail"), 404, "not_found")
+    assert "not a photo or video" in str(body["detail"])
 
 
 def test_trash_restore_zip_and_storage(user: User) -> None:

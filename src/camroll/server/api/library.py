@@ -107,6 +107,9 @@ def thumbnail(ctx: Ctx, who: Caller, asset_id: int, size: wire.ThumbSize = "grid
         return Response(status_code=304, headers=headers)
     path = media.thumb_store(ctx).path(asset.sha256, size)
     if asset.thumbs_at is None or not path.is_file():
+        if asset.kind == "other":
+            raise ProblemError(404, "not_found", f"Asset {asset_id} is not a photo or video, so it has no thumbnail.",
+                               f"Show a file icon; the file itself is at /api/v1/assets/{asset_id}/original.")
         if asset.job_error:
             raise ProblemError(404, "not_found", f"Asset {asset_id} has no thumbnail: {asset.job_error}",
                                "The original can still be downloaded; an admin sees the failure in "

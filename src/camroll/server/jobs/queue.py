@@ -133,11 +133,15 @@ class JobQueue:
     def _purge_loop(self) -> None:
         from camroll.server.services import trash
 
-        while not self._stop.wait(self.jobs.purge_interval_seconds):
+        # Once soon after start (a server restarted more often than the interval still purges), then
+        # every interval.
+        wait = min(self.jobs.purge_interval_seconds, 30.0)
+        while not self._stop.wait(wait):
             try:
                 trash.purge(self.ctx, days=self.jobs.trash_days)
             except Exception:
                 log.exception("purging the trash failed; it is tried again later")
+            wait = self.jobs.purge_interval_seconds
 
     def stop(self) -> None:
         """Let running jobs finish (up to 10 s), then stop the workers."""
