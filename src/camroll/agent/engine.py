@@ -594,6 +594,8 @@ class _Pass:
             row.files_waiting += 1
         with self.lock:
             unreported = max(0, item.row.size - self.reported.pop(item.row.path, 0))
+        if self.meter is not None:
+            self.meter.save()  # after each file, so a killed agent still counts what it sent
         log = logger.warning if outcome == "failed" else logger.info
         log("%s %s: %s", outcome, item.row.path, reason)
         self.emit(FileFinished(item.row.path, item.row.size, outcome, reason, unreported))

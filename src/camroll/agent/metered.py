@@ -59,9 +59,11 @@ class MeteredMeter:
             self.used += n
 
     def save(self) -> None:
-        if self.used != self._saved:
-            self.db.set_meta(self.key, str(self.used))
-            self._saved = self.used
+        with self._lock:
+            used = self.used
+        if used != self._saved:
+            self.db.set_meta(self.key, str(used))
+            self._saved = used
 
 
 def used_today(db: StateDB, today: dt.date | None = None) -> int:
