@@ -84,7 +84,8 @@ MAX_SCAN_UNREADABLE = 1000
 RECHECK_SKIPS_SECONDS = 24 * 3600
 META_SKIPS_RECHECKED = "skips_rechecked_at"
 
-# A file that keeps changing while we read it is retried this often in one pass, then left pending.
+# A file that keeps changing while we read it is retried this often in one pass, then waits (still being
+# written) for a later pass.
 MAX_REHASH_PER_PASS = 3
 # A truncated photo modified less than this long ago waits (still being written) instead of being backed up
 # with a warning.
@@ -176,13 +177,13 @@ def run_backup(paths: AgentPaths, config: AgentConfig | None = None, on_event: E
                 db.set_meta(META_POLICY_REASON, meter.reason)
                 summary.stopped_reason = meter.reason
                 summary.paused_by_policy = "metered_cap"
-                summary.files_waiting = len(work)
+                summary.files_waiting += len(work)
             elif verdict.blocked:
                 logger.info("pass paused by policy (%s): %s [%s]", verdict.code, verdict.reason,
                             " ".join(conditions.sentences()))
                 summary.stopped_reason = verdict.reason
                 summary.paused_by_policy = verdict.code
-                summary.files_waiting = len(work)
+                summary.files_waiting += len(work)
             else:
                 _Pass(db, cfg, work, summary, emit, stop or threading.Event(), transport, limits, meter,
                       settle_seconds).run()
