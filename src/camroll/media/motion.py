@@ -15,6 +15,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from camroll.media import jpeg
 from camroll.media.errors import UnreadableMedia
 
 _MICRO_OFFSET = re.compile(rb"MicroVideoOffset(?:=\"|>)\s*(\d+)")
@@ -74,7 +75,7 @@ def find(path: Path, xmp: bytes | None) -> MotionPhoto | None:
         if size == 0:
             return None
         with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
-            end = _jpeg_end(data)
+            end = jpeg.end(data)
             if end is None and data[:2] == b"\xff\xd8":
                 raise UnreadableMedia("The JPEG stops before the end of its image data: the file is truncated.")
             if end is None or end >= size:
@@ -87,32 +88,6 @@ def _is_ftyp_at(path: Path, offset: int) -> bool:
         f.seek(offset)
         head = f.read(12)
     return len(head) == 12 and head[4:8] == b"ftyp" and bool(_BRAND.match(head[8:12]))
-
-
-def _jpeg_end(data: mmap.mmap) -> int | None:
-    """The offset just past the primary image's end-of-image marker: walk the segments to the first
-    start-of-scan (skipping the EXIF thumbnail, which lives inside APP1), then find FFD9 in the
-    entropy-coded data, where 0xFF bytes are always stuffed or restart markers."""
-    if data[:2] != b"\xff\xd8":
-        return None
-    pos = 2
-    size = len(data)
-    while pos + 4 <= size:
-        if data[pos] != 0xFF:
-            return None
-        marker = data[pos + 1]
-        if marker == 0xFF:  # fill byte
-            pos += 1
-            continue
-        if marker in (0x01, *range(0xD0, 0xD8)):
-            pos += 2
-            continue
-        (length,) = struct.unpack_from(">H", data, pos + 2)
-        if marker == 0xDA:
-            eoi = data.find(b"\xff\xd9", pos + 2 + length)
-            return None if eoi < 0 else eoi + 2
-        pos += 2 + length
-    return None
 
 
 def _trailer_mp4(data: mmap.mmap, start: int, size: int) -> MotionPhoto | None:

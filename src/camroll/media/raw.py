@@ -19,10 +19,8 @@ from pathlib import Path
 from PIL import ExifTags, Image
 
 from camroll.media import exif as exif_mod
+from camroll.media import jpeg
 
-# Frame headers a preview may have: baseline, extended sequential, progressive (Huffman).
-_PREVIEW_SOF = {0xC0, 0xC1, 0xC2}
-_ANY_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 _MAX_CANDIDATES = 256
 # Where a RAW's metadata lives: TIFF IFDs and CR3 boxes sit in the first megabytes.
 _HEAD_BYTES = 4 << 20
@@ -33,6 +31,7 @@ _TIFF_MAGICS = {b"II*\x00": b"II*\x00", b"MM\x00*": b"MM\x00*", b"IIRO": b"II*\x
 @dataclass(frozen=True)
 class Preview:
     offset: int
+    length: int
     width: int
     height: int
 
@@ -48,7 +47,7 @@ def is_raw(head: bytes) -> bool:
 
 
 def find_preview(path: Path) -> Preview | None:
-    """The largest decodable JPEG embedded in ``path``, or None."""
+    """The largest decodable, complete JPEG embedded in ``path``, or None."""
     with open(path, "rb") as f:
         if path.stat().st_size < 4:
             return None
@@ -58,44 +57,20 @@ def find_preview(path: Path) -> Preview | None:
             seen = 0
             while pos >= 0 and seen < _MAX_CANDIDATES:
                 seen += 1
-                dims = jpeg_dimensions(data, pos)
+                dims = jpeg.dimensions(data, pos)
                 if dims is not None and (best is None or dims[0] * dims[1] > best.width * best.height):
-                    best = Preview(pos, dims[0], dims[1])
+                    stop = jpeg.end(data, pos)
+                    if stop is not None:
+                        best = Preview(pos, stop - pos, dims[0], dims[1])
                 pos = data.find(b"\xff\xd8\xff", pos + 3)
             return best
 
 
 def read_preview(path: Path, preview: Preview) -> bytes:
-    """The preview's bytes (up to the end of the file: decoders stop at the end-of-image marker)."""
+    """The preview's bytes."""
     with open(path, "rb") as f:
         f.seek(preview.offset)
-        return f.read()
-
-
-def jpeg_dimensions(data: mmap.mmap | bytes, start: int) -> tuple[int, int] | None:
-    """(width, height) of a baseline/progressive JPEG starting at ``start``, or None if the bytes
-    there are not a well-formed JPEG header (most candidates in RAW data are not)."""
-    pos = start + 2
-    size = len(data)
-    for _ in range(64):
-        if pos + 4 > size or data[pos] != 0xFF:
-            return None
-        marker = data[pos + 1]
-        (length,) = struct.unpack_from(">H", data, pos + 2)
-        if length < 2:
-            return None
-        if marker in _ANY_SOF:
-            if marker not in _PREVIEW_SOF or pos + 9 > size:
-                return None
-            height, width = struct.unpack_from(">HH", data, pos + 5)
-            components = data[pos + 9] if pos + 9 < size else 0
-            if width < 16 or height < 16 or components not in (1, 3):
-                return None
-            return width, height
-        if marker == 0xDA or not (0xC0 <= marker <= 0xFE):
-            return None
-        pos += 2 + length
-    return None
+        return f.read(preview.length)
 
 
 def read_exif(path: Path, head: bytes) -> exif_mod.ExifFields | None:
