@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import shutil
 import sqlite3
 import time
 import zipfile
@@ -266,3 +267,28 @@ def _until(check: object, timeout: float = 15.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         time.sleep(0.05)
+
+
+def test_live_photo_shows_as_one_item(user: User, tmp_path: Path) -> None:
+    from media import files as media_files
+
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg is not installed")
+    still = media_files.jpeg(tmp_path / "IMG_0001.JPG", (800, 600), ex=media_files.exif(content_id="CID-LIVE-1"))
+    clip = media_files.video(tmp_path / "IMG_0001.MOV", seconds=1,
+                             metadata={"com.apple.quicktime.content.identifier": "CID-LIVE-1"})
+    c = user.client
+    mov = upload(c, clip.read_bytes(), filename="IMG_0001.MOV")
+    photo_id = upload(c, still.read_bytes(), filename="IMG_0001.JPG")
+    wait_for_jobs(c, [mov, photo_id])
+    page = _timeline(c)
+    assert _ids(page) == [photo_id] and page.total == 1
+    assert page.days[0].items[0].live_video_id == mov
+    assert wire.AssetDetail.model_validate(c.get(f"/api/v1/assets/{photo_id}").json()).live_video_id == mov
+    assert c.get(f"/api/v1/assets/{mov}/original").content == clip.read_bytes()
+
+    assert c.post("/api/v1/assets/trash", json={"ids": [photo_id]}).json()["changed"] == 1
+    assert c.get(f"/api/v1/assets/{mov}").json()["trashed_at"] is not None
+    assert _ids(wire.TimelinePage.model_validate(c.get("/api/v1/trash").json())) == [photo_id]
+    c.post("/api/v1/assets/restore", json={"ids": [photo_id]})
+    assert c.get(f"/api/v1/assets/{mov}").json()["trashed_at"] is None
