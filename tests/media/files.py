@@ -87,8 +87,11 @@ def jpeg(path: Path, size: tuple[int, int] = (1200, 900), *, ex: Image.Exif | No
     return path
 
 
-def heic(path: Path, size: tuple[int, int] = (640, 480), *, ex: Image.Exif | None = None) -> Path:
+def heic(path: Path, size: tuple[int, int] = (640, 480), *, ex: Image.Exif | None = None,
+         thumbnail: int | None = None) -> Path:
     kw: dict[str, object] = {"quality": 50}
+    if thumbnail:
+        kw["thumbnails"] = [thumbnail]
     if ex is not None:
         kw["exif"] = ex.tobytes()
     picture(size).save(path, "HEIF", **kw)

@@ -87,6 +87,16 @@ def test_heic(tmp_path: Path) -> None:
     assert (res.width, res.height) == (188, 250)
 
 
+def test_heic_grid_from_its_embedded_thumbnail(tmp_path: Path) -> None:
+    src = files.heic(tmp_path / "a.heic", (2000, 1500), ex=files.exif(orientation=6), thumbnail=320)
+    grid = thumbs.make_thumbnail(src, tmp_path / "g.webp", size=thumbs.GRID)
+    # The 320 px thumbnail iPhones store covers 250 px: the 3 MP image is not decoded.
+    assert (grid.decoded_width, grid.decoded_height) == (240, 320)
+    assert (grid.width, grid.height) == (188, 250)
+    preview = thumbs.make_thumbnail(src, tmp_path / "p.webp", size=thumbs.PREVIEW)
+    assert (preview.decoded_width, preview.decoded_height) == (1500, 2000)
+
+
 @pytest.mark.parametrize("fmt", ["PNG", "WEBP", "TIFF", "GIF"])
 def test_other_image_formats(tmp_path: Path, fmt: str) -> None:
     src = tmp_path / f"a.{fmt.lower()}"

@@ -10,7 +10,8 @@ keep their colours; transparency is kept.
 
 Decoding is the cost, so it happens once at the smallest resolution that still covers the largest
 size asked for: JPEGs (and RAW previews, which are JPEGs) are decoded with ``Image.draft`` at a DCT
-scale of 1/2, 1/4 or 1/8; videos are scaled by ffmpeg while decoding the poster frame.
+scale of 1/2, 1/4 or 1/8; HEICs use their embedded thumbnail when it covers the box; videos are
+scaled by ffmpeg while decoding the poster frame.
 ``make_thumbnails`` then resizes that one decode to each size, largest first, each from the last.
 """
 
@@ -168,7 +169,9 @@ def _tiff(path: Path, box: int) -> tuple[Image.Image, Source]:
 def _oriented(im: Image.Image, box: int, orientation: int | None = None) -> Image.Image:
     """``im`` decoded (at a reduced DCT scale when it is a JPEG), EXIF orientation applied, in a
     mode WebP can store."""
-    if im.format == "JPEG":
+    if im.format in ("JPEG", "HEIF"):
+        # JPEG: decode at 1/2, 1/4 or 1/8 scale. HEIF (pillow-heif 1.x): decode the embedded
+        # thumbnail phones store (e.g. 320 px on iPhones) when it covers the box.
         w, h = im.size
         im.draft("RGB", fit(w, h, box))
     im.seek(0)  # first frame of an animation
