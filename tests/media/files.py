@@ -31,6 +31,7 @@ def exif(
     subsec: str | None = "123",
     orientation: int = 1,
     gps: tuple[float, float, float] | None = None,
+    gps_utc: str | None = None,
     content_id: str | None = None,
 ) -> Image.Exif:
     ex = Image.Exif()
@@ -56,6 +57,10 @@ def exif(
         g[ExifTags.GPS.GPSLongitude] = _dms(lon)
         g[ExifTags.GPS.GPSAltitudeRef] = b"\x01" if alt < 0 else b"\x00"
         g[ExifTags.GPS.GPSAltitude] = abs(alt)
+        if gps_utc:  # "YYYY:MM:DD HH:MM:SS" of the GPS clock
+            day, clock = gps_utc.split(" ")
+            g[ExifTags.GPS.GPSDateStamp] = day
+            g[ExifTags.GPS.GPSTimeStamp] = tuple(float(x) for x in clock.split(":"))
     return ex
 
 

@@ -34,6 +34,18 @@ def test_exif_without_offset_is_naive_wall_time(tmp_path: Path) -> None:
     assert info.capture_time.tzinfo is None
 
 
+@pytest.mark.parametrize(
+    ("gps_utc", "offset_minutes"),
+    [("2024:05:06 05:07:30", 120), ("2024:05:06 12:38:09", -330), ("2024:05:05 21:08:09", 600)],
+)
+def test_offset_from_the_gps_clock_when_exif_has_none(tmp_path: Path, gps_utc: str, offset_minutes: int) -> None:
+    ex = files.exif(offset=None, subsec=None, gps=(10.0, 20.0, 0.0), gps_utc=gps_utc)
+    info = extract(files.jpeg(tmp_path / "a.jpg", ex=ex))
+    assert info.capture_time is not None
+    assert info.capture_time.replace(tzinfo=None) == dt.datetime(2024, 5, 6, 7, 8, 9)
+    assert info.capture_time.utcoffset() == dt.timedelta(minutes=offset_minutes)
+
+
 def test_exif_beats_filename_and_mtime(tmp_path: Path) -> None:
     path = files.jpeg(tmp_path / "IMG_20000101_000000.jpg", ex=files.exif())
     assert extract(path, mtime=1e9).capture_time_source == "exif"

@@ -48,7 +48,7 @@ def read_ifds(exif: Mapping[int, object], sub: Mapping[int, object], gps: Mappin
     lat, lon, alt = _gps(gps)
     orientation = exif.get(_IFD0.Orientation)
     return ExifFields(
-        capture_time=capture_time(exif, sub),
+        capture_time=_with_gps_offset(capture_time(exif, sub), gps),
         orientation=orientation if isinstance(orientation, int) and 1 <= orientation <= 8 else None,
         make=_text(exif.get(_IFD0.Make)),
         model=_text(exif.get(_IFD0.Model)),
@@ -77,6 +77,30 @@ def capture_time(exif: Mapping[int, object], sub: Mapping[int, object]) -> dt.da
         if when is not None:
             return when
     return None
+
+
+def _with_gps_offset(when: dt.datetime | None, gps: Mapping[int, object]) -> dt.datetime | None:
+    """A naive EXIF time made aware with the offset implied by the GPS clock (always UTC), for
+    cameras that record a GPS fix but no OffsetTime; the offset is rounded to 15 minutes, as time
+    zones are, so a GPS fix taken a little before the shot still gives the right zone."""
+    if when is None or when.tzinfo is not None:
+        return when
+    stamp, hms = _text(gps.get(ExifTags.GPS.GPSDateStamp)), gps.get(ExifTags.GPS.GPSTimeStamp)
+    if not stamp or not isinstance(hms, tuple | list) or len(hms) != 3:
+        return when
+    parts = [_number(v) for v in hms]
+    m = re.match(r"^(\d{4})[:\-](\d{2})[:\-](\d{2})", stamp)
+    if m is None or any(p is None for p in parts):
+        return when
+    h, mi, sec = (p for p in parts if p is not None)
+    try:
+        utc = dt.datetime(int(m[1]), int(m[2]), int(m[3])) + dt.timedelta(hours=h, minutes=mi, seconds=sec)
+    except (ValueError, OverflowError):
+        return when
+    quarter = round((when.replace(microsecond=0) - utc).total_seconds() / 900)
+    if abs(quarter) > 14 * 4:
+        return when  # the two clocks disagree by more than any time zone: trust neither for an offset
+    return when.replace(tzinfo=dt.timezone(dt.timedelta(minutes=15 * quarter)))
 
 
 def parse_datetime(stamp: str | None, subsec: str | None = None, offset: str | None = None) -> dt.datetime | None:

@@ -8,8 +8,8 @@ time via ffprobe: Apple's local ``com.apple.quicktime.creationdate`` with its of
 ``creation_time``, which QuickTime/MP4 store in UTC), ``filename`` (see ``filenames``), ``mtime``
 (the file's modification time, passed in by the caller because the server's copy has a new one).
 
-Times are aware when the offset is known; a naive time is the camera's wall clock with no known
-offset (EXIF without OffsetTime, most file names).
+Times are aware when the offset is known (EXIF OffsetTime*, else implied by the EXIF GPS clock, which
+is UTC); a naive time is the camera's wall clock with no known offset (most file names).
 """
 
 from __future__ import annotations
