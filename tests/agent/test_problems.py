@@ -373,3 +373,20 @@ def test_history_is_bounded(tmp_path: Path) -> None:
         db.prune_events()
         details = [e.detail for e in db.events(fid)]
         assert len(details) == EVENTS_PER_FILE and details[-1] == str(EVENTS_PER_FILE + 14)
+
+
+def test_names_that_are_not_utf8_are_listed_with_the_fix(home: Any, app: typer.Typer) -> None:
+    paths, cfg, photos = home
+    write(photos / "ok.jpg", jpeg_bytes(1))
+    fd = os.open(os.fsencode(photos) + b"/caf\xe9.jpg", os.O_WRONLY | os.O_CREAT, 0o644)
+    os.write(fd, jpeg_bytes(2))
+    os.close(fd)
+    s = run_backup(paths, cfg, transport=FakeServer().transport())
+    assert s.files_uploaded == 1
+    (row,) = _json(app, "problems")
+    assert row["path"] == f"{photos}/caf\\xe9.jpg" and row["state"] == "unreadable" and row["code"] == "bad_name"
+    assert row["fix"].startswith("Rename it")
+    st = _json(app, "status")
+    assert st["problems"] == 1 and "could not be read" in st["headline"]
+    story = _json(app, "why", f"{photos}/caf\\xe9.jpg")
+    assert story["state"] == "unreadable" and "UTF-8" in story["reason"]
