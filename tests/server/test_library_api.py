@@ -7,7 +7,6 @@ import hashlib
 import io
 import json
 import shutil
-import sqlite3
 import time
 import zipfile
 from datetime import datetime
@@ -17,8 +16,11 @@ import httpx
 import pytest
 from conftest import ServerProcess
 from PIL import Image
+from sqlalchemy import text
 
 from camroll import wire
+from camroll.server.db import make_engine
+from camroll.server.settings import Settings
 
 from .conftest import User, assert_problem, make_user, upload
 from .media_fixtures import photo, video, wait_for_jobs
@@ -199,8 +201,10 @@ def test_a_restart_finishes_assets_whose_jobs_never_ran(server: ServerProcess) -
     wait_for_jobs(u.client, ids)
     server.stop()
     # As if the server had died with its queue lost before any job ran.
-    with sqlite3.connect(server.data / "camroll.db") as db:
-        db.execute("UPDATE assets SET metadata_at = NULL, thumbs_at = NULL, taken_source = 'upload'")
+    engine = make_engine(Settings.for_data_dir(server.data).database_url)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE assets SET metadata_at = NULL, thumbs_at = NULL, taken_source = 'upload'"))
+    engine.dispose()
     for thumb in (server.data / "thumbs").rglob("*.webp"):
         thumb.unlink()
     server.start()
