@@ -7,6 +7,8 @@ import hashlib
 import io
 import json
 import shutil
+import socket
+import subprocess
 import time
 import zipfile
 from datetime import datetime
@@ -296,3 +298,39 @@ def test_live_photo_shows_as_one_item(user: User, tmp_path: Path) -> None:
     assert _ids(wire.TimelinePage.model_validate(c.get("/api/v1/trash").json())) == [photo_id]
     c.post("/api/v1/assets/restore", json={"ids": [photo_id]})
     assert c.get(f"/api/v1/assets/{mov}").json()["trashed_at"] is None
+
+
+def test_jobs_run_through_redis_when_configured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """CAMROLL_REDIS_URL moves the queue to Redis; the server's workers still do the work."""
+    redis_server = shutil.which("redis-server")
+    if redis_server is None:
+        pytest.skip("redis-server is not installed")
+    pytest.importorskip("redis")
+    from conftest import free_port
+
+    port = free_port()
+    proc = subprocess.Popen([redis_server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no", "--dir", str(tmp_path)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _until(lambda: _accepts(port))
+        monkeypatch.setenv("CAMROLL_REDIS_URL", f"redis://127.0.0.1:{port}/0")
+        srv = ServerProcess(data=tmp_path / "server-data")
+        srv.start()
+        try:
+            u = make_user(srv)
+            asset = upload(u.client, photo(datetime(2017, 7, 7, 7, 7)), filename="r.jpg")
+            assert wait_for_jobs(u.client, [asset])[asset].has_thumbnail
+            report = json.loads(srv.run_admin("jobs", "--json").stdout)
+            assert report["backend"] == "redis" and report["done"] == 1 and report["queued"] == 0
+            assert not (srv.data / "jobs.db").exists()
+        finally:
+            srv.stop()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def _accepts(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
