@@ -29,6 +29,21 @@ def test_user_add_and_list(tmp_path: Path) -> None:
     assert "ann" in table and "15.0 GB" in table and "unlimited" in table
 
 
+def test_user_set_changes_quota_and_admin(tmp_path: Path) -> None:
+    data, pw = tmp_path / "data", tmp_path / "pw"
+    pw.write_text("x\n")
+    run_camroll("admin", "user", "add", "ann", "--password-file", str(pw), "--quota", "1GB", "--data", str(data))
+    out = run_camroll("admin", "user", "set", "ann", "--quota", "20GB", "--admin", "--data", str(data)).stdout
+    assert "quota 20.0 GB" in out and "admin" in out
+    run_camroll("admin", "user", "set", "ann", "--quota", "unlimited", "--no-admin", "--data", str(data))
+    users = json.loads(run_camroll("admin", "user", "list", "--json", "--data", str(data)).stdout)
+    assert [(u["quota_bytes"], u["is_admin"]) for u in users] == [(None, False)]
+    for args, words in ((["nobody", "--quota", "1GB"], "no user named"), (["ann"], "nothing to change"),
+                        (["ann", "--quota", "lots"], "--quota")):
+        r = run_camroll("admin", "user", "set", *args, "--data", str(data), check=False)
+        assert r.returncode != 0 and words in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
 def test_existing_name_is_refused(tmp_path: Path) -> None:
     data, pw = tmp_path / "data", tmp_path / "pw"
     pw.write_text("x\n")

@@ -211,6 +211,35 @@ def user_list(
     Console().print(table)
 
 
+@user_app.command("set")
+def user_set(
+    username: str = typer.Argument(..., help="Login name."),
+    quota: str | None = typer.Option(None, "--quota",
+                                     help="New storage quota, e.g. 20GB, or 'unlimited'."),
+    admin: bool | None = typer.Option(None, "--admin/--no-admin", help="Grant or remove administrator rights."),
+    data: Path | None = typer.Option(None, "--data", help=DATA_HELP),
+) -> None:
+    """Change a user's quota or administrator flag (works while the server runs)."""
+    if quota is None and admin is None:
+        _fail("nothing to change; give --quota SIZE|unlimited and/or --admin/--no-admin.")
+    ctx = _context(data)
+    from camroll.server.services.accounts import update_user
+    from camroll.units import format_size
+
+    quota_bytes = None
+    if quota is not None and quota.strip().lower() not in ("unlimited", "none"):
+        quota_bytes = _size(quota, "--quota")
+    info = update_user(ctx, username, set_quota=quota is not None, quota_bytes=quota_bytes, is_admin=admin)
+    if info is None:
+        _fail(f"there is no user named {username!r}; list them with 'camroll admin user list'.")
+    limit = format_size(info.quota_bytes) if info.quota_bytes is not None else "unlimited"
+    note = ""
+    if info.quota_bytes is not None and info.used_bytes > info.quota_bytes:
+        note = " It is below what is already stored: files are kept, new uploads are refused until space is freed."
+    typer.echo(f"{info.username}: quota {limit} ({format_size(info.used_bytes)} used)"
+               f"{', admin' if info.is_admin else ''}.{note}")
+
+
 def _user_id(ctx: Context, username: str) -> int:
     from camroll.server.repositories import users
 

@@ -31,6 +31,24 @@ def add_user(ctx: Context, username: str, password: str, *, is_admin: bool = Fal
         raise UserExists(username) from None
 
 
+def update_user(ctx: Context, username: str, *, set_quota: bool = False, quota_bytes: int | None = None,
+                is_admin: bool | None = None) -> wire.UserInfo | None:
+    """Change a user's quota (when ``set_quota``; ``None`` = unlimited) and/or admin flag; None if there
+    is no such user.
+    Lowering a quota below what is used keeps every stored file: only new uploads are refused."""
+    with ctx.db() as db:
+        user = users.by_name(db, username)
+        if user is None:
+            return None
+        if set_quota:
+            user.quota_bytes = quota_bytes
+        if is_admin is not None:
+            user.is_admin = is_admin
+        db.flush()
+        uid = user.id
+    return user_info(ctx, uid)
+
+
 def user_info(ctx: Context, user_id: int) -> wire.UserInfo:
     with ctx.db() as db:
         user = users.by_id(db, user_id)
