@@ -188,11 +188,21 @@ def test_job_is_idempotent_and_records_failures(ctx: Context) -> None:
     grid.unlink()
     assert queue._run(ids[0]) == "done" and grid.is_file()
 
+    # Another user's copy of the same bytes reuses the thumbnails instead of decoding again.
+    bob = _user(ctx, "bob")
+    with ctx.conn() as conn:
+        bobs = repo.get_or_create(conn, bob.user_id, hashlib.sha256(good).hexdigest(), len(good), "image/jpeg", "g.jpg")
+    made = grid.stat().st_mtime_ns
+    assert queue._run(bobs) == "done" and grid.stat().st_mtime_ns == made
+    with ctx.db() as db:
+        b = repo.by_id(db, bob.user_id, bobs)
+        assert b is not None and b.thumbs_at is not None and b.taken_source == "exif"
+
     assert queue._run(ids[1]) == "failed"
     with ctx.db() as db:
         a = repo.by_id(db, ann.user_id, ids[1])
         assert a is not None and a.job_error and a.thumbs_at is None
-        assert repo.job_counts(db) == {"done": 1, "waiting": 0, "failed": 1}
+        assert repo.job_counts(db) == {"done": 2, "waiting": 0, "failed": 1}
         assert repo.needing_jobs(db, 0, 10) == []  # failed assets are not re-queued at start
         g = repo.by_id(db, ann.user_id, ids[0])
         assert g is not None and g.taken_source == "exif" and g.taken_at == datetime(2021, 7, 4, 8, 30, tzinfo=UTC)

@@ -89,7 +89,8 @@ class _Work:
     kind: str
     mtime: float | None
     need_metadata: bool
-    need_thumbs: bool
+    need_thumbs: bool  # the files are missing
+    mark_thumbs: bool  # the row does not say they exist yet (another user's copy may have made them)
 
 
 def _plan(ctx: Context, asset_id: int) -> _Work | None:
@@ -103,7 +104,8 @@ def _plan(ctx: Context, asset_id: int) -> _Work | None:
             asset_id=a.id, sha256=a.sha256, mime=a.mime, kind=a.kind,
             mtime=mtime_ns / 1e9 if mtime_ns is not None else None,
             need_metadata=a.metadata_at is None,
-            need_thumbs=a.kind != "other" and (a.thumbs_at is None or not store.has_all(a.sha256)),
+            need_thumbs=a.kind != "other" and not store.has_all(a.sha256),
+            mark_thumbs=a.kind != "other" and a.thumbs_at is None,
         )
 
 
@@ -115,23 +117,22 @@ def process(ctx: Context, asset_id: int) -> Outcome:
     work = _plan(ctx, asset_id)
     if work is None:
         return "gone"
-    if not work.need_metadata and not work.need_thumbs:
+    if not (work.need_metadata or work.need_thumbs or work.mark_thumbs):
         return "already_done"
     store = thumb_store(ctx)
-    with local_copy(ctx, work.sha256) as path:
-        if work.need_metadata:
-            info = metadata.extract(path, mime=work.mime, mtime=work.mtime)
-            record_metadata(ctx, work.asset_id, info)
-        if work.need_thumbs:
-            thumbs.make_grid_and_preview(path, store.path(work.sha256, "grid"), store.path(work.sha256, "preview"),
-                                         mime=work.mime)
-            with ctx.db() as db:
-                a = repo.by_id_any_user(db, work.asset_id)
-                if a is not None:
-                    a.thumbs_at = utcnow()
+    if work.need_metadata or work.need_thumbs:
+        with local_copy(ctx, work.sha256) as path:
+            if work.need_metadata:
+                info = metadata.extract(path, mime=work.mime, mtime=work.mtime)
+                record_metadata(ctx, work.asset_id, info)
+            if work.need_thumbs:
+                thumbs.make_grid_and_preview(path, store.path(work.sha256, "grid"),
+                                             store.path(work.sha256, "preview"), mime=work.mime)
     with ctx.db() as db:
         a = repo.by_id_any_user(db, work.asset_id)
-        if a is not None and a.job_error is not None:
+        if a is not None:
+            if a.kind != "other" and (work.need_thumbs or a.thumbs_at is None):
+                a.thumbs_at = utcnow()
             a.job_error = a.job_error_at = None
     return "done"
 
