@@ -39,6 +39,7 @@ SKEW_WARN_SECONDS = 300.0
 DISK_WARN_BYTES = 500 * 10**6
 DISK_FAIL_BYTES = 50 * 10**6
 UPDATE_FIX = "update camroll (pip install -U camroll)"
+_RAISE = "camroll admin user set {} --quota SIZE"
 RELOGIN_FIX = "run 'camroll login URL --user NAME' again"
 
 
@@ -301,12 +302,14 @@ def quota_headroom(user: wire.UserInfo) -> Quota:
     amount = _amount(used, quota)
     if used >= quota:
         return Quota("fail", f"Storage full: {amount} used.",
-                     "free space on the server or ask its admin to raise your quota; backup resumes by itself",
+                     f"free space on the server or ask its admin to raise your quota ({_RAISE.format(user.username)});"
+                     " backup resumes by itself",
                      used, quota)
     frac = used / quota if quota else 1.0
     if frac >= QUOTA_WARN:
         return Quota("warn", f"Storage almost full: {amount} used ({frac:.0%}).",
-                     "free space on the server or ask its admin to raise your quota before it fills", used, quota)
+                     f"free space on the server or ask its admin to raise your quota before it fills "
+                     f"({_RAISE.format(user.username)})", used, quota)
     return Quota("ok", f"{amount} used ({frac:.0%}).", "", used, quota)
 
 
