@@ -9,9 +9,9 @@ and a reset one as ``state.db.bak-<time>``, next to the new one.
 Cost of the damage check: ``PRAGMA quick_check`` reads every page, about 40 ms for 100,000 files
 (a 23-34 MB DB, warm cache, quiet 2-core machine; about 100 ms with the machine loaded; a full
 ``integrity_check``, which ``camroll doctor`` runs, costs about twice that), next to about 0.5 s for a
-no-change pass over the same 100,000 files (bench/README.md): under 10 %.  So it runs on every open while the DB is at most
-:data:`QUICK_CHECK_MAX_BYTES`; above that, once a day and whenever the cheap signs (opening fails, or the
-header's page count and the file's size disagree) say something is wrong.
+no-change pass over the same 100,000 files (bench/README.md): under 10 %.  So it runs on every open
+while the DB is at most :data:`QUICK_CHECK_MAX_BYTES`; above that, once a day and whenever the cheap signs
+(opening fails, or the header's page count and the file's size disagree) say something is wrong.
 """
 
 from __future__ import annotations
