@@ -24,7 +24,7 @@ from camroll.agent.settings import set_setting
 from camroll.agent.state import NewFile, StateDB
 
 from .cliapp import agent_app
-from .media import jpeg_bytes, write
+from .media import mp4_bytes, write
 
 
 def _machine(tmp_path: Path, battery: tuple[int, str] | None = None) -> Probes:
@@ -71,9 +71,8 @@ def test_healthy_setup_passes_and_a_backup_fills_the_quota(tmp_path: Path, serve
         assert st[name] == "pass", (name, report.get(name))
     assert st["stuck_uploads"] == st["problem_files"] == "skip"  # no state DB yet
     assert report.get("quota").message == "0.0 of 100.0 kB used (0%)."  # type: ignore[union-attr]
-    # A 95 kB photo brings the account to 95 %: a warning, not a failure.
-    photo = jpeg_bytes(1)
-    write(Path(cfg.folders[0]) / "big.jpg", photo + os.urandom(95_000 - len(photo)))
+    # A 95 kB video brings the account to 95 %: a warning, not a failure.
+    write(Path(cfg.folders[0]) / "clip.mp4", mp4_bytes(95_000, seed=1))
     assert run_backup(paths, cfg, probes=probes).files_uploaded == 1
     report = run_doctor(paths, probes=probes)
     quota = report.get("quota")
