@@ -18,7 +18,7 @@ from conftest import camroll_cmd, free_port
 
 from camroll.agent.config import load_config
 
-from .helpers import Agent
+from .helpers import Agent, sha_of_file
 
 # Short timings so the scenario takes seconds: debounce, condition re-check, first retry after a stop.
 FAST = ("--debounce", "0.5", "--condition-interval", "1", "--retry-base", "0.5")
@@ -95,22 +95,23 @@ def test_the_agent_backs_up_pauses_resumes_and_outlives_the_server(agent: Agent,
     assert "pass starting: start" in log and "change in the folders" in log and "received SIGTERM" in log
 
 
-def test_sigterm_during_an_upload_stops_cleanly_and_it_resumes(agent: Agent, photos: Path) -> None:
+def test_sigterm_during_a_pass_stops_cleanly_and_nothing_is_lost(agent: Agent, photos: Path) -> None:
     proc = agent.popen("agent", *FAST)
     try:
         time.sleep(1.0)
         write_mp4(photos / "big.mp4", 80 * 1024 * 1024)
-        assert _until(lambda: agent.status()["files"].get("pending", 0) + agent.status()["files"].get(
-            "uploading", 0) + agent.status()["files"].get("hashing", 0) > 0, 10)
+        # As soon as the agent knows the file (hashing, uploading or even done), stop it.
+        assert _until(lambda: sum(agent.status()["files"].values()) > 0, 15)
     finally:
         started = time.monotonic()
         code, _, err = _stop(proc, timeout=15)
     assert code == 0, err
     assert time.monotonic() - started < 15
-    # Nothing was lost: the next pass finishes it.
+    # Whatever the stop interrupted resumes: the next pass finishes it, and the server has the bytes.
     out = agent.backup()
     assert out["files_failed"] == 0
     assert agent.status()["files"]["backed_up"] == 1
+    assert agent.server_has(sha_of_file(photos / "big.mp4")) is not None
 
 
 def _port_open(port: int) -> bool:
