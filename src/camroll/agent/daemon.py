@@ -451,6 +451,9 @@ def stop_on_signals(daemon: Daemon) -> Iterator[None]:
         return
 
     def handler(signum: int, frame: object) -> None:
+        if daemon.signalled:
+            # Asked twice (Ctrl-C again while the pass winds down): stop waiting for it.
+            raise KeyboardInterrupt
         # Only a flag: taking an Event's lock here could deadlock with the loop holding it.  The
         # loop's wait times out within a second and stops the pass.
         daemon.signalled = signal.Signals(signum).name
