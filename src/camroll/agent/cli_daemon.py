@@ -91,9 +91,13 @@ def agent(
     opts = daemon_options(rescan_interval, condition_interval, debounce, retry_base, heartbeat_interval)
     if not quiet:
         from camroll.agent.config import load_config
+        from camroll.agent.errors import ConfigError
 
-        cfg = load_config(paths.config_file)
-        where = ", ".join(cfg.folders) or "no folders yet"
+        try:
+            where = ", ".join(load_config(paths.config_file).folders) or "no folders yet"
+        except ConfigError:
+            # The loop says what is wrong and waits for the file to be fixed (a service must not die).
+            where = "the folders in the config once it is fixed"
         typer.echo(f"camroll agent: watching {where}; log in {paths.log_dir / 'agent.log'}. Ctrl-C stops.")
     run_daemon(paths, opts, quiet=quiet, verbose=verbose)
 
