@@ -194,6 +194,15 @@ def test_truncated_jpeg_raises_and_leaves_no_file(tmp_path: Path) -> None:
     assert [p.name for p in out.parent.iterdir()] == []  # no temporary file left behind
 
 
+def test_truncated_heic_raises_unreadable(tmp_path: Path) -> None:
+    whole = files.heic(tmp_path / "whole.heic", (800, 600)).read_bytes()
+    src = tmp_path / "cut.heic"
+    src.write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(UnreadableMedia, match=r"^The file is damaged or truncated"):
+        thumbs.make_thumbnail(src, io.BytesIO(), size=thumbs.GRID)
+    assert extract(src).error is not None
+
+
 @pytest.mark.parametrize("data", [b"", b"hello", b"\xff\xd8\xff\xe0" + bytes(50), b"II*\x00" + bytes(64)])
 def test_garbage_raises_unreadable(tmp_path: Path, data: bytes) -> None:
     src = tmp_path / "x"

@@ -39,6 +39,7 @@ CaptureTimeSource = Literal["exif", "quicktime", "filename", "mtime"]
 DECODE_ERRORS: tuple[type[BaseException], ...] = (
     OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error, Image.DecompressionBombError,
     UnidentifiedImageError, MediaError, subprocess.SubprocessError, IndexError,
+    RuntimeError,  # pillow-heif reports some libheif failures this way
 )
 _ISO6709 = re.compile(r"^([+-]\d+(?:\.\d+)?)([+-]\d+(?:\.\d+)?)([+-]\d+(?:\.\d+)?)?")
 
