@@ -200,7 +200,8 @@ def test_truncated_heic_raises_unreadable(tmp_path: Path) -> None:
     src.write_bytes(whole[: len(whole) // 2])
     with pytest.raises(UnreadableMedia, match=r"^The file is damaged or truncated"):
         thumbs.make_thumbnail(src, io.BytesIO(), size=thumbs.GRID)
-    assert extract(src).error is not None
+    # Metadata reads headers only, which survive the cut: the thumbnail job is what finds it broken.
+    assert extract(src).mime == "image/heic"
 
 
 @pytest.mark.parametrize("data", [b"", b"hello", b"\xff\xd8\xff\xe0" + bytes(50), b"II*\x00" + bytes(64)])
