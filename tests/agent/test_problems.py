@@ -390,3 +390,28 @@ def test_names_that_are_not_utf8_are_listed_with_the_fix(home: Any, app: typer.T
     assert st["problems"] == 1 and "could not be read" in st["headline"]
     story = _json(app, "why", f"{photos}/caf\\xe9.jpg")
     assert story["state"] == "unreadable" and "UTF-8" in story["reason"]
+
+
+def test_unreadable_file_is_retried_as_soon_as_it_opens(home: Any, app: typer.Typer,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Root reads any file, so the permission error is injected; everything else is real.
+    from camroll.agent import hasher
+
+    paths, cfg, photos = home
+    p = write(photos / "locked.jpg", jpeg_bytes(1))
+    real = hasher.hash_file
+
+    def denied(path: str, chunk_size: int = 0) -> Any:
+        raise PermissionError(13, "Permission denied", path)
+
+    monkeypatch.setattr(hasher, "hash_file", denied)
+    srv = FakeServer()
+    s = run_backup(paths, cfg, transport=srv.transport())
+    assert s.files_failed == 1
+    story = _json(app, "why", str(p))
+    assert story["code"] == "unreadable" and "Permission denied" in story["reason"]
+    assert story["fix"].startswith("Make it readable by this user") and story["next_retry_at"] > time.time() + 5
+    monkeypatch.setattr(hasher, "hash_file", real)
+    # Its back-off has not passed, but it opens now (permissions fixed): the next pass takes it.
+    s = run_backup(paths, cfg, transport=srv.transport())
+    assert s.files_uploaded == 1 and _json(app, "why", str(p))["state"] == "backed up"

@@ -150,6 +150,7 @@ def run_backup(paths: AgentPaths, config: AgentConfig | None = None, on_event: E
         limits = ServerLimits.from_json(db.get_meta(META_SERVER_LIMITS))
         _reopen_if_policy_changed(db, cfg, limits)
         now = time.time()
+        _retry_readable_again(db, now)
         summary = Summary(files_scanned=result.files_seen, files_new=result.new,
                           files_changed=result.changed, files_vanished=result.vanished)
         # The user's rules only: the server's limits are applied once the pass has asked for fresh ones,
@@ -207,6 +208,17 @@ def _record_unreadable(db: StateDB, result: ScanResult) -> None:
     value = json.dumps(result.unreadable[:MAX_SCAN_UNREADABLE]) if result.unreadable else ""
     if (db.get_meta(META_SCAN_UNREADABLE) or "") != value:
         db.set_meta(META_SCAN_UNREADABLE, value)
+
+
+def _retry_readable_again(db: StateDB, now: float) -> None:
+    """A file that could not be read is retried at once when it can be opened again (its permissions were
+    fixed), instead of at its back-off time: a chmod changes neither its size nor its mtime."""
+    for row in db.rows_with("state='failed' AND code='unreadable' AND next_retry_at > ?", (now,), limit=1000):
+        try:
+            os.close(os.open(row.path, os.O_RDONLY))
+        except OSError:
+            continue
+        db.make_eligible(row.id, "readable again")
 
 
 def _reopen_if_policy_changed(db: StateDB, cfg: AgentConfig, limits: ServerLimits) -> None:
