@@ -80,6 +80,20 @@ def test_healthy_setup_passes_and_a_backup_fills_the_quota(tmp_path: Path, serve
     assert report.ok and _statuses(report)["state_db"] == "pass" and _statuses(report)["problem_files"] == "pass"
 
 
+def test_a_file_that_does_not_fit_the_quota_fails_the_quota_check(tmp_path: Path, server: ServerProcess,
+                                                                  ann: str) -> None:
+    """0 % used but the waiting 150 kB video does not fit in 100 kB: the quota check must say so."""
+    paths, cfg = _home(tmp_path, server.url, ann)
+    probes = _machine(tmp_path)
+    write(Path(cfg.folders[0]) / "clip.mp4", mp4_bytes(150_000, seed=2))
+    assert run_backup(paths, cfg, probes=probes).stopped_reason
+    report = run_doctor(paths, probes=probes)
+    quota = report.get("quota")
+    assert quota is not None and quota.status == "fail", quota
+    assert "too small for what is waiting" in quota.message and "--quota" in quota.fix
+    assert not report.ok
+
+
 def test_server_down_fails_and_skips_what_needs_it(tmp_path: Path) -> None:
     port = free_port()
     paths, _ = _home(tmp_path, f"http://127.0.0.1:{port}", "t")

@@ -46,6 +46,7 @@ from camroll.agent.reach import (
 if TYPE_CHECKING:
     import httpx
 
+    from camroll import wire
     from camroll.agent.conditions import Probes
 
 CheckStatus = Literal["pass", "warn", "fail", "skip"]
@@ -151,7 +152,38 @@ def _folders(cfg: AgentConfig) -> Check:
 
 
 # --- server checks ----------------------------------------------------------------------------------------------
-def _server_checks(cfg: AgentConfig, timeout: float, transport: httpx.BaseTransport | None) -> list[Check]:
+def _last_stop(paths: AgentPaths) -> tuple[str, str]:
+    """(code, sentence) of what stopped the last pass, from the state DB; empty when it ran to the end."""
+    if not paths.state_db.exists():
+        return "", ""
+    from camroll.agent.engine import META_LAST_STOP, META_LAST_STOP_CODE
+
+    try:
+        conn = _ro(paths.state_db)
+    except sqlite3.Error:
+        return "", ""
+    try:
+        return _meta(conn, META_LAST_STOP_CODE), _meta(conn, META_LAST_STOP)
+    finally:
+        conn.close()
+
+
+def _quota_check(user: wire.UserInfo, last_stop: tuple[str, str]) -> Check:
+    """The account's headroom; a pass the server stopped for quota fails this check even below 100 %, because
+    the next file does not fit (a 20 MB video with 5 MB left)."""
+    q = _from("quota", quota_headroom(user))
+    code, sentence = last_stop
+    if code == "quota" and q.status != "fail":
+        used = q.message.rstrip(".")
+        return Check("quota", "fail", f"The last backup stopped because the storage quota is too small for what "
+                                      f"is waiting ({used}): {sentence.split(' Fix:')[0]}",
+                     f"free space on the server or ask its admin to raise your quota "
+                     f"(camroll admin user set {user.username} --quota SIZE); backup resumes by itself")
+    return q
+
+
+def _server_checks(cfg: AgentConfig, timeout: float, transport: httpx.BaseTransport | None,
+                   last_stop: tuple[str, str] = ("", "")) -> list[Check]:
     names = ("server", "version", "account", "quota", "clock")
     if cfg.server is None:
         return [Check(n, "skip", "Not checked: not logged in.") for n in names]
@@ -171,7 +203,7 @@ def _server_checks(cfg: AgentConfig, timeout: float, transport: httpx.BaseTransp
         if acct.user is None:
             out.append(Check("quota", "skip", "Not checked: the account could not be read."))
         else:
-            out.append(_from("quota", quota_headroom(acct.user)))
+            out.append(_quota_check(acct.user, last_stop))
     out.append(_from("clock", clock_skew(reach.server_date, reach.local_time)))
     return out
 
@@ -314,7 +346,7 @@ def run_doctor(paths: AgentPaths, *, probes: Probes | None = None, timeout: floa
         report.checks.append(_enabled(paths, cfg))
         report.checks.append(_login(cfg))
         report.checks.append(_folders(cfg))
-        report.checks += _server_checks(cfg, timeout, transport)
+        report.checks += _server_checks(cfg, timeout, transport, _last_stop(paths))
         from camroll.agent.conditions import Probes as DefaultProbes
 
         report.checks += _condition_checks(cfg, probes or DefaultProbes(),
