@@ -1,18 +1,22 @@
 // The timeline: day sections of square tiles, paged in by cursor as the end comes near.
-// Fast on a large library because only pages near the viewport are fetched, images load lazily, and
-// day sections off screen are skipped by the browser's renderer (content-visibility: auto).
+// Fast on a large library: the height of every day section is computed from its item count (the
+// grid's columns and tile size are measured once per width), sections are absolutely positioned, and
+// only those within a screen or two of the viewport exist in the DOM.  Scrolling through 50,000 items
+// keeps a few dozen tiles in the page and does O(log n) work per frame.
 import { api, missingFeature, authHeaders, problemOf } from "./api.js";
 import { h, dayTitle, dateTime, duration, errorBox, toast } from "./format.js";
 import { openViewer } from "./viewer.js";
 
 const PAGE = 200;
+const BUFFER = 1200; // px rendered above and below the viewport
+const AHEAD = 2000; // px before the end at which the next page is fetched
 
 export function thumbUrl(id, size) { return `/api/v1/assets/${id}/thumbnail?size=${size}`; }
 export function originalUrl(id) { return `/api/v1/assets/${id}/original`; }
 
 export function render(main, params) {
   const state = { items: [], cursor: null, done: false, loading: false, selected: new Set(), anchor: null,
-                  kind: params.get("kind") || "", lastDay: null, lastGrid: null, total: null };
+                  kind: params.get("kind") || "", total: null };
   const count = h("span", { class: "muted", id: "count" });
   const kind = h("select", { id: "kind-filter", "aria-label": "Show" },
     h("option", { value: "" }, "Photos and videos"), h("option", { value: "image" }, "Photos only"),
@@ -27,13 +31,112 @@ export function render(main, params) {
     h("button", { id: "clear-selection", onclick: () => { state.selected.clear(); refreshSelection(); } }, "Clear"));
   const list = h("div", { id: "timeline", class: "timeline" });
   const status = h("div", { class: "status", "aria-live": "polite" });
-  const sentinel = h("div", { class: "sentinel", "aria-hidden": "true" });
-  main.append(h("div", { class: "page-head" }, h("h1", {}, "Photos"), count, kind), bar, list, status, sentinel);
+  main.append(h("div", { class: "page-head" }, h("h1", {}, "Photos"), count, kind), bar, list, status);
 
-  const observer = new IntersectionObserver((entries) => {
-    if (entries.some((e) => e.isIntersecting)) loadMore();
-  }, { rootMargin: "1500px 0px" });
-  observer.observe(sentinel);
+  // sections[k] = {date, start, indices, top, height, el}; indices are contiguous in state.items.
+  const sections = [];
+  let geo = null;
+
+  function measure() {
+    const grid = h("div", { class: "grid" }, h("div", { class: "tile" }));
+    const probe = h("section", { class: "day", "aria-hidden": "true", style: "visibility:hidden" }, h("h2", {}, "Probe"), grid);
+    list.append(probe);
+    const style = getComputedStyle(grid);
+    const cols = Math.max(1, style.gridTemplateColumns.split(" ").length);
+    const size = grid.firstChild.getBoundingClientRect().width;
+    const header = grid.offsetTop;
+    geo = { width: list.clientWidth, cols, gap: parseFloat(style.rowGap) || 0, size, header,
+            pad: probe.offsetHeight - header - grid.offsetHeight };
+    probe.remove();
+  }
+
+  function visibleCount(sec) {
+    let n = 0;
+    for (const i of sec.indices) if (!state.items[i].removed) n++;
+    return n;
+  }
+
+  function heightOf(sec) {
+    const rows = Math.ceil(visibleCount(sec) / geo.cols);
+    return rows ? geo.header + rows * geo.size + (rows - 1) * geo.gap + geo.pad : 0;
+  }
+
+  // Positions from section k on (a new page only moves the last section and adds new ones).
+  function relayout(k = 0) {
+    let y = k > 0 ? sections[k - 1].top + sections[k - 1].height : 0;
+    for (; k < sections.length; k++) {
+      const sec = sections[k];
+      sec.top = y;
+      sec.height = heightOf(sec);
+      y += sec.height;
+      if (sec.el) sec.el.style.top = `${sec.top}px`;
+    }
+    list.style.height = `${y}px`;
+  }
+
+  function firstAfter(y) {
+    let lo = 0, hi = sections.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >> 1;
+      if (sections[mid].top + sections[mid].height <= y) lo = mid + 1; else hi = mid;
+    }
+    return lo;
+  }
+
+  function sectionOf(i) {
+    let lo = 0, hi = sections.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (sections[mid].start <= i) lo = mid; else hi = mid - 1;
+    }
+    return lo;
+  }
+
+  const rendered = new Set();
+
+  function paint() {
+    if (!geo || geo.width !== list.clientWidth) { measure(); relayout(); for (const k of rendered) drop(k, true); }
+    const listTop = list.getBoundingClientRect().top + scrollY;
+    const from = scrollY - listTop - BUFFER, to = scrollY - listTop + innerHeight + BUFFER;
+    const want = new Set();
+    for (let k = firstAfter(from); k < sections.length && sections[k].top < to; k++) want.add(k);
+    for (const k of [...rendered]) if (!want.has(k)) drop(k);
+    for (const k of want) if (!sections[k].el) build(k);
+    const total = sections.length ? sections[sections.length - 1].top + sections[sections.length - 1].height : 0;
+    if (!state.done && !state.loading && total - (scrollY - listTop + innerHeight) < AHEAD) loadMore();
+  }
+
+  function drop(k, force = false) {
+    const sec = sections[k];
+    if (!sec.el || (!force && sec.el.contains(document.activeElement))) return;
+    sec.el.remove();
+    sec.el = null;
+    rendered.delete(k);
+  }
+
+  function build(k) {
+    const sec = sections[k];
+    if (!visibleCount(sec)) return;
+    const grid = h("div", { class: "grid", role: "list", "aria-label": dayTitle(sec.date) },
+      sec.indices.filter((i) => !state.items[i].removed).map((i) => tile(state.items[i], i)));
+    sec.el = h("section", { class: "day", dataset: { date: sec.date }, style: `top:${sec.top}px` }, h("h2", {}, dayTitle(sec.date)), grid);
+    // Keep DOM order equal to visual order, for screen readers and Tab.
+    let before = null;
+    for (const j of rendered) if (j > k && (before === null || j < before)) before = j;
+    list.insertBefore(sec.el, before === null ? null : sections[before].el);
+    rendered.add(k);
+  }
+
+  function rebuild() {
+    for (const k of [...rendered]) drop(k, true);
+    relayout();
+    paint();
+  }
+
+  let queued = false;
+  const onScroll = () => { if (!queued) { queued = true; requestAnimationFrame(() => { queued = false; paint(); }); } };
+  addEventListener("scroll", onScroll, { passive: true });
+  addEventListener("resize", onScroll);
 
   async function loadMore() {
     if (state.loading || state.done) return;
@@ -48,32 +151,34 @@ export function render(main, params) {
       state.done = !page.next_cursor;
       state.total = page.total;
       count.textContent = `${page.total} item${page.total === 1 ? "" : "s"}`;
+      const changed = Math.max(0, sections.length - 1);
       for (const day of page.days) addDay(day);
+      list.dataset.loaded = String(state.items.length);
+      if (!geo) measure();
+      relayout(changed);
+      // The last section may have grown: build it again if it is on screen.
+      if (sections[changed]?.el) drop(changed, true);
       status.textContent = state.items.length === 0
         ? "Nothing is backed up yet. Upload photos here or run the camroll agent on a device." : "";
-      if (!state.done) requestAnimationFrame(() => { state.loading = false; if (nearEnd()) loadMore(); });
     } catch (err) {
       state.done = true;
       status.replaceChildren(errorBox(err));
       if (missingFeature(err)) status.append(h("p", { class: "muted" }, "The timeline needs the library API (GET /api/v1/timeline)."));
     } finally {
-      if (state.done) state.loading = false;
+      state.loading = false;
     }
+    paint();
   }
 
-  function nearEnd() { return sentinel.getBoundingClientRect().top < innerHeight + 1500; }
-
   function addDay(day) {
-    if (state.lastDay !== day.date) {
-      state.lastGrid = h("div", { class: "grid", role: "list", "aria-label": dayTitle(day.date) });
-      list.append(h("section", { class: "day", dataset: { date: day.date } },
-        h("h2", {}, dayTitle(day.date)), state.lastGrid));
-      state.lastDay = day.date;
+    let sec = sections[sections.length - 1];
+    if (!sec || sec.date !== day.date) {
+      sec = { date: day.date, start: state.items.length, indices: [], top: 0, height: 0, el: null };
+      sections.push(sec);
     }
     for (const item of day.items) {
-      const index = state.items.length;
+      sec.indices.push(state.items.length);
       state.items.push(item);
-      state.lastGrid.append(tile(item, index));
     }
   }
 
@@ -89,12 +194,26 @@ export function render(main, params) {
       item.kind === "video" ? h("span", { class: "badge" }, "▶ ", duration(item.duration_s)) : null,
       item.live_video_id ? h("span", { class: "badge live" }, "LIVE") : null,
       h("span", { class: "check", "aria-hidden": "true" }, "✓"));
+    const on = state.selected.has(item.id);
+    el.classList.toggle("selected", on);
+    el.setAttribute("aria-pressed", String(on));
     return el;
   }
 
   function tileAt(i) { return list.querySelector(`.tile[data-index="${i}"]`); }
 
+  // The tile of item i, scrolling its day into view first if it is not in the DOM.
+  function reveal(i) {
+    const sec = sections[sectionOf(i)];
+    if (!sec.el) {
+      scrollTo({ top: list.getBoundingClientRect().top + scrollY + sec.top - 120 });
+      paint();
+    }
+    return tileAt(i);
+  }
+
   function toggle(i, on) {
+    if (state.items[i].removed) return;
     const id = state.items[i].id;
     const want = on ?? !state.selected.has(id);
     if (want) state.selected.add(id); else state.selected.delete(id);
@@ -138,7 +257,9 @@ export function render(main, params) {
     const moves = { ArrowRight: 1, ArrowLeft: -1, ArrowDown: perRow, ArrowUp: -perRow };
     if (e.key in moves) {
       e.preventDefault();
-      const next = tileAt(Math.min(state.items.length - 1, Math.max(0, i + moves[e.key])));
+      let j = Math.min(state.items.length - 1, Math.max(0, i + moves[e.key]));
+      while (state.items[j].removed && j > 0 && j < state.items.length - 1) j += Math.sign(moves[e.key]);
+      const next = reveal(j);
       if (next) { next.focus(); if (e.shiftKey) select(Number(next.dataset.index), { shiftKey: true }); }
     } else if (e.key === " " || e.key === "x") {
       e.preventDefault();
@@ -154,11 +275,17 @@ export function render(main, params) {
     }
   });
 
+  function shown() { return state.items.filter((it) => !it.removed); }
+
   function open(i) {
+    const items = shown();
     openViewer({
-      items: state.items, index: i, originalUrl, thumbUrl,
-      more: async () => { if (!state.done) await loadMore(); return state.items; },
-      onClose: (at) => { const el = tileAt(at); if (el) { el.scrollIntoView({ block: "nearest" }); el.focus(); } },
+      items, index: items.indexOf(state.items[i]), originalUrl, thumbUrl,
+      more: async () => { if (!state.done) await loadMore(); return shown(); },
+      onClose: (item) => {
+        const el = reveal(state.items.indexOf(item));
+        if (el) { el.scrollIntoView({ block: "nearest" }); el.focus(); }
+      },
     });
   }
 
@@ -166,8 +293,9 @@ export function render(main, params) {
     const ids = [...state.selected];
     try {
       const res = await api("/assets/trash", { method: "POST", body: { ids } });
-      for (const el of [...list.querySelectorAll(".tile")]) if (state.selected.has(Number(el.dataset.id))) el.remove();
+      for (const it of state.items) if (state.selected.has(it.id)) it.removed = true;
       state.selected.clear();
+      rebuild();
       refreshSelection();
       toast(`Moved ${res.changed} to the trash; restore from Trash within ${res.purge_after_days} days.`);
     } catch (err) {
@@ -196,5 +324,5 @@ export function render(main, params) {
   }
 
   loadMore();
-  return () => observer.disconnect();
+  return () => { removeEventListener("scroll", onScroll); removeEventListener("resize", onScroll); };
 }

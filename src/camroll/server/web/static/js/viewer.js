@@ -86,7 +86,7 @@ export function openViewer({ items, index, originalUrl, thumbUrl, more, onClose 
     document.removeEventListener("keydown", onKey);
     document.body.classList.remove("no-scroll");
     root.remove();
-    if (onClose) onClose(i);
+    if (onClose) onClose(items[i]);
   }
 
   document.addEventListener("keydown", onKey);
