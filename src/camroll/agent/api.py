@@ -75,10 +75,12 @@ def fatal_for_pass(err: ProblemError) -> PassAborted | None:
 
 
 def unreachable(base_url: str, exc: Exception) -> ServerUnreachable:
-    return ServerUnreachable(
-        f"Cannot reach the camroll server at {base_url} ({type(exc).__name__}: {exc}). "
-        "Fix: check the network and that the server is running; backup resumes where it stopped."
-    )
+    """The pass-stopping error for a transport failure, telling DNS, refused, TLS and timeout apart."""
+    from camroll.agent.reach import classify
+
+    found = classify(base_url, exc, TIMEOUT.read or 120.0)
+    resumes = "" if "by itself" in found.fix else "; backup resumes where it stopped"
+    return ServerUnreachable(f"Cannot reach the camroll server: {found.sentence} Fix: {found.fix}{resumes}.")
 
 
 def with_retries(fn: Callable[[], T], *, base_url: str, backoff: Backoff = IN_PASS,

@@ -48,7 +48,7 @@ def friendly(fn: Callable[P, R], again: str = "camroll backup") -> Callable[P, R
 
             if isinstance(exc, sqlite3.Error):
                 typer.echo(f"camroll's state database could not be used: {exc}. Fix: check the disk and "
-                           "permissions of CAMROLL_HOME; if the file is damaged, delete state.db (it is "
+                           "permissions of CAMROLL_HOME; if the file is damaged, run camroll reset-cache (it is "
                            "rebuilt without re-uploading anything).", err=True)
                 raise typer.Exit(1) from None
             from camroll.agent.log import logger
