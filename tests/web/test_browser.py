@@ -5,7 +5,8 @@ Each page is screenshotted into docs/screenshots/ (shown in the README)."""
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -231,3 +232,48 @@ def test_trash_restore_storage_settings(page: Any, library: Library) -> None:
     page.locator("#notify-list").get_by_text("ntfy://").wait_for()
     page.locator("#token-list").get_by_text(PHONE).wait_for()
     shot(page, "settings", full_page=True)
+
+
+def test_timeline_keeps_the_page_small_on_a_large_library(page: Any, library: Library) -> None:
+    """50,000 items paged in by cursor: the DOM holds only the days near the viewport.
+
+    The timeline pages (1,000 items each) are synthesised by the test, in the shape of the real API's
+    pages: uploading 50,000 files would take minutes."""
+    total, per_page = 50_000, 1000
+    start = datetime(2024, 6, 30, 12, tzinfo=UTC)
+
+    def timeline(route: Any) -> None:
+        query = route.request.url.split("?", 1)[1]
+        cursor = int(dict(p.split("=", 1) for p in query.split("&")).get("cursor", "0"))
+        days: list[dict[str, Any]] = []
+        for i in range(cursor, min(total, cursor + per_page)):
+            taken = start - timedelta(hours=3 * i)
+            item = {"id": i + 1, "kind": "image", "mime": "image/jpeg", "filename": f"IMG_{i}.jpg", "size": 1,
+                    "capture_time": taken.isoformat(), "capture_time_source": "exif", "has_thumbnail": False}
+            if not days or days[-1]["date"] != taken.date().isoformat():
+                days.append({"date": taken.date().isoformat(), "items": []})
+            days[-1]["items"].append(item)
+        nxt = str(cursor + per_page) if cursor + per_page < total else None
+        route.fulfill(json={"days": days, "next_cursor": nxt, "total": total})
+
+    page.route("**/api/v1/timeline?*", timeline)
+    login(page, library.url)
+    page.wait_for_function("() => Number(document.querySelector('#timeline').dataset.loaded) >= 1000")
+    for _ in range(400):
+        if page.evaluate("() => Number(document.querySelector('#timeline').dataset.loaded)") >= total:
+            break
+        page.evaluate("() => window.scrollTo(0, document.body.scrollHeight)")
+        page.wait_for_timeout(10)
+    assert page.evaluate("() => Number(document.querySelector('#timeline').dataset.loaded)") == total
+    page.evaluate("() => window.scrollTo(0, document.body.scrollHeight)")
+    page.wait_for_timeout(100)
+    tiles = page.locator("#timeline .tile")
+    assert 0 < tiles.count() < 300
+    assert page.locator("#timeline .tile").last.get_attribute("data-id") == str(total)
+    # Scrolling back to the middle builds that day; its tiles sit where the computed layout put them.
+    page.evaluate("() => window.scrollTo(0, document.body.scrollHeight / 2)")
+    page.wait_for_timeout(100)
+    ids = [int(x) for x in page.eval_on_selector_all("#timeline .tile", TILE_IDS)]
+    assert ids == sorted(ids) and 20_000 < ids[0] < 30_000
+    tops = page.eval_on_selector_all("#timeline .day", "els => els.map(e => [e.offsetTop, e.offsetHeight])")
+    assert all(a[0] + a[1] <= b[0] + 1 for a, b in pairwise(tops))  # no overlaps
