@@ -163,6 +163,7 @@ def test_drag_and_drop_upload_resumes_after_reload(browser: Any, library: Librar
         asset_id = int(done.get_attribute("data-asset-id") or 0)
         assert library.get(f"/assets/{asset_id}")["sha256"] == hashlib.sha256(body).hexdigest()
         assert page.evaluate("() => Object.keys(localStorage).filter(k => k.startsWith('camroll.tus:'))") == []
+        assert page.locator("#unfinished li").count() == 0
         shot(page, "upload-done")
         page.get_by_role("link", name="Photos").click()
         page.locator(f"#timeline .tile[data-id='{asset_id}']").wait_for()

@@ -3,7 +3,7 @@
 import { api, authHeaders } from "./api.js";
 import { h, size, errorBox } from "./format.js";
 import { sha256File } from "./hashing.js";
-import { upload, remembered, unfinished } from "./tus.js";
+import { upload, remembered, unfinished, fileKey } from "./tus.js";
 
 const PARALLEL = 3;
 const queue = [];
@@ -38,7 +38,7 @@ async function showUnfinished(box) {
   box.append(h("div", { class: "card notice" }, h("h2", {}, "Unfinished uploads"),
     h("p", {}, "Drop or choose these files again to continue where they stopped:"), items));
   for (const u of left) {
-    const li = h("li", {}, `${u.name} (${size(u.size)})`);
+    const li = h("li", { dataset: { key: u.key } }, `${u.name} (${size(u.size)})`);
     items.append(li);
     try {
       const r = await fetch(u.url, { method: "HEAD", headers: authHeaders({ "Tus-Resumable": "1.0.0" }) });
@@ -95,8 +95,17 @@ async function one({ file, bar, note, li }) {
     const secs = ((performance.now() - started) / 1000).toFixed(1);
     note.textContent = res.resumedFrom ? `Backed up (resumed at ${size(res.resumedFrom)}, ${secs} s)` : `Backed up (${secs} s)`;
     li.classList.add("done");
+    forget(fileKey(file));
   } catch (err) {
     note.replaceChildren(errorBox(err));
     li.classList.add("failed");
   }
+}
+
+// A resumed file is no longer unfinished: take it off the notice (and the notice away when empty).
+function forget(key) {
+  const box = document.getElementById("unfinished");
+  if (!box) return;
+  for (const li of box.querySelectorAll("li")) if (li.dataset.key === key) li.remove();
+  if (!box.querySelector("li")) box.replaceChildren();
 }
