@@ -10,7 +10,8 @@ const queue = [];
 let running = 0;
 
 export function render(main) {
-  const input = h("input", { type: "file", id: "file-input", multiple: true, accept: "image/*,video/*", class: "visually-hidden" });
+  // No "accept" filter: RAW files have no image/* type in most browsers; the server names what it refuses.
+  const input = h("input", { type: "file", id: "file-input", multiple: true, class: "visually-hidden" });
   const zone = h("label", { for: "file-input", class: "dropzone", id: "dropzone", tabindex: "0" },
     h("strong", {}, "Drop photos and videos here"), h("span", {}, "or press Enter to choose files"));
   const list = h("ul", { class: "uploads", id: "upload-list", "aria-label": "Uploads" });
