@@ -18,7 +18,7 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
-from huey import Huey, RedisHuey
+from huey import Huey, PriorityRedisHuey
 from huey.consumer import Consumer
 from huey.storage import SqliteStorage
 
@@ -35,6 +35,9 @@ TASK_PROCESS = "process_asset"
 # An idle worker polls the embedded queue at most this often, so a fresh upload waits no longer.
 _MAX_POLL_SECONDS = 1.0
 _BACKFILL_BATCH = 1000
+# A fresh upload jumps the backlog a start-up pass queued, so the photo just taken shows up first.
+PRIORITY_NEW = 10
+PRIORITY_BACKLOG = 0
 
 
 def make_huey(settings: Settings, jobs: JobSettings) -> Huey:
@@ -44,7 +47,7 @@ def make_huey(settings: Settings, jobs: JobSettings) -> Huey:
         if importlib.util.find_spec("redis") is None:
             raise RuntimeError("CAMROLL_REDIS_URL is set but the redis package is not installed; "
                                "run 'pip install camroll[redis]' or unset CAMROLL_REDIS_URL.")
-        return RedisHuey(QUEUE_NAME, url=jobs.redis_url, results=False)
+        return PriorityRedisHuey(QUEUE_NAME, url=jobs.redis_url, results=False)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     return Huey(QUEUE_NAME, storage_class=_QueueStorage, filename=str(queue_file(settings.data_dir)), results=False)
 
@@ -83,8 +86,8 @@ class JobQueue:
         self._threads: list[threading.Thread] = []
 
     # --- producing ------------------------------------------------------------------------------
-    def enqueue(self, asset_id: int) -> None:
-        self._process(asset_id)
+    def enqueue(self, asset_id: int, *, fresh: bool = True) -> None:
+        self._process(asset_id, priority=PRIORITY_NEW if fresh else PRIORITY_BACKLOG)
 
     def enqueue_unfinished(self) -> int:
         """Enqueue every asset whose metadata or thumbnails are missing and that has not failed."""
@@ -97,7 +100,7 @@ class JobQueue:
             if not ids:
                 break
             for asset_id in ids:
-                self.enqueue(asset_id)
+                self.enqueue(asset_id, fresh=False)
             total += len(ids)
             after = ids[-1]
         if total:
