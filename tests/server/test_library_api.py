@@ -334,3 +334,18 @@ def test_jobs_run_through_redis_when_configured(tmp_path: Path, monkeypatch: pyt
 def _accepts(port: int) -> bool:
     with socket.socket() as s:
         return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_capture_time_from_the_device_file_name(user: User) -> None:
+    """A screenshot has no EXIF: its name states when it was taken, and beats the file's mtime."""
+    buf = io.BytesIO()
+    Image.new("RGB", (300, 600), (30, 60, 90)).save(buf, "PNG")
+    shot = upload(user.client, buf.getvalue(), filename="Screenshot_20240315-101112.png",
+                  path="Pictures/Screenshots/Screenshot_20240315-101112.png",
+                  mtime_ns=str(int(datetime(2019, 1, 1).timestamp()) * NS))
+    detail = wait_for_jobs(user.client, [shot])[shot]
+    assert detail.has_thumbnail
+    assert detail.metadata.capture_time_source == "filename"
+    assert detail.metadata.capture_time is not None
+    assert detail.metadata.capture_time.replace(tzinfo=None) == datetime(2024, 3, 15, 10, 11, 12)
+    assert _timeline(user.client).days[0].date == "2024-03-15"

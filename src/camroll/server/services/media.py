@@ -88,6 +88,7 @@ class _Work:
     mime: str | None
     kind: str
     mtime: float | None
+    names: tuple[str, ...]  # the file names devices gave it: the blob's own name is its hash
     need_metadata: bool
     need_thumbs: bool  # the files are missing
     mark_thumbs: bool  # the row does not say they exist yet (another user's copy may have made them)
@@ -100,9 +101,10 @@ def _plan(ctx: Context, asset_id: int) -> _Work | None:
         if a is None:
             return None
         mtime_ns = repo.earliest_mtime_ns(db, asset_id)
+        names = [a.filename, *(f.filename for f, _ in repo.files_of(db, [a.id])[a.id])]
         return _Work(
             asset_id=a.id, sha256=a.sha256, mime=a.mime, kind=a.kind,
-            mtime=mtime_ns / 1e9 if mtime_ns is not None else None,
+            mtime=mtime_ns / 1e9 if mtime_ns is not None else None, names=tuple(dict.fromkeys(n for n in names if n)),
             need_metadata=a.metadata_at is None,
             need_thumbs=a.kind != "other" and not store.has_all(a.sha256),
             mark_thumbs=a.kind != "other" and a.thumbs_at is None,
@@ -124,7 +126,7 @@ def process(ctx: Context, asset_id: int) -> Outcome:
         with local_copy(ctx, work.sha256) as path:
             if work.need_metadata:
                 info = metadata.extract(path, mime=work.mime, mtime=work.mtime)
-                record_metadata(ctx, work.asset_id, info)
+                record_metadata(ctx, work.asset_id, with_filename_time(info, work.names))
             if work.need_thumbs:
                 thumbs.make_grid_and_preview(path, store.path(work.sha256, "grid"),
                                              store.path(work.sha256, "preview"), mime=work.mime)
@@ -144,6 +146,21 @@ def _as_utc(t: datetime) -> tuple[datetime, int | None]:
         return t.replace(tzinfo=UTC), None
     offset = t.utcoffset() or timedelta(0)
     return t.astimezone(UTC), int(offset.total_seconds() // 60)
+
+
+def with_filename_time(info: MediaInfo, names: tuple[str, ...]) -> MediaInfo:
+    """``info`` with the capture time a device's file name states (IMG_20240101_123456.jpg,
+    Screenshot_..., PXL_...) when the file itself had none: ``extract`` saw only the blob, whose
+    name is its hash.  EXIF and container times still win; a name wins over an mtime."""
+    from camroll.media import filenames
+
+    if info.capture_time_source not in (None, "mtime"):
+        return info
+    for name in names:
+        when = filenames.capture_time(name)
+        if when is not None:
+            return info.model_copy(update={"capture_time": when, "capture_time_source": "filename"})
+    return info
 
 
 def record_metadata(ctx: Context, asset_id: int, info: MediaInfo) -> None:
