@@ -5,6 +5,7 @@ Each page is screenshotted into docs/screenshots/ (shown in the README)."""
 from __future__ import annotations
 
 import hashlib
+import zipfile
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
@@ -15,7 +16,7 @@ import httpx
 from camroll import wire
 
 from . import media
-from .conftest import DESKTOP, PHONE, PHONE_SIZE, Library, login, shot
+from .conftest import DESKTOP, PASSWORD, PHONE, PHONE_SIZE, USER, Library, login, shot
 
 TILE_IDS = "els => els.map(e => Number(e.dataset.id))"
 
@@ -48,8 +49,20 @@ def test_login_and_timeline_in_capture_order(page: Any, library: Library) -> Non
     page.keyboard.press("Space")
     page.keyboard.press("Shift+ArrowRight")
     assert page.locator("#selection-count").inner_text() == "2 selected"
+    # The selection as a zip, fetched by a plain link (the media cookie authenticates it).
+    with page.expect_download() as got:
+        page.get_by_role("button", name="Download zip").click()
+    with zipfile.ZipFile(got.value.path()) as archive:
+        assert sorted(archive.namelist()) == sorted(f.path.name for f in library.fixtures[:2])
     page.keyboard.press("Escape")
     assert page.locator("#selection-bar").is_hidden()
+
+    page.get_by_label("Show").select_option("video")
+    page.wait_for_function("() => location.hash === '#/timeline?kind=video'")
+    page.locator("#count").filter(has_text="1 item").wait_for()
+    assert tile_ids(page) == [library.asset_ids["fireworks.mp4"]]
+    page.get_by_label("Show").select_option("")
+    page.locator("#count").filter(has_text=f"{len(expected)} items").wait_for()
 
     page.set_viewport_size(PHONE_SIZE)
     page.evaluate("() => document.activeElement.blur()")
@@ -233,6 +246,16 @@ def test_trash_restore_storage_settings(page: Any, library: Library) -> None:
     page.locator("#notify-list").get_by_text("ntfy://").wait_for()
     page.locator("#token-list").get_by_text(PHONE).wait_for()
     shot(page, "settings", full_page=True)
+    page.get_by_label("Current password").fill(PASSWORD)
+    page.get_by_label("New password (8 characters or more)").fill("a brand new password")
+    page.get_by_label("New password again").fill("a brand new password")
+    page.get_by_role("button", name="Change password").click()
+    page.get_by_text("Password changed.").wait_for()
+    assert library.server.login(USER, "a brand new password").startswith("crs_")
+    # Back to the old password for the other tests of this module.
+    r = httpx.post(f"{library.url}/api/v1/me/password", json={"old": "a brand new password", "new": PASSWORD},
+                   headers=library.headers(library.server.login(USER, "a brand new password")))
+    assert r.status_code == 204
 
 
 def test_timeline_keeps_the_page_small_on_a_large_library(page: Any, library: Library) -> None:

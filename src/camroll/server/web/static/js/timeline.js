@@ -133,6 +133,15 @@ export function render(main, params) {
     paint();
   }
 
+  // Escape clears the selection wherever the focus is (a toolbar button, say), unless the viewer is open.
+  const onEscape = (e) => {
+    if (e.key === "Escape" && state.selected.size && !document.getElementById("viewer")) {
+      state.selected.clear();
+      refreshSelection();
+    }
+  };
+  document.addEventListener("keydown", onEscape);
+
   let queued = false;
   const onScroll = () => { if (!queued) { queued = true; requestAnimationFrame(() => { queued = false; paint(); }); } };
   addEventListener("scroll", onScroll, { passive: true });
@@ -267,9 +276,6 @@ export function render(main, params) {
     } else if (e.key === "Enter") {
       e.preventDefault();
       open(i);
-    } else if (e.key === "Escape" && state.selected.size) {
-      state.selected.clear();
-      refreshSelection();
     } else if (e.key === "Delete" && state.selected.size) {
       trash();
     }
@@ -324,5 +330,9 @@ export function render(main, params) {
   }
 
   loadMore();
-  return () => { removeEventListener("scroll", onScroll); removeEventListener("resize", onScroll); };
+  return () => {
+    removeEventListener("scroll", onScroll);
+    removeEventListener("resize", onScroll);
+    document.removeEventListener("keydown", onEscape);
+  };
 }
