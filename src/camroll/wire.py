@@ -317,6 +317,7 @@ class TimelineItem(_Model):
     has_thumbnail: bool = False
     live_video_id: int | None = Field(default=None, description="The MOV half of a Live Photo, shown as one.")
     motion_photo: bool = False
+    trashed_at: datetime | None = Field(default=None, description="Set in the trash listing: when it was trashed.")
 
 
 class TimelineDay(_Model):

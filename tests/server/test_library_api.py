@@ -159,6 +159,8 @@ def test_trash_restore_zip_and_storage(user: User) -> None:
     assert ids[1] not in _ids(page) and page.total == 2
     trashed = wire.TimelinePage.model_validate(c.get("/api/v1/trash").json())
     assert _ids(trashed) == [ids[1]] and trashed.total == 1
+    assert trashed.days[0].items[0].trashed_at is not None
+    assert all(i.trashed_at is None for d in _timeline(c).days for i in d.items)
     detail = c.get(f"/api/v1/assets/{ids[1]}").json()
     assert detail["trashed_at"] is not None
     storage = wire.StorageInfo.model_validate(c.get("/api/v1/storage").json())

@@ -60,7 +60,7 @@ def item(a: Asset, has_thumb: bool) -> wire.TimelineItem:
         id=a.id, kind=cast(Kind, a.kind), mime=a.mime, filename=a.filename, size=a.size,
         capture_time=capture_time(a), capture_time_source=cast(wire.CaptureTimeSource, a.taken_source),
         width=a.width, height=a.height, duration_s=a.duration_s, has_thumbnail=has_thumb,
-        live_video_id=a.live_video_id, motion_photo=a.motion_photo,
+        live_video_id=a.live_video_id, motion_photo=a.motion_photo, trashed_at=a.trashed_at,
     )
 
 
