@@ -264,3 +264,43 @@ def test_migration_0003_backfills_existing_assets(tmp_path: Path) -> None:
     assert [str(r[1])[:10] for r in rows] == ["2024-03-01", "2024-03-02", "2024-03-03"]
     assert {r[2] for r in rows} == {"upload"} and {r[3] for r in rows} == {None}
     engine.dispose()
+
+
+def test_thumbnail_waits_for_its_job_and_works_from_a_non_local_store(tmp_path: Path) -> None:
+    """With no workers running (no lifespan), the thumbnail is a 404 with a fix; once the job has run
+    it is served.  The blob lives in a store without local paths, so the job reads a temporary copy."""
+    from fastapi.testclient import TestClient
+
+    from camroll.server.app import create_app
+    from camroll.server.db import make_engine, make_sessionmaker
+    from camroll.server.services import auth
+    from camroll.server.services.partfiles import PartFiles
+    from camroll.server.storage.memory import MemoryBlobStore
+
+    settings = Settings.for_data_dir(tmp_path / "data")
+    settings.data_dir.mkdir(parents=True)
+    engine = make_engine(settings.database_url)
+    ctx = Context(settings, engine, make_sessionmaker(engine), MemoryBlobStore(), PartFiles(settings.uploads_dir))
+    migrate.upgrade(engine)
+    user = add_user(ctx, "ann", PASSWORD)
+    token = auth.login(ctx, "ann", PASSWORD).token
+    data = photo(datetime(2016, 6, 6), size=(1000, 800))
+    sha = hashlib.sha256(data).hexdigest()
+    src = tmp_path / "upload.part"
+    src.write_bytes(data)
+    ctx.blobs.put_file(sha, src)
+    with ctx.conn() as conn:
+        repo.ensure_blob(conn, sha, len(data))
+        asset_id = repo.get_or_create(conn, user.id, sha, len(data), "image/jpeg", "IMG_1.JPG")
+
+    client = TestClient(create_app(settings, ctx), headers={"Authorization": f"Bearer {token}"})
+    r = client.get(f"/api/v1/assets/{asset_id}/thumbnail")
+    assert r.status_code == 404 and "not ready yet" in r.json()["detail"] and r.json()["fix"]
+    assert client.get("/api/v1/timeline").json()["days"][0]["items"][0]["has_thumbnail"] is False
+
+    assert JobQueue(ctx)._run(asset_id) == "done"
+    r = client.get(f"/api/v1/assets/{asset_id}/thumbnail", params={"size": "preview"})
+    assert r.status_code == 200 and r.headers["content-type"] == "image/webp"
+    assert client.get("/api/v1/timeline").json()["days"][0]["items"][0]["has_thumbnail"] is True
+    assert list((settings.data_dir / "tmp").iterdir()) == []  # the temporary copy is gone
+    engine.dispose()

@@ -217,18 +217,6 @@ def test_a_restart_finishes_assets_whose_jobs_never_ran(server: ServerProcess) -
     assert len(list((server.data / "thumbs").rglob("*.webp"))) == 6
 
 
-def test_thumbnail_not_ready_is_a_problem_with_a_fix(shared_server: ServerProcess, user: User) -> None:
-    """Right after upload, before the job ran, the thumbnail answers 404 with what to do."""
-    c = user.client
-    asset = upload(c, photo(datetime(2020, 3, 3), size=(4000, 3000)), filename="slow.jpg")
-    r = c.get(f"/api/v1/assets/{asset}/thumbnail")
-    if r.status_code == 404:
-        body = assert_problem(r, 404, "not_found")
-        assert "not ready" in str(body["detail"]) and body["fix"]
-    wait_for_jobs(c, [asset])
-    assert c.get(f"/api/v1/assets/{asset}/thumbnail").status_code == 200
-
-
 def test_trash_is_purged_after_retention(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """With a retention of zero days and a fast purge, trashed assets go; a blob another user still
     has stays until that user's copy goes too; used bytes fall with each purge."""
