@@ -146,7 +146,16 @@ def test_not_http_at_all() -> None:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen(8)
-    _serve_forever(sock, lambda conn: conn.sendall(b"SSH-2.0-OpenSSH_9.6\r\n"))
+    def ssh_like(conn: socket.socket) -> None:
+        # Like sshd: banner first, then read what the client sent.  Closing with the request unread
+        # would reset the connection instead, and the probe would rightly call that a network error.
+        conn.sendall(b"SSH-2.0-OpenSSH_9.6\r\n")
+        conn.settimeout(5)
+        data = b""
+        while b"\r\n\r\n" not in data and (chunk := conn.recv(4096)):
+            data += chunk
+
+    _serve_forever(sock, ssh_like)
     try:
         r = probe_server(f"http://127.0.0.1:{sock.getsockname()[1]}")
     finally:
