@@ -114,7 +114,7 @@ def test_quota_full_stops_and_resumes_when_raised(server: Any, agent: ScenarioAg
     start_daemon(agent)
     stays_off_server(agent, data)
     server.run_admin("user", "set", "ann", "--quota", "1GB")
-    arrives(agent, data, timeout=20)
+    arrives(agent, data)
 
 
 def test_file_over_the_size_limit_is_named_and_backed_up_when_raised(agent: ScenarioAgent, photos: Path) -> None:
@@ -168,7 +168,7 @@ def test_server_needing_a_newer_client_says_update(server: Any, agent: ScenarioA
     server.stop()
     server.extra_args = ()
     server.start()
-    arrives(agent, data, timeout=20)
+    arrives(agent, data)
 
 
 def test_server_down_then_up_resumes(server: Any, agent: ScenarioAgent, photos: Path) -> None:
@@ -185,7 +185,7 @@ def test_server_down_then_up_resumes(server: Any, agent: ScenarioAgent, photos: 
     start_daemon(agent)
     time.sleep(1.0)
     server.start()
-    arrives(agent, data, timeout=20)
+    arrives(agent, data)
 
 
 def test_corrupt_state_db_is_rebuilt_without_reuploading(agent: ScenarioAgent, photos: Path) -> None:
@@ -226,7 +226,7 @@ def test_one_unreadable_file_never_blocks_the_rest(agent: ScenarioAgent, photos:
         start_daemon(agent)
     finally:
         locked.chmod(0o644)
-    arrives(agent, locked_data, timeout=20)
+    arrives(agent, locked_data)
 
 
 def test_file_still_being_written_waits_until_stable(agent: ScenarioAgent, photos: Path) -> None:
@@ -242,5 +242,5 @@ def test_file_still_being_written_waits_until_stable(agent: ScenarioAgent, photo
         start_daemon(agent)
         time.sleep(1.0)
         f.write(data[len(data) // 2:])
-    arrives(agent, data, timeout=20)
+    arrives(agent, data)
     wait_until("the half-written version was never stored", lambda: agent.server_has(data[: len(data) // 2]) is None)
