@@ -118,6 +118,8 @@ def run(corpus: Path, limit: int, workers: int) -> dict[str, Any]:
         "cpu_seconds_per_asset": round((cpu_after.ru_utime + cpu_after.ru_stime - cpu_before.ru_utime
                                         - cpu_before.ru_stime) / len(ids), 3),
         "load_average_1m": round(os.getloadavg()[0], 2),
+        # Peak RSS of this process (queue, workers, database, setup): what jobs add to a server.
+        "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
         "done": done, "failed": counts["failed"], "failures": failures,
         "thumbnail_bytes": thumb_bytes, "machine": machine_info(),
     }

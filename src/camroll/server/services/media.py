@@ -11,6 +11,7 @@ import contextlib
 import logging
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
@@ -34,6 +35,11 @@ log = logging.getLogger("camroll.server.jobs")
 SIZES: tuple[wire.ThumbSize, ...] = ("grid", "preview")
 THUMB_MIME = "image/webp"
 _CAPTURE_SOURCES = {"exif", "quicktime", "filename", "mtime"}
+# These formats have no reduced-resolution decode: a 12 MP HEIC peaks at ~100 MB while libheif decodes
+# all of it (a JPEG, decoded at 1/4 scale, at ~25 MB).  One at a time keeps a server whose workers
+# meet a batch of iPhone photos near its memory budget; other kinds proceed in parallel.
+_FULL_DECODE = {"image/heic", "image/heif", "image/avif", "image/jxl"}
+_full_decode = threading.Semaphore(1)
 
 Outcome = Literal["done", "already_done", "gone"]
 
@@ -128,8 +134,9 @@ def process(ctx: Context, asset_id: int) -> Outcome:
                 info = metadata.extract(path, mime=work.mime, mtime=work.mtime)
                 record_metadata(ctx, work.asset_id, with_filename_time(info, work.names))
             if work.need_thumbs:
-                thumbs.make_grid_and_preview(path, store.path(work.sha256, "grid"),
-                                             store.path(work.sha256, "preview"), mime=work.mime)
+                with _full_decode if work.mime in _FULL_DECODE else contextlib.nullcontext():
+                    thumbs.make_grid_and_preview(path, store.path(work.sha256, "grid"),
+                                                 store.path(work.sha256, "preview"), mime=work.mime)
     with ctx.db() as db:
         a = repo.by_id_any_user(db, work.asset_id)
         if a is not None:
