@@ -97,7 +97,9 @@ def test_switched_off_says_when_and_resumes_when_switched_on(agent: ScenarioAgen
     _blocked_pass(agent)
     status = expect_named(agent, photo, "switched off", "enabled true", doctor_fails=True)
     # When it was switched off is part of the story (a setting changed by accident).
-    assert time.strftime("%d %b") in agent.run("doctor", check=False).stdout
+    day = f"{time.localtime().tm_mday} {time.strftime('%b')} at"
+    assert day in agent.run("doctor", check=False).stdout
+    assert f"turned off on {day}" in agent.run("status").stdout
     assert status["files"].get("pending", 0) + status["files"].get("waiting", 0) >= 1
     start_daemon(agent)
     stays_off_server(agent, data)
@@ -201,8 +203,8 @@ def test_corrupt_state_db_is_rebuilt_without_reuploading(agent: ScenarioAgent, p
     summary = agent.backup()
     assert summary["files_uploaded"] == 1 and summary["files_already_on_server"] == 1
     assert summary["bytes_uploaded"] == len(second)
-    told = lower(agent.run("status").stdout) + lower(agent.run("doctor", check=False).stdout)
-    assert "rebuilt" in told
+    assert "rebuilt" in lower(agent.run("status").stdout)
+    assert "rebuilt" in lower(agent.run("doctor", check=False).stdout)
     sqlite3.connect(db).execute("PRAGMA quick_check").fetchall()
 
 

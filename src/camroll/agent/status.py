@@ -18,7 +18,7 @@ from camroll.agent.engine import (
     META_POLICY_REASON,
 )
 from camroll.agent.paths import AgentPaths
-from camroll.agent.state import STATES, FileRow
+from camroll.agent.state import STATES, FileRow, StateDB
 
 WAITING = ("pending", "hashing", "uploading", "waiting")
 
@@ -56,6 +56,8 @@ class Status:
     # Backed up, but the photo looks damaged (truncated JPEG...).
     warnings: list[FileProblem] = field(default_factory=list)
     fix: str = ""
+    # Sentences about what happened to the backup itself: when it was switched off, a rebuilt state DB.
+    notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -84,8 +86,12 @@ def get_status(paths: AgentPaths, config: AgentConfig) -> Status:
     warnings: list[FileProblem] = []
     stop_code: str | None = None
     unreadable: list[tuple[str, str]] = []
+    notes: list[str] = []
+    if not config.policy.enabled:
+        notes.append(_switched_off_note(paths))
     if paths.state_db.exists():
         with open_state_db(paths) as db:
+            notes += _rebuilt_note(db)
             c = db.counts()
             files.update(c.files)
             nbytes.update(c.bytes)
@@ -136,7 +142,28 @@ def get_status(paths: AgentPaths, config: AgentConfig) -> Status:
     problems = files["failed"] + files["waiting"] + files["skipped"] + len(unreadable)
     return Status(headline, config.server is not None, config.server.url if config.server else None,
                   list(config.folders), files, nbytes, last_ok, last_pass, stopped, paused, failed, skipped,
-                  stop_code, waiting_rows, problems, warnings, fix)
+                  stop_code, waiting_rows, problems, warnings, fix, notes)
+
+
+def _switched_off_note(paths: AgentPaths) -> str:
+    """When backup was switched off: "switched off by accident" is a cause users only find by its date."""
+    from camroll.agent.cache import when_text
+    from camroll.agent.settings import recent_changes
+
+    off = next((c for c in reversed(recent_changes(paths, None)) if c.key == "enabled" and c.new is False), None)
+    if off is None:
+        return "Backup is switched off (enabled = false)."
+    return f"Backup was turned off on {when_text(off.time.timestamp())} (camroll settings set enabled true)."
+
+
+def _rebuilt_note(db: StateDB) -> list[str]:
+    """A rebuilt state DB is news for a week, then history."""
+    from camroll.agent.cache import notice_for, rebuilt_info
+
+    info = rebuilt_info(db)
+    if info is None or time.time() - info.at > 7 * 86400:
+        return []
+    return [notice_for(info)]
 
 
 def _problem(r: FileRow) -> FileProblem:
@@ -163,6 +190,7 @@ def status_text(st: Status) -> str:
     lines = [st.headline]
     if st.fix:
         lines.append(f"Fix: {st.fix}")
+    lines += st.notes
     if st.server_url:
         lines.append(f"Server: {st.server_url}")
     for f in st.folders:
