@@ -377,3 +377,16 @@ def test_default_probes_follow_the_environment(m: Machine, monkeypatch: pytest.M
     probes = Probes()
     assert probes.battery().level == 14
     assert probes.root == m.root
+
+
+def test_psutil_battery_reading() -> None:
+    from collections import namedtuple
+
+    from camroll.agent.conditions.battery import from_psutil
+
+    Sbattery = namedtuple("Sbattery", "percent secsleft power_plugged")
+    b = from_psutil(lambda: Sbattery(14.2, 3000, False))
+    assert b is not None and (b.level, b.charging, b.source) == (14, False, "psutil")
+    assert from_psutil(lambda: None) is None  # no battery known to psutil: the other sources decide
+    plugged_unknown = from_psutil(lambda: Sbattery(80, -2, None))
+    assert plugged_unknown is not None and plugged_unknown.charging is None

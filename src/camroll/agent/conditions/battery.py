@@ -1,9 +1,11 @@
-"""Battery level and whether the machine is on external power: Linux sysfs, Termux, macOS pmset."""
+"""Battery level and whether the machine is on external power: Linux sysfs, Termux, macOS pmset, then
+psutil (Windows, the BSDs)."""
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -159,6 +161,28 @@ def from_pmset(runner: Runner) -> Battery | None:
     return _describe(_percent(m.group(1)), charging, "pmset -g batt")
 
 
+def from_psutil(read: Callable[[], object | None] | None = None) -> Battery | None:
+    """psutil's ``sensors_battery()`` (percent, secsleft, power_plugged), or None when it knows nothing.
+    It reads the real machine, so it is only asked when the probes look at the real "/"."""
+    if read is None:
+        try:
+            import psutil
+        except ImportError:  # pragma: no cover - psutil is a dependency
+            return None
+        read = getattr(psutil, "sensors_battery", None)
+        if read is None:
+            return None
+    try:
+        found = read()
+    except Exception:  # a platform quirk in psutil must not stop a backup decision
+        return None
+    if found is None:
+        return None
+    level = _percent(getattr(found, "percent", None))
+    plugged = getattr(found, "power_plugged", None)
+    return _describe(level, plugged if isinstance(plugged, bool) else None, "psutil")
+
+
 def probe_battery(root: Path, runner: Runner) -> Battery:
     found, sysfs_conclusive = from_sysfs(root)
     if found is not None:
@@ -167,6 +191,8 @@ def probe_battery(root: Path, runner: Runner) -> Battery:
         found = probe(runner)
         if found is not None:
             return found
+    if root == Path("/") and not sysfs_conclusive and (found := from_psutil()) is not None:
+        return found
     if sysfs_conclusive:
         return _no_battery(f"/{POWER_SUPPLY} lists none")
     return Battery(
