@@ -80,10 +80,6 @@ def _get(ctx: Context, who: Principal, asset_id: int) -> Asset:
     return asset
 
 
-def get(ctx: Context, who: Principal, asset_id: int) -> wire.AssetInfo:
-    return _infos(ctx, [_get(ctx, who, asset_id)])[0]
-
-
 def original(ctx: Context, who: Principal, asset_id: int) -> Asset:
     """The asset whose original the caller may read."""
     return _get(ctx, who, asset_id)
