@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import ServerProcess
+from conftest import ServerProcess, camroll_cmd
 from PIL import Image
 from sqlalchemy import text
 
@@ -339,3 +340,31 @@ def test_capture_time_from_the_device_file_name(user: User) -> None:
     assert detail.metadata.capture_time is not None
     assert detail.metadata.capture_time.replace(tzinfo=None) == datetime(2024, 3, 15, 10, 11, 12)
     assert _timeline(user.client).days[0].date == "2024-03-15"
+
+
+def test_a_separate_worker_does_the_jobs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """CAMROLL_JOB_WORKERS=0 leaves the work to 'camroll worker' processes on the same queue (here the
+    embedded one; on Redis the same holds across machines).  SIGTERM stops the worker cleanly."""
+    monkeypatch.setenv("CAMROLL_JOB_WORKERS", "0")
+    srv = ServerProcess(data=tmp_path / "server-data")
+    srv.start()
+    worker: subprocess.Popen[str] | None = None
+    try:
+        u = make_user(srv)
+        asset = upload(u.client, photo(datetime(2015, 5, 5)), filename="w.jpg")
+        time.sleep(1.5)
+        assert not u.client.get(f"/api/v1/assets/{asset}").json()["has_thumbnail"]
+        assert json.loads(srv.run_admin("jobs", "--json").stdout)["queued"] == 1
+
+        worker = subprocess.Popen(camroll_cmd("worker", "--workers", "1", "--data", str(srv.data)),
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        assert wait_for_jobs(u.client, [asset])[asset].has_thumbnail
+        worker.send_signal(signal.SIGTERM)
+        out, _ = worker.communicate(timeout=20)
+        assert worker.returncode == 0, out
+        assert "1 thread on the embedded queue" in out
+    finally:
+        if worker is not None and worker.poll() is None:
+            worker.kill()
+            worker.wait()
+        srv.stop()

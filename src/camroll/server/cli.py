@@ -383,6 +383,31 @@ def jobs(
             typer.echo(f"  {when}  asset {f.asset_id} ({f.user}/{f.filename}): {f.reason}")
 
 
+def worker(
+    workers: int = typer.Option(2, "--workers", min=1, help="Worker threads; thumbnails are CPU-bound: ~1 per core."),
+    data: Path | None = typer.Option(None, "--data", help=DATA_HELP),
+) -> None:
+    """Do the server's background jobs (metadata, thumbnails) in this process.
+
+    Use the server's data dir and database (and $CAMROLL_REDIS_URL if the server uses Redis).
+    Run the server with CAMROLL_JOB_WORKERS=0 to leave all the work to workers.
+    SIGTERM lets running jobs finish; Ctrl-C stops at once."""
+    ctx = _context(data)
+    from camroll.server.jobs.queue import JobQueue
+
+    try:
+        queue = JobQueue(ctx)
+    except (ValueError, RuntimeError) as exc:
+        _fail(str(exc))
+    import logging
+
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    where = "Redis" if queue.jobs.redis_url else "embedded"
+    typer.echo(f"camroll worker: {workers} thread{'s' if workers != 1 else ''} on the {where} queue.")
+    queue.work_forever(workers)
+
+
 def register(app: typer.Typer) -> None:
     app.command("serve")(serve)
+    app.command("worker")(worker)
     app.add_typer(admin_app, name="admin")

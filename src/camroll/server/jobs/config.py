@@ -47,7 +47,8 @@ class JobSettings:
         workers = int(_float(WORKERS_ENV, float(min(2, os.cpu_count() or 1))))
         return cls(
             redis_url=os.environ.get(REDIS_URL_ENV) or None,
-            workers=max(1, workers),
+            # 0: this process only enqueues; a 'camroll worker' process does the work.
+            workers=max(0, workers),
             retries=DEFAULT_RETRIES,
             retry_delay_seconds=_float(RETRY_DELAY_ENV, DEFAULT_RETRY_DELAY),
             trash_days=_float(TRASH_DAYS_ENV, DEFAULT_TRASH_DAYS),

@@ -134,17 +134,26 @@ class JobQueue:
     def start(self) -> None:
         """Start worker threads, then enqueue unfinished assets and run the trash purge in the background."""
         if not self.jobs.redis_url:
-            # Only this process consumes the embedded queue, and the database says what is left to
-            # do: start from a clean queue instead of running leftovers twice.
+            # The database says what is left to do: start from a clean queue instead of running
+            # leftovers twice.  (A shared Redis queue may hold other replicas' fresh uploads.)
             self.huey.flush()
-        self._consumer = _InProcessConsumer(self.huey, workers=self.jobs.workers, worker_type="thread",
-                                            periodic=False, initial_delay=0.05, max_delay=_MAX_POLL_SECONDS,
-                                            check_worker_health=False, shutdown_timeout=10.0)
-        self._consumer.start()
+        if self.jobs.workers:
+            self._consumer = _InProcessConsumer(self.huey, **self.consumer_options(self.jobs.workers))
+            self._consumer.start()
         for target, name in ((self._backfill, "camroll-job-backfill"), (self._purge_loop, "camroll-trash-purge")):
             t = threading.Thread(target=target, name=name, daemon=True)
             t.start()
             self._threads.append(t)
+
+    @staticmethod
+    def consumer_options(workers: int) -> dict[str, Any]:
+        return {"workers": workers, "worker_type": "thread", "periodic": False, "initial_delay": 0.05,
+                "max_delay": _MAX_POLL_SECONDS, "check_worker_health": False, "shutdown_timeout": 10.0}
+
+    def work_forever(self, workers: int) -> None:
+        """Consume in this process until SIGINT/SIGTERM (``camroll worker``), letting running jobs finish."""
+        # SIGTERM (a service manager stopping it) waits for running jobs; SIGINT stops at once.
+        Consumer(self.huey, graceful_signal="TERM", **self.consumer_options(workers)).run()
 
     def _backfill(self) -> None:
         try:
