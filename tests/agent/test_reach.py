@@ -106,8 +106,10 @@ def _serve_forever(sock: socket.socket, handle: object) -> threading.Thread:
 
 @pytest.fixture
 def self_signed_tls(tmp_path: Path) -> Iterator[int]:
-    if shutil.which("openssl") is None:
-        pytest.skip("the openssl command is needed to make a self-signed certificate")
+    from conftest import require
+
+    # ca-certificates, which .ci/run installs, depends on openssl.
+    require(shutil.which("openssl") is not None, "the openssl command is needed to make a self-signed certificate")
     key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
                     "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1"],

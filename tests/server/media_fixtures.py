@@ -10,7 +10,6 @@ from datetime import datetime
 from pathlib import Path
 
 import httpx
-import pytest
 from PIL import Image
 
 from camroll import wire
@@ -38,9 +37,11 @@ def photo(taken: datetime | None, *, size: tuple[int, int] = (640, 480), color: 
 
 def video(tmp: Path, created: str, name: str = "clip.mp4") -> bytes:
     """A one-second test-pattern MP4 whose container says it was created at ``created`` (ISO, UTC)."""
+    from conftest import require
+
     ffmpeg = shutil.which("ffmpeg")
-    if ffmpeg is None:
-        pytest.skip("ffmpeg is not installed")
+    require(ffmpeg is not None, "ffmpeg is not installed: apt-get install ffmpeg")
+    assert ffmpeg is not None
     out = tmp / name
     subprocess.run([ffmpeg, "-nostdin", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
                     "testsrc=duration=1:size=320x240:rate=10", "-pix_fmt", "yuv420p",

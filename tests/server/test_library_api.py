@@ -267,10 +267,10 @@ def _until(check: object, timeout: float = 15.0) -> None:
 
 
 def test_live_photo_shows_as_one_item(user: User, tmp_path: Path) -> None:
+    from conftest import require
     from media import files as media_files
 
-    if shutil.which("ffmpeg") is None:
-        pytest.skip("ffmpeg is not installed")
+    require(shutil.which("ffmpeg") is not None, "ffmpeg is not installed: apt-get install ffmpeg")
     still = media_files.jpeg(tmp_path / "IMG_0001.JPG", (800, 600), ex=media_files.exif(content_id="CID-LIVE-1"))
     clip = media_files.video(tmp_path / "IMG_0001.MOV", seconds=1,
                              metadata={"com.apple.quicktime.content.identifier": "CID-LIVE-1"})
@@ -293,11 +293,14 @@ def test_live_photo_shows_as_one_item(user: User, tmp_path: Path) -> None:
 
 def test_jobs_run_through_redis_when_configured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """CAMROLL_REDIS_URL moves the queue to Redis; the server's workers still do the work."""
+    import importlib.util
+
+    from conftest import free_port, require
+
     redis_server = shutil.which("redis-server")
-    if redis_server is None:
-        pytest.skip("redis-server is not installed")
-    pytest.importorskip("redis")
-    from conftest import free_port
+    require(redis_server is not None, "redis-server is not installed: apt-get install redis-server")
+    assert redis_server is not None
+    require(importlib.util.find_spec("redis") is not None, "the redis client is missing: pip install -e '.[test]'")
 
     port = free_port()
     proc = subprocess.Popen([redis_server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
