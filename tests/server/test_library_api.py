@@ -22,6 +22,7 @@ from PIL import Image
 from sqlalchemy import text
 
 from camroll import wire
+from camroll.media import thumbs
 from camroll.server.db import make_engine
 from camroll.server.settings import Settings
 
@@ -108,7 +109,7 @@ def test_thumbnails_are_cacheable_and_sized(user: User) -> None:
         r = c.get(f"/api/v1/assets/{asset}/thumbnail", params={"size": size})
         assert r.status_code == 200, r.text
         assert r.headers["content-type"] == "image/webp"
-        assert r.headers["etag"] == f'"{sha}-{size}"'
+        assert r.headers["etag"] == f'"{sha}-{size}-v{thumbs.VERSION}"'
         assert r.headers["cache-control"] == "private, max-age=31536000, immutable"
         im = Image.open(io.BytesIO(r.content))
         assert max(im.size) == box and im.size[0] > im.size[1]
@@ -116,6 +117,12 @@ def test_thumbnails_are_cacheable_and_sized(user: User) -> None:
                       headers={"If-None-Match": r.headers["etag"]})
         assert again.status_code == 304 and again.content == b""
     assert c.get(f"/api/v1/assets/{asset}/thumbnail", headers={"If-None-Match": '"other"'}).status_code == 200
+    # A thumbnail file that went missing (or was made by an older recipe) is made again on request.
+    grid = user.data / "thumbs" / sha[:2] / f"{sha}-grid-v{thumbs.VERSION}.webp"
+    assert grid.is_file()
+    grid.unlink()
+    assert_problem(c.get(f"/api/v1/assets/{asset}/thumbnail"), 404, "not_found")
+    _until(lambda: c.get(f"/api/v1/assets/{asset}/thumbnail").status_code == 200)
     assert c.get(f"/api/v1/assets/{asset}/thumbnail", params={"size": "huge"}).status_code == 422
     # Bytes that are neither photo nor video never get a thumbnail, and say so.
     other = upload(c, b"just some notes\n" * 10, filename="notes.txt")
@@ -245,7 +252,7 @@ def test_trash_is_purged_after_retention(tmp_path: Path, monkeypatch: pytest.Mon
         _until(lambda: alice.client.get(f"/api/v1/assets/{a2}").status_code == 404)
         assert alice.client.get("/api/v1/storage").json()["used_bytes"] == 0
         assert not mine_blob.exists()
-        assert not (srv.data / "thumbs" / sha_mine[:2] / f"{sha_mine}-grid.webp").exists()
+        assert not (srv.data / "thumbs" / sha_mine[:2] / f"{sha_mine}-grid-v{thumbs.VERSION}.webp").exists()
         # Bob still has the shared bytes.
         assert blob.is_file()
         assert bob.client.get(f"/api/v1/assets/{b1}/original").content == shared

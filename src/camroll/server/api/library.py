@@ -101,7 +101,9 @@ def thumbnail(ctx: Ctx, who: Caller, asset_id: int, size: wire.ThumbSize = "grid
               if_none_match: Annotated[str | None, Header(alias="If-None-Match")] = None) -> Response:
     """A WebP thumbnail (grid ~250 px, preview ~1440 px); the same bytes forever, so cache them."""
     asset = library.original(ctx, who, asset_id)
-    etag = f'"{asset.sha256}-{size}"'
+    from camroll.media.thumbs import VERSION
+
+    etag = f'"{asset.sha256}-{size}-v{VERSION}"'
     headers = {"ETag": etag, "Cache-Control": _IMMUTABLE}
     if _matches(if_none_match, etag):
         return Response(status_code=304, headers=headers)
@@ -114,6 +116,9 @@ def thumbnail(ctx: Ctx, who: Caller, asset_id: int, size: wire.ThumbSize = "grid
             raise ProblemError(404, "not_found", f"Asset {asset_id} has no thumbnail: {asset.job_error}",
                                "The original can still be downloaded; an admin sees the failure in "
                                "'camroll admin jobs'.")
+        if asset.thumbs_at is not None and ctx.jobs is not None:
+            # Recorded as made but the file is gone (deleted, or made by an older recipe): make it again.
+            ctx.jobs.enqueue(asset.id)
         raise ProblemError(404, "not_found", f"The thumbnail of asset {asset_id} is not ready yet.",
                            "Retry in a few seconds: the server makes thumbnails in the background after an upload.")
     return FileResponse(path, media_type=media.THUMB_MIME, headers=headers)

@@ -54,7 +54,11 @@ class ThumbStore:
         self.root = root
 
     def path(self, sha256: str, size: wire.ThumbSize) -> Path:
-        return self.root / sha256[:2] / f"{sha256}-{size}.webp"
+        # The version is in the name: thumbnails made by an older recipe are simply not found, so the
+        # thumbnail endpoint queues them again (and ETags, which carry the version too, change).
+        from camroll.media.thumbs import VERSION
+
+        return self.root / sha256[:2] / f"{sha256}-{size}-v{VERSION}.webp"
 
     def has_all(self, sha256: str) -> bool:
         return all(self.path(sha256, s).is_file() for s in SIZES)
