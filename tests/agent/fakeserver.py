@@ -42,6 +42,8 @@ class FakeServer:
         self.damage_whole_file_once = False  # flip a stored byte before the final hash check
         self.token_revoked = False
         self.max_file_size: int | None = None
+        # File-name endings refused with 415 (as if sniffed), like a server whose type list is shorter than ours.
+        self.refused_suffixes: tuple[str, ...] = ()
         # GET /api/v1/server answers this body when set (else 404, as from a server that cannot say).
         self.server_info: dict[str, object] | None = None
 
@@ -132,6 +134,9 @@ class FakeServer:
                                      "delete some files or ask the admin for more space")
             uid = f"u{len(self.requests)}"
             up = FakeUpload(length, wire.decode_upload_metadata(req.headers.get("Upload-Metadata", "")))
+            if self.refused_suffixes and up.meta.get(wire.META_FILENAME, "").endswith(self.refused_suffixes):
+                return self._problem(415, "unsupported_media_type", "It is not a type this server stores.",
+                                     "Ask the admin to start it with --accept-other-files.")
             self.uploads[uid] = up
             if req.headers.get("Content-Type") == "application/offset+octet-stream":
                 return self._receive(uid, up, req, 201)

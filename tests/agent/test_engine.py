@@ -264,6 +264,19 @@ def test_too_large_skips_only_that_file(tmp_path: Path) -> None:
     assert row.fix.startswith("Ask the admin to raise it")
 
 
+def test_a_type_the_server_refuses_is_skipped_not_retried(tmp_path: Path) -> None:
+    paths, cfg, photos = _setup(tmp_path)
+    write(photos / "clip.mp4", mp4_bytes(2 * MIB, seed=4))
+    write(photos / "small.jpg", jpeg_bytes(5))
+    srv = FakeServer()
+    srv.refused_suffixes = (".mp4",)
+    s = run_backup(paths, cfg, transport=srv.transport())
+    assert s.files_failed == 0 and s.files_skipped == 1 and s.files_uploaded == 1
+    with StateDB(paths.state_db) as db:
+        (row,) = db.rows_in_state("skipped")
+    assert row.code == "unsupported_type" and "--accept-other-files" in row.fix
+
+
 def test_completed_upload_whose_answer_was_lost(tmp_path: Path) -> None:
     """Killed after the last byte but before recording it: the next run asks by hash."""
     paths, cfg, photos = _setup(tmp_path)

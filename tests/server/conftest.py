@@ -26,8 +26,10 @@ _names = itertools.count()
 
 @pytest.fixture(scope="module")
 def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    """A server shared by the tests of one module; each test makes its own user."""
-    srv = ServerProcess(data=tmp_path_factory.mktemp("shared") / "server-data")
+    """A server shared by the tests of one module; each test makes its own user.  It stores "other files"
+    too (--accept-other-files), so the library's handling of them is tested; refusing them, the default,
+    is tested in test_services.py."""
+    srv = ServerProcess(data=tmp_path_factory.mktemp("shared") / "server-data", extra_args=("--accept-other-files",))
     srv.start()
     try:
         yield srv

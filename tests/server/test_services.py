@@ -110,7 +110,21 @@ def test_sweep_removes_bytes_and_keeps_a_tombstone(api: TestClient, ctx: Context
     assert api.head(url, headers=TUS).status_code == 404
 
 
-def test_zero_length_upload(api: TestClient) -> None:
+def test_files_that_are_not_media_are_refused_unless_allowed(api: TestClient, ctx: Context) -> None:
+    notes = b"shopping list\n" * 10
+    r = api.post(wire.UPLOADS_PATH, headers={**TUS, **{"Content-Type": OCTET}, "Upload-Length": str(len(notes)),
+                                             "Upload-Metadata": meta(notes)}, content=notes)
+    body = assert_problem(r, 415, "unsupported_media_type")  # type: ignore[arg-type]
+    assert "--accept-other-files" in str(body["fix"])
+    assert ctx.blobs.exists(hashlib.sha256(notes).hexdigest()) is False
+    assert api.get("/api/v1/assets").json()["items"] == []
+    # A zero-length upload is valid tus but not a photo: refused the same way.
+    r = api.post(wire.UPLOADS_PATH, headers={**TUS, "Upload-Length": "0", "Upload-Metadata": meta(b"")})
+    assert_problem(r, 415, "unsupported_media_type")  # type: ignore[arg-type]
+
+
+def test_other_files_and_zero_length_upload_when_allowed(api: TestClient, ctx: Context) -> None:
+    object.__setattr__(ctx.settings, "accept_other_files", True)
     r = api.post(wire.UPLOADS_PATH, headers={**TUS, "Upload-Length": "0", "Upload-Metadata": meta(b"")})
     assert r.status_code == 201
     assert r.headers["Upload-Offset"] == "0"

@@ -970,4 +970,13 @@ class _Pass:
                          "; backup then retries it by itself.")
             self._hashed_decision(item, d)
             return
+        if exc.code == "unsupported_media_type":
+            # The server's type list disagrees with ours (an older server, or one trimmed by its admin):
+            # retrying cannot help, but a change of the server's rules brings it back (rule skips are
+            # looked at again when they change, and daily).
+            self._release_followers(item, ok=False)
+            d = Decision("skipped", "unsupported_type", exc.detail.rstrip("."),
+                         (exc.fix or "Back up photos and videos only.").rstrip("."))
+            self._hashed_decision(item, d)
+            return
         self._upload_failed(item, str(exc))

@@ -77,6 +77,9 @@ def serve(
     access_log: bool = typer.Option(False, "--access-log", help="Log every request."),
     min_client_version: str | None = typer.Option(
         None, "--min-client-version", hidden=True, help="Refuse agents older than this version (tests)."),
+    accept_other_files: bool = typer.Option(
+        False, "--accept-other-files", envvar="CAMROLL_ACCEPT_OTHER_FILES",
+        help="Also store files that are not a known photo or video type (kept as 'other files', no thumbnail)."),
     stall_minutes: float = typer.Option(
         60.0, "--stall-minutes", envvar="CAMROLL_STALL_MINUTES",
         help="Alert when a device has files waiting and no progress (or is paused by a blocker) this long."),
@@ -112,6 +115,7 @@ def serve(
         "max_file_size": limit, "upload_expiry_seconds": upload_expiry * 3600,
         "stall_seconds": stall_minutes * 60, "silence_seconds": silence_hours * 3600,
         "heartbeat_interval_seconds": heartbeat_interval, "stall_check_seconds": stall_check_interval,
+        "accept_other_files": accept_other_files,
     }
     if name:
         overrides["name"] = name

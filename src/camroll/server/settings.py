@@ -54,6 +54,9 @@ class Settings:
     upload_expiry_seconds: float = DEFAULT_UPLOAD_EXPIRY_HOURS * 3600
     min_client_version: str = DEFAULT_MIN_CLIENT_VERSION
     session_days: int = 30
+    # Only the photo and video types in camroll.media.types are stored unless the admin allows other
+    # files ("--accept-other-files"); the agent already skips them by the same table.
+    accept_other_files: bool = False
     # Device health and alerts (see services/health.py and services/stalls.py).
     heartbeat_interval_seconds: int = DEFAULT_HEARTBEAT_INTERVAL_SECONDS
     stall_seconds: float = DEFAULT_STALL_MINUTES * 60

@@ -4,6 +4,7 @@ decide what happens."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from datetime import datetime
 from email.utils import format_datetime
@@ -131,8 +132,10 @@ async def create(request: Request, ctx: Ctx,
         except BodyInterrupted:
             return Response(status_code=400)
         except ProblemError:
-            # The first chunk was refused: leave nothing behind, the client starts over.
-            await anyio.to_thread.run_sync(uploads.terminate, ctx, who, state.id)
+            # The first chunk was refused: leave nothing behind, the client starts over.  (A refusal of
+            # the whole file, e.g. a type the server does not store, has discarded the upload already.)
+            with contextlib.suppress(ProblemError):
+                await anyio.to_thread.run_sync(uploads.terminate, ctx, who, state.id)
             raise
         headers["Upload-Offset"] = str(got.offset)
         headers.update(_expires(got.expires_at))

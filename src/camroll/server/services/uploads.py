@@ -241,6 +241,15 @@ def complete(ctx: Context, upload_id: str, hasher: Any | None, known: UploadStat
             )
         media = sniff(head[:SNIFF_BYTES] if head is not None else ctx.parts.head(upload_id, SNIFF_BYTES))
         mime = media.mime if media else None
+        if media is None and not ctx.settings.accept_other_files:
+            _discard(ctx, upload_id)
+            raise ProblemError(
+                415, "unsupported_media_type",
+                f"{known.metadata.get('filename') or 'The file'} is not a photo or video type camroll knows "
+                "(recognised from its bytes, not its name); nothing was stored.",
+                "Back up photos and videos only, or ask the server's admin to start it with "
+                "--accept-other-files (CAMROLL_ACCEPT_OTHER_FILES=1).",
+            )
         now = utcnow()
         try:
             # The hash is committed before the bytes go to the blob store: a crash after put_file
