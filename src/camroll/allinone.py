@@ -255,7 +255,7 @@ def _up(folders: list[Path], example: bool, data: Path | None, listen: str, json
         finally:
             if renderer is not None:
                 renderer.progress.stop()
-        _report(summary, layout, json_out, watch)
+        _report(summary, layout, json_out, watch, url)
         if watch:
             _watch(paths, console, json_out)
             return
@@ -267,7 +267,7 @@ def _up(folders: list[Path], example: bool, data: Path | None, listen: str, json
         raise typer.Exit(1)
 
 
-def _report(summary: Summary, layout: UpLayout, json_out: bool, watch: bool) -> None:
+def _report(summary: Summary, layout: UpLayout, json_out: bool, watch: bool, url: str) -> None:
     from camroll.agent.progress import summary_text
 
     if json_out:
@@ -278,8 +278,11 @@ def _report(summary: Summary, layout: UpLayout, json_out: bool, watch: bool) -> 
     typer.echo(summary_text(summary))
     typer.echo(f"Your library: {layout.server_data} (originals under blobs/, named by SHA-256).")
     typer.echo(f"Everything camroll keeps is under {layout.root}: {LAYOUT_NOTE}.")
-    if not watch:
-        typer.echo("Run the same command again any time: only new and changed files are sent.")
+    if watch:
+        typer.echo(f"See it in a browser at {url} (the user name and password are in {layout.credentials}).")
+    else:
+        typer.echo("Run the same command again any time: only new and changed files are sent. Add --watch to "
+                   "keep going and to browse the library in a web browser while it runs.")
 
 
 def _watch(paths: AgentPaths, console: Console, json_out: bool) -> None:

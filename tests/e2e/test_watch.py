@@ -150,8 +150,11 @@ def test_up_watch_keeps_the_server_and_backs_up_new_photos(tmp_path: Path) -> No
         time.sleep(1.0)
         (pics / "later.jpg").write_bytes(later)
         assert _until(lambda: on_server(later), 10), "not backed up within 10 s"
+        # The web interface is up while it watches, and the output says where.
+        assert httpx.get(f"http://127.0.0.1:{port}/", timeout=5).status_code == 200
     finally:
-        code, _out, err = _stop(proc, timeout=30)
+        code, out, err = _stop(proc, timeout=30)
     assert code == 0, err
     assert "Traceback" not in err
+    assert f"See it in a browser at http://127.0.0.1:{port}" in out
     assert not _port_open(port), "the server child is still running"
