@@ -357,6 +357,8 @@ class AssetDetail(AssetInfo):
     job_error: str | None = Field(default=None, description="Why a background job failed for this asset.")
     trashed_at: datetime | None = None
     live_video_id: int | None = None
+    motion_video_offset: int | None = Field(default=None, description="Where a Motion Photo's MP4 starts.")
+    motion_video_length: int | None = Field(default=None, description="Its length; play it at /assets/{id}/motion.")
 
 
 class AssetIds(_Model):

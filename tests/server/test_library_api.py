@@ -378,3 +378,33 @@ def test_a_separate_worker_does_the_jobs(tmp_path: Path, monkeypatch: pytest.Mon
             worker.kill()
             worker.wait()
         srv.stop()
+
+
+def test_motion_photo_video_is_served_with_ranges(user: User, tmp_path: Path) -> None:
+    from conftest import require
+    from media import files as media_files
+
+    require(shutil.which("ffmpeg") is not None, "ffmpeg is not installed: apt-get install ffmpeg")
+    clip = media_files.video(tmp_path / "clip.mp4", seconds=1).read_bytes()
+    still = media_files.jpeg(tmp_path / "PXL_20240101_123456789.MP.jpg", (640, 480),
+                             xmp=media_files.motion_photo_xmp(len(clip))).read_bytes()
+    c = user.client
+    asset_id = upload(c, still + clip, filename="PXL_20240101_123456789.MP.jpg")
+    plain = upload(c, photo(None, color=(1, 2, 3)), filename="plain.jpg")
+    details = wait_for_jobs(c, [asset_id, plain])
+    d = details[asset_id]
+    assert (d.motion_video_offset, d.motion_video_length) == (len(still), len(clip))
+
+    whole = c.get(f"/api/v1/assets/{asset_id}/motion")
+    assert whole.status_code == 200 and whole.headers["content-type"] == "video/mp4"
+    assert whole.content == clip and whole.headers["accept-ranges"] == "bytes"
+    part = c.get(f"/api/v1/assets/{asset_id}/motion", headers={"Range": "bytes=4-11"})
+    assert part.status_code == 206 and part.content == clip[4:12]
+    assert part.headers["content-range"] == f"bytes 4-11/{len(clip)}"
+    tail = c.get(f"/api/v1/assets/{asset_id}/motion", headers={"Range": "bytes=-100"})
+    assert tail.status_code == 206 and tail.content == clip[-100:]
+    past = c.get(f"/api/v1/assets/{asset_id}/motion", headers={"Range": f"bytes={len(clip)}-"})
+    assert past.status_code == 416
+    # The original is unchanged by the refactor: still the whole file, still ranged.
+    assert c.get(f"/api/v1/assets/{asset_id}/original", headers={"Range": "bytes=0-1"}).content == still[:2]
+    assert_problem(c.get(f"/api/v1/assets/{plain}/motion"), 404, "not_found")

@@ -129,6 +129,9 @@ class Asset(Base):
     live_video_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     live_of_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     motion_photo: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Where a Motion Photo's embedded MP4 lies in the original, so it can be served without re-parsing.
+    motion_video_offset: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    motion_video_length: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     metadata_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     thumbs_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     job_error: Mapped[str | None] = mapped_column(String(2000), nullable=True)

@@ -66,27 +66,43 @@ def _stream(reader: ReadStream) -> Iterator[bytes]:
         reader.close()
 
 
+def _ranged(ctx: Ctx, sha256: str, offset: int, size: int, media_type: str, etag: str,
+            range_: str | None, if_range: str | None, headers: dict[str, str]) -> Response:
+    """Stream the ``size`` bytes at ``offset`` of blob ``sha256`` as one resource, honouring a single Range."""
+    if if_range is not None and if_range.strip() != etag:
+        range_ = None
+    span = _byte_range(range_, size)
+    headers = {**headers, "ETag": etag, "Accept-Ranges": "bytes"}
+    if span is None:
+        headers["Content-Length"] = str(size)
+        reader = ctx.blobs.open(sha256) if offset == 0 else ctx.blobs.open(sha256, offset, size)
+        return StreamingResponse(_stream(reader), media_type=media_type, headers=headers)
+    start, end = span
+    headers["Content-Length"] = str(end - start + 1)
+    headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+    return StreamingResponse(_stream(ctx.blobs.open(sha256, offset + start, end - start + 1)), status_code=206,
+                             media_type=media_type, headers=headers)
+
+
 @router.get("/assets/{asset_id}/original")
 def original(ctx: Ctx, who: Caller, asset_id: int,
              range_: Annotated[str | None, Header(alias="Range")] = None,
              if_range: Annotated[str | None, Header(alias="If-Range")] = None) -> Response:
     asset = library.original(ctx, who, asset_id)
-    etag = f'"{asset.sha256}"'
-    if if_range is not None and if_range.strip() != etag:
-        range_ = None
-    span = _byte_range(range_, asset.size)
-    headers = {
-        "ETag": etag,
-        "Accept-Ranges": "bytes",
-        "Content-Disposition": f"attachment; filename*=UTF-8''{quote(asset.filename)}",
-    }
-    media_type = asset.mime or "application/octet-stream"
-    if span is None:
-        headers["Content-Length"] = str(asset.size)
-        return StreamingResponse(_stream(ctx.blobs.open(asset.sha256)), media_type=media_type,
-                                 headers=headers)
-    start, end = span
-    headers["Content-Length"] = str(end - start + 1)
-    headers["Content-Range"] = f"bytes {start}-{end}/{asset.size}"
-    return StreamingResponse(_stream(ctx.blobs.open(asset.sha256, start, end - start + 1)), status_code=206,
-                             media_type=media_type, headers=headers)
+    disposition = {"Content-Disposition": f"attachment; filename*=UTF-8''{quote(asset.filename)}"}
+    return _ranged(ctx, asset.sha256, 0, asset.size, asset.mime or "application/octet-stream",
+                   f'"{asset.sha256}"', range_, if_range, disposition)
+
+
+@router.get("/assets/{asset_id}/motion")
+def motion(ctx: Ctx, who: Caller, asset_id: int,
+           range_: Annotated[str | None, Header(alias="Range")] = None,
+           if_range: Annotated[str | None, Header(alias="If-Range")] = None) -> Response:
+    """The MP4 embedded in a Motion Photo, as its own video (the bytes recorded by the metadata job)."""
+    asset = library.original(ctx, who, asset_id)
+    offset, length = asset.motion_video_offset, asset.motion_video_length
+    if offset is None or not length or offset + length > asset.size:
+        raise ProblemError(404, "not_found", f"Asset {asset_id} has no embedded Motion Photo video.",
+                           "Only Motion Photos have one; GET /api/v1/assets/{id} shows motion_video_length.")
+    return _ranged(ctx, asset.sha256, offset, length, "video/mp4", f'"{asset.sha256}-motion"', range_, if_range,
+                   {"Content-Disposition": "inline"})

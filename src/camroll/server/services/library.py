@@ -97,5 +97,6 @@ def detail(ctx: Context, who: Principal, asset_id: int) -> wire.AssetDetail:
     return wire.AssetDetail(
         **info.model_dump(), kind=cast(Literal["image", "video", "other"], asset.kind), metadata=meta,
         has_thumbnail=asset.thumbs_at is not None, job_error=asset.job_error, trashed_at=asset.trashed_at,
-        live_video_id=asset.live_video_id,
+        live_video_id=asset.live_video_id, motion_video_offset=asset.motion_video_offset,
+        motion_video_length=asset.motion_video_length,
     )

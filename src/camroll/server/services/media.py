@@ -194,6 +194,8 @@ def record_metadata(ctx: Context, asset_id: int, info: MediaInfo) -> None:
         a.camera_make, a.camera_model = info.make, info.model
         a.media = meta.model_dump(mode="json")
         a.motion_photo = info.motion_photo is not None
+        mp = info.motion_photo
+        a.motion_video_offset, a.motion_video_length = (mp.offset, mp.length) if mp is not None else (None, None)
         a.live_photo_id = info.live_photo_id
         a.metadata_at = utcnow()
         db.flush()

@@ -3,7 +3,7 @@
 After login the page calls ``POST /api/v1/auth/media-cookie`` (with its bearer token).  The answer sets
 an HttpOnly, SameSite=Strict cookie holding that session token, scoped to ``/api/v1/assets``.  The
 middleware below turns the cookie into a bearer header only for GET/HEAD of an asset's original or
-thumbnail and of the zip download; every other request ignores it, so a cookie can never change
+thumbnail (or Motion Photo video) and of the zip download; every other request ignores it, so a cookie can never change
 anything (no CSRF surface) and page scripts can never read it (HttpOnly).
 """
 
@@ -23,7 +23,7 @@ from camroll.server.security import SESSION_PREFIX
 
 COOKIE = "camroll_media"
 COOKIE_PATH = f"{wire.API_PREFIX}/assets"
-MEDIA_PATH = re.compile(rf"^{re.escape(wire.API_PREFIX)}/assets/(?:\d+/(?:original|thumbnail)|zip)$")
+MEDIA_PATH = re.compile(rf"^{re.escape(wire.API_PREFIX)}/assets/(?:\d+/(?:original|thumbnail|motion)|zip)$")
 
 router = APIRouter()
 
