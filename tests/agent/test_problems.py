@@ -149,6 +149,24 @@ def test_problems_lists_every_file_not_backed_up_most_important_first(home: Any,
     assert "camroll retries it by itself" in st["fix"] and st["problems"] == 4
 
 
+def test_excluded_files_are_a_choice_not_a_problem(home: Any, app: typer.Typer) -> None:
+    paths, cfg, photos = home
+    cfg.policy.exclude = ["*.png"]
+    _old(write(photos / "ok.jpg", jpeg_bytes(1)))
+    _old(write(photos / "shot.png", png_bytes(2)))
+    _old(write(photos / "notes.txt", b"shopping list"))
+    s = run_backup(paths, cfg, transport=FakeServer().transport())
+    assert s.files_uploaded == 1
+    assert [os.path.basename(r["path"]) for r in _json(app, "problems")] == ["notes.txt"]
+    every = {os.path.basename(r["path"]): r["code"] for r in _json(app, "problems", "--all")}
+    assert every == {"notes.txt": "unsupported_type", "shot.png": "excluded"}
+    r = runner.invoke(app, ["problems"])
+    assert "1 more file left out by your include/exclude settings" in r.output and "--all" in r.output
+    assert _json(app, "status")["problems"] == 1
+    # `why` still explains the excluded file.
+    assert "exclude" in runner.invoke(app, ["why", str(photos / "shot.png")]).output
+
+
 def test_raising_max_file_size_brings_skipped_files_back_by_itself(home: Any, app: typer.Typer) -> None:
     paths, cfg, photos = home
     cfg.policy.max_file_size = "1MB"

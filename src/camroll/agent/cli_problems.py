@@ -54,18 +54,23 @@ def _retry_in(ts: float | None) -> str:
 
 
 def problems(json_out: bool = typer.Option(False, "--json", help="Print a JSON list."),
-             limit: int = typer.Option(1000, "--limit", min=1, help="Show at most this many files.")) -> None:
+             limit: int = typer.Option(1000, "--limit", min=1, help="Show at most this many files."),
+             show_all: bool = typer.Option(False, "--all", help="Also list files your include/exclude settings "
+                                                               "keep out.")) -> None:
     """List every file that is not backed up, with the reason and the fix, most important first."""
     from camroll.agent.problems import problem_rows
 
     _cfg, db = _open()
     with db:
-        rows = problem_rows(db, limit)
+        rows = problem_rows(db, limit, excluded=show_all)
+        hidden = 0 if show_all else db.excluded_count()
     if json_out:
         typer.echo(json.dumps([r.to_json() for r in rows]))
         return
+    also = (f" ({hidden:,} more file{'s' if hidden != 1 else ''} left out by your include/exclude settings: "
+            "camroll problems --all lists them.)") if hidden else ""
     if not rows:
-        typer.echo("No problems: every file camroll knows is backed up, on its way, or ignored.")
+        typer.echo(f"No problems: every file camroll knows is backed up, on its way, or ignored.{also}")
         return
     from rich.console import Console
     from rich.table import Table
@@ -85,6 +90,8 @@ def problems(json_out: bool = typer.Option(False, "--json", help="Print a JSON l
                 state += f"\nretry {when}"
         table.add_row(Text(state), Text(r.path), Text(r.reason), Text(r.fix))
     console.print(table)
+    if also:
+        console.print(also.strip(), markup=False)
 
 
 def retry(path: str | None = typer.Argument(None, help="A failed or skipped file."),

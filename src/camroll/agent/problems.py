@@ -80,10 +80,11 @@ def _unreadable_row(path: str, reason: str) -> ProblemRow:
     return ProblemRow(path, "unreadable", "unreadable", f"cannot read: {reason}", UNREADABLE_FIX)
 
 
-def problem_rows(db: StateDB, limit: int = 1000) -> list[ProblemRow]:
+def problem_rows(db: StateDB, limit: int = 1000, *, excluded: bool = True) -> list[ProblemRow]:
     """Every file not backed up for a reason, most important first: failed, unreadable (seen by the
-    scan but not recordable), waiting, then skipped.  Ignored and vanished files are not problems."""
-    rows = db.problem_files(limit)
+    scan but not recordable), waiting, then skipped.  Ignored and vanished files are not problems;
+    ``excluded=False`` also leaves out files the include/exclude settings keep out."""
+    rows = db.problem_files(limit, excluded=excluded)
     failed = [r for r in rows if r.state == "failed"]
     rest = [r for r in rows if r.state != "failed"]
     out = [_row(r) for r in failed]

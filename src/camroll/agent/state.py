@@ -483,15 +483,22 @@ class StateDB:
             )
             return [FileRow(*r) for r in cur]
 
-    def problem_files(self, limit: int) -> list[FileRow]:
+    def problem_files(self, limit: int, *, excluded: bool = True) -> list[FileRow]:
         """Files not backed up for a reason a person should see: failed first, then waiting, then skipped;
-        the most recently changed first within each."""
+        the most recently changed first within each.  ``excluded=False`` leaves out files the user's own
+        include/exclude globs keep out (a choice, not a problem)."""
+        skip_excluded = "" if excluded else " AND NOT (state='skipped' AND code='excluded')"
         with self._lock:
             cur = self._conn.execute(
-                f"SELECT {_ROW_COLS} FROM files WHERE state IN ('failed','waiting','skipped')"
+                f"SELECT {_ROW_COLS} FROM files WHERE state IN ('failed','waiting','skipped'){skip_excluded}"
                 " ORDER BY CASE state WHEN 'failed' THEN 0 WHEN 'waiting' THEN 1 ELSE 2 END, updated_at DESC"
                 " LIMIT ?", (limit,))
             return [FileRow(*r) for r in cur]
+
+    def excluded_count(self) -> int:
+        with self._lock:
+            row = self._conn.execute("SELECT COUNT(*) FROM files WHERE state='skipped' AND code='excluded'").fetchone()
+        return int(row[0])
 
     def rows_with(self, where: str, params: tuple[object, ...] = (), limit: int = 100_000) -> list[FileRow]:
         with self._lock:

@@ -87,6 +87,7 @@ def get_status(paths: AgentPaths, config: AgentConfig) -> Status:
     stop_code: str | None = None
     unreadable: list[tuple[str, str]] = []
     notes: list[str] = []
+    excluded = 0
     if not config.policy.enabled:
         notes.append(_switched_off_note(paths))
     if paths.state_db.exists():
@@ -110,6 +111,7 @@ def get_status(paths: AgentPaths, config: AgentConfig) -> Status:
             from camroll.agent.problems import scan_unreadable
 
             unreadable = scan_unreadable(db)
+            excluded = db.excluded_count()
     waiting = sum(files[s] for s in WAITING)
     fix = ""
     # The single most important blocker first: what stopped the whole backup (policy pause, metered cap,
@@ -139,7 +141,8 @@ def get_status(paths: AgentPaths, config: AgentConfig) -> Status:
                     "(camroll problems lists them)")
     else:
         headline = f"All {_plural(files['backed_up'], 'file')} backed up"
-    problems = files["failed"] + files["waiting"] + files["skipped"] + len(unreadable)
+    # Files the user's include/exclude globs keep out are a choice, not a problem.
+    problems = files["failed"] + files["waiting"] + files["skipped"] - excluded + len(unreadable)
     return Status(headline, config.server is not None, config.server.url if config.server else None,
                   list(config.folders), files, nbytes, last_ok, last_pass, stopped, paused, failed, skipped,
                   stop_code, waiting_rows, problems, warnings, fix, notes)
