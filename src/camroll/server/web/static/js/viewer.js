@@ -1,7 +1,16 @@
 // Full-screen viewer: ←/→ keys, swipe, Escape; video plays the original (the server answers Range
 // requests, so seeking works); "i" toggles the info panel read from GET /assets/{id}.
+// Live Photos (the MOV's original) and Motion Photos (GET /assets/{id}/motion) play over the still on
+// request.  Types browsers cannot decode (HEIC, JPEG XL, TIFF, RAW) show the server's preview instead.
 import { api } from "./api.js";
 import { h, size, dateTime, errorBox } from "./format.js";
+
+// Image types every current browser decodes; anything else is shown through its preview thumbnail.
+// AVIF is here because most browsers decode it; where one cannot, the image's error falls back too.
+const DISPLAYABLE = new Set(["image/jpeg", "image/png", "image/gif", "image/webp", "image/bmp", "image/avif", "image/svg+xml"]);
+const PREVIEW_RETRY_MS = 3000;
+
+export function browserCanShow(mime) { return DISPLAYABLE.has((mime || "").toLowerCase()); }
 
 const SOURCES = { exif: "EXIF", quicktime: "video metadata", filename: "file name", mtime: "file modification time", upload: "upload time" };
 
@@ -14,10 +23,12 @@ export function openViewer({ items, index, originalUrl, thumbUrl, more, onClose 
   const prev = h("button", { class: "nav prev", "aria-label": "Previous", onclick: () => step(-1) }, "‹");
   const next = h("button", { class: "nav next", "aria-label": "Next", onclick: () => step(1) }, "›");
   const infoBtn = h("button", { "aria-controls": "viewer-info", "aria-expanded": String(infoOpen), onclick: toggleInfo }, "Details");
+  const playLabel = h("span", {}, "Play live");
+  const play = h("button", { class: "play-motion", hidden: true, onclick: () => playMotion() }, h("span", { "aria-hidden": "true" }, "▶ "), playLabel);
   const dl = h("a", { class: "button", download: "", title: "Download the original file" }, "Download");
   const close = h("button", { "aria-label": "Close", title: "Close (Esc)", onclick: done }, "✕");
   const root = h("div", { class: "viewer", id: "viewer", role: "dialog", "aria-modal": "true", "aria-label": "Viewer", tabindex: "-1" },
-    h("div", { class: "viewer-bar" }, counter, infoBtn, dl, close),
+    h("div", { class: "viewer-bar" }, counter, play, infoBtn, dl, close),
     stage, prev, next, info);
   root.classList.toggle("with-info", infoOpen);
   document.body.append(root);
@@ -30,7 +41,54 @@ export function openViewer({ items, index, originalUrl, thumbUrl, more, onClose 
     if (infoOpen) loadInfo(items[i]);
   }
 
+  let retry = null;
+
+  // The motion part of a Live Photo (its MOV) or a Motion Photo (the MP4 inside the JPEG), or null.
+  function motionUrl(item) {
+    if (item.live_video_id != null) return originalUrl(item.live_video_id);
+    if (item.motion_photo) return `/api/v1/assets/${item.id}/motion`;
+    return null;
+  }
+
+  function playMotion() {
+    const item = items[i];
+    const url = motionUrl(item);
+    if (!url || stage.querySelector("video.motion")) return;
+    const under = [...stage.children];
+    const video = h("video", { class: "motion", src: url, autoplay: true, playsinline: true, "aria-label": `${item.filename} (motion)` });
+    const back = () => {
+      if (items[i] !== item) return;
+      video.remove();
+      under.forEach((el) => el.classList.remove("under"));
+      play.disabled = false;
+      play.focus();
+    };
+    // The still stays until the first frame is up, so there is never a black gap.
+    video.addEventListener("playing", () => under.forEach((el) => el.classList.add("under")), { once: true });
+    video.addEventListener("ended", back);
+    video.addEventListener("error", () => { back(); play.disabled = true; play.title = "This motion clip could not be played"; });
+    play.disabled = true;
+    stage.append(video);
+    video.play().catch(() => {});
+  }
+
+  // A still the browser cannot decode: its preview, or a placeholder until the thumbnail job has made it.
+  function previewOf(item) {
+    const box = h("div", { class: "preview-wait", role: "status" }, h("p", {}, "Preview being made…"),
+      h("p", { class: "muted" }, `${item.mime || "This file"} cannot be shown by the browser; the original is kept and can be downloaded.`));
+    const img = h("img", { alt: item.filename, hidden: true });
+    const load = () => { img.src = `${thumbUrl(item.id, "preview")}&t=${Date.now()}`; };
+    img.addEventListener("load", () => { img.hidden = false; box.remove(); });
+    img.addEventListener("error", () => {
+      if (items[i] !== item) return;
+      retry = setTimeout(load, PREVIEW_RETRY_MS);
+    });
+    if (item.has_thumbnail) img.src = thumbUrl(item.id, "preview"); else load();
+    return [img, box];
+  }
+
   function show() {
+    clearTimeout(retry);
     const item = items[i];
     counter.textContent = `${i + 1} / ${items.length}${item ? " · " + item.filename : ""}`;
     prev.disabled = i === 0;
@@ -39,10 +97,19 @@ export function openViewer({ items, index, originalUrl, thumbUrl, more, onClose 
     if (item.kind === "video") {
       media = h("video", { src: originalUrl(item.id), controls: true, autoplay: true, playsinline: true, preload: "metadata",
         poster: item.has_thumbnail ? thumbUrl(item.id, "preview") : null, "aria-label": item.filename });
+    } else if (item.kind === "image" && !browserCanShow(item.mime)) {
+      media = previewOf(item);
     } else {
       media = h("img", { src: item.has_thumbnail ? thumbUrl(item.id, "preview") : originalUrl(item.id), alt: item.filename });
+      // An original this browser turns out not to decode (AVIF in an old one) goes through the preview path.
+      media.addEventListener("error", () => { if (items[i] === item && !item.has_thumbnail) stage.replaceChildren(...previewOf(item)); }, { once: true });
     }
-    stage.replaceChildren(media);
+    stage.replaceChildren(...[media].flat());
+    const motion = item.kind === "image" ? motionUrl(item) : null;
+    play.hidden = !motion;
+    play.disabled = false;
+    playLabel.textContent = item.live_video_id != null ? "Play live" : "Play motion";
+    play.title = item.live_video_id != null ? "Play the Live Photo's video" : "Play the Motion Photo's video";
     root.dataset.id = String(item.id);
     if (infoOpen) loadInfo(item);
   }
@@ -83,6 +150,7 @@ export function openViewer({ items, index, originalUrl, thumbUrl, more, onClose 
   });
 
   function done() {
+    clearTimeout(retry);
     document.removeEventListener("keydown", onKey);
     document.body.classList.remove("no-scroll");
     root.remove();
