@@ -1,5 +1,5 @@
-"""The viewer plays a Motion Photo's embedded video over its still, and shows a HEIC through its preview
-(with a placeholder while that preview is still being made)."""
+"""The viewer plays a Live Photo's MOV and a Motion Photo's embedded video over the still, and shows a
+HEIC through its preview (with a placeholder while that preview is still being made)."""
 
 from __future__ import annotations
 
@@ -30,6 +30,10 @@ def motion_library(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Library
                               xmp=media_files.motion_photo_xmp(len(clip)))
     with open(motion, "ab") as f:
         f.write(clip)
+    live = media_files.jpeg(root / "IMG_0003.JPG", (640, 480),
+                            ex=media_files.exif(when="2024:01:03 10:00:00", content_id="CID-VIEWER-1"))
+    mov = media_files.video(root / "IMG_0003.MOV", seconds=1,
+                            metadata={"com.apple.quicktime.content.identifier": "CID-VIEWER-1"})
     heic = media_files.heic(root / "IMG_0002.HEIC", (640, 480), ex=_when(datetime(2024, 1, 1, 10)))
     srv = ServerProcess(data=root / "server-data")
     srv.start()
@@ -37,7 +41,7 @@ def motion_library(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Library
         srv.add_user(USER, PASSWORD, quota="1GB")
         device = srv.device_token(USER, PASSWORD, device=PHONE)
         lib = Library(srv, srv.login(USER, PASSWORD), device, [])
-        for path in (motion, heic):
+        for path in (mov, live, motion, heic):
             lib.asset_ids[path.name] = upload(srv.url, device, path)
         deadline = time.monotonic() + 60
         for asset_id in lib.asset_ids.values():
@@ -49,7 +53,7 @@ def motion_library(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Library
         srv.stop()
 
 
-def test_motion_photo_plays_and_heic_shows_its_preview(browser: Any, motion_library: Library) -> None:
+def test_live_and_motion_photos_play_and_heic_shows_its_preview(browser: Any, motion_library: Library) -> None:
     lib = motion_library
     motion_id, heic_id = lib.asset_ids["PXL_20240102_101010000.MP.jpg"], lib.asset_ids["IMG_0002.HEIC"]
     assert lib.get(f"/assets/{motion_id}")["motion_video_length"] > 0
@@ -58,7 +62,16 @@ def test_motion_photo_plays_and_heic_shows_its_preview(browser: Any, motion_libr
     page.set_default_timeout(10_000)
     try:
         login(page, lib.url)
-        page.locator(f"#timeline .tile[data-id='{motion_id}']").click()
+        live_id, mov_id = lib.asset_ids["IMG_0003.JPG"], lib.asset_ids["IMG_0003.MOV"]
+        assert lib.get(f"/assets/{live_id}")["live_video_id"] == mov_id
+        page.locator(f"#timeline .tile[data-id='{live_id}']").click()
+        page.get_by_role("button", name="Play live").click()
+        page.wait_for_function("() => document.querySelector('#viewer video.motion')?.currentTime > 0.2")
+        assert page.evaluate("document.querySelector('#viewer video.motion').src").endswith(f"/{mov_id}/original")
+        page.keyboard.press("ArrowRight")
+        assert page.locator("#viewer video.motion").count() == 0
+
+        assert page.locator("#viewer").get_attribute("data-id") == str(motion_id)
         play = page.get_by_role("button", name="Play motion")
         play.focus()
         page.keyboard.press("Enter")  # keyboard accessible, not only clickable

@@ -9,6 +9,8 @@ import { h, size, dateTime, errorBox } from "./format.js";
 // AVIF is here because most browsers decode it; where one cannot, the image's error falls back too.
 const DISPLAYABLE = new Set(["image/jpeg", "image/png", "image/gif", "image/webp", "image/bmp", "image/avif", "image/svg+xml"]);
 const PREVIEW_RETRY_MS = 3000;
+// About two minutes of asking: a thumbnail job that failed (a corrupt file) never makes one.
+const PREVIEW_TRIES = 40;
 
 export function browserCanShow(mime) { return DISPLAYABLE.has((mime || "").toLowerCase()); }
 
@@ -57,7 +59,7 @@ export function openViewer({ items, index, originalUrl, thumbUrl, more, onClose 
     const under = [...stage.children];
     const video = h("video", { class: "motion", src: url, autoplay: true, playsinline: true, "aria-label": `${item.filename} (motion)` });
     const back = () => {
-      if (items[i] !== item) return;
+      if (!video.isConnected) return;
       video.remove();
       under.forEach((el) => el.classList.remove("under"));
       play.disabled = false;
@@ -74,13 +76,16 @@ export function openViewer({ items, index, originalUrl, thumbUrl, more, onClose 
 
   // A still the browser cannot decode: its preview, or a placeholder until the thumbnail job has made it.
   function previewOf(item) {
-    const box = h("div", { class: "preview-wait", role: "status" }, h("p", {}, "Preview being made…"),
+    const headline = h("p", {}, "Preview being made…");
+    const box = h("div", { class: "preview-wait", role: "status" }, headline,
       h("p", { class: "muted" }, `${item.mime || "This file"} cannot be shown by the browser; the original is kept and can be downloaded.`));
     const img = h("img", { alt: item.filename, hidden: true });
     const load = () => { img.src = `${thumbUrl(item.id, "preview")}&t=${Date.now()}`; };
     img.addEventListener("load", () => { img.hidden = false; box.remove(); });
+    let tries = 0;
     img.addEventListener("error", () => {
-      if (items[i] !== item) return;
+      if (!img.isConnected) return;
+      if (++tries >= PREVIEW_TRIES) { headline.textContent = "No preview could be made; use Download for the original."; return; }
       retry = setTimeout(load, PREVIEW_RETRY_MS);
     });
     if (item.has_thumbnail) img.src = thumbUrl(item.id, "preview"); else load();
