@@ -231,18 +231,12 @@ def test_job_is_idempotent_and_records_failures(ctx: Context) -> None:
 
 
 def test_migration_0003_backfills_existing_assets(tmp_path: Path) -> None:
-    from alembic import command
-    from alembic.config import Config
     from sqlalchemy import text
 
     from camroll.server.db import make_engine
 
     engine = make_engine(f"sqlite+pysqlite:///{tmp_path / 'db.sqlite'}")
-    cfg = Config()
-    cfg.set_main_option("script_location", str(migrate.MIGRATIONS_DIR))
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "0002")
+    migrate.upgrade(engine, "0002")
     with engine.begin() as conn:
         conn.execute(text("INSERT INTO users (id, username, password_hash, is_admin, created_at) "
                           "VALUES (1, 'ann', 'x', 0, '2024-01-01 00:00:00')"))

@@ -5,8 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import text
 
 from camroll.server import migrate
@@ -22,11 +20,7 @@ from camroll.server.storage.memory import MemoryBlobStore
 def test_upgrade_from_0001_keeps_rows_and_dates_old_copies(tmp_path: Path) -> None:
     settings = Settings.for_data_dir(tmp_path)
     engine = make_engine(settings.database_url)
-    cfg = Config()
-    cfg.set_main_option("script_location", str(migrate.MIGRATIONS_DIR))
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "0001")
+    migrate.upgrade(engine, "0001")
     stored = datetime(2026, 11, 1, 12, 0)
     with engine.begin() as conn:
         conn.execute(text("INSERT INTO users (id, username, password_hash, is_admin, quota_bytes, created_at) "

@@ -5,8 +5,6 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import text
 
 from camroll.server import migrate
@@ -17,11 +15,7 @@ from camroll.server.settings import Settings
 def test_upgrade_from_0003_keeps_assets_and_their_files(tmp_path: Path) -> None:
     settings = Settings.for_data_dir(tmp_path)
     engine = make_engine(settings.database_url)
-    cfg = Config()
-    cfg.set_main_option("script_location", str(migrate.MIGRATIONS_DIR))
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "0003")
+    migrate.upgrade(engine, "0003")
     t = datetime(2026, 11, 1, 12, 0)
     with engine.begin() as conn:
         conn.execute(text("INSERT INTO users (id, username, password_hash, is_admin, quota_bytes, created_at) "

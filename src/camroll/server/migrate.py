@@ -19,9 +19,10 @@ def current_revision(engine: Engine) -> str | None:
         return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
 
 
-def upgrade(engine: Engine) -> None:
-    """Apply every pending migration; safe to call on every start."""
-    if current_revision(engine) == HEAD:
+def upgrade(engine: Engine, revision: str = HEAD) -> None:
+    """Apply every pending migration up to ``revision`` (the newest by default; tests stop at an older
+    one to check an upgrade with rows in place); safe to call on every start."""
+    if current_revision(engine) == revision:
         return
     from alembic import command
     from alembic.config import Config
@@ -41,7 +42,7 @@ def upgrade(engine: Engine) -> None:
         try:
             with conn.begin():
                 cfg.attributes["connection"] = conn
-                command.upgrade(cfg, "head")
+                command.upgrade(cfg, "head" if revision == HEAD else revision)
                 if sqlite and conn.exec_driver_sql("PRAGMA foreign_key_check").first() is not None:
                     raise RuntimeError("the database has rows whose foreign keys point nowhere after migrating")
         finally:
