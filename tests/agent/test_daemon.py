@@ -216,8 +216,8 @@ def _until(pred: Callable[[], bool], timeout: float = 10.0) -> bool:
     return pred()
 
 
-@pytest.fixture
-def running(tmp_path: Path, server: Any) -> Iterator[tuple[Daemon, AgentPaths, Path, list[str]]]:
+def _home_with_folder(tmp_path: Path, server: Any) -> tuple[AgentPaths, Path]:
+    """An agent home logged in to ``server`` as a new user, backing up an empty ``photos`` folder."""
     from camroll.agent.account import add_folder
 
     pw = server.add_user("ann")
@@ -227,6 +227,13 @@ def running(tmp_path: Path, server: Any) -> Iterator[tuple[Daemon, AgentPaths, P
     cfg = load_config(paths.config_file)
     add_folder(cfg, photos)
     save_config(paths.config_file, cfg)
+    return paths, photos
+
+
+@pytest.fixture
+def running(tmp_path: Path, server: Any) -> Iterator[tuple[Daemon, AgentPaths, Path, list[str]]]:
+
+    paths, photos = _home_with_folder(tmp_path, server)
     lines: list[str] = []
     daemon = Daemon(paths, FAST, say=lines.append)
     t = threading.Thread(target=daemon.run, daemon=True)
@@ -302,7 +309,6 @@ def test_the_loop_waits_for_a_parallel_backup(running: tuple[Daemon, AgentPaths,
 def test_a_policy_pause_lifts_by_itself_when_the_battery_recovers(tmp_path: Path, server: Any) -> None:
     """Battery at 10% and discharging (a fake sysfs tree): the new photo waits; the battery reads 80%
     a moment later, and the photo is uploaded with nothing else happening in the folder."""
-    from camroll.agent.account import add_folder
     from camroll.agent.conditions import Probes
     from camroll.agent.conditions.runner import SubprocessRunner
 
@@ -313,13 +319,7 @@ def test_a_policy_pause_lifts_by_itself_when_the_battery_recovers(tmp_path: Path
     (bat / "type").write_text("Battery\n")
     (bat / "status").write_text("Discharging\n")
     (bat / "capacity").write_text("10\n")
-    pw = server.add_user("ann")
-    paths = _logged_in_paths(tmp_path, url=server.url, token=server.device_token("ann", pw))
-    photos = tmp_path / "photos"
-    photos.mkdir()
-    cfg = load_config(paths.config_file)
-    add_folder(cfg, photos)
-    save_config(paths.config_file, cfg)
+    paths, photos = _home_with_folder(tmp_path, server)
     (photos / "a.jpg").write_bytes(jpeg_bytes(7))
     lines: list[str] = []
     daemon = Daemon(paths, FAST, say=lines.append,
