@@ -108,10 +108,10 @@ def _config(paths: AgentPaths) -> tuple[Check, AgentConfig | None]:
 def _enabled(paths: AgentPaths, cfg: AgentConfig) -> Check:
     if cfg.policy.enabled:
         return Check("enabled", "pass", "Backup is switched on.")
-    from camroll.agent.settings import recent_changes
+    from camroll.agent.settings import switched_off_at
 
-    off = next((c for c in reversed(recent_changes(paths, None)) if c.key == "enabled" and c.new is False), None)
-    when = f"; backup was turned off on {when_text(off.time.timestamp())}" if off else ""
+    off = switched_off_at(paths)
+    when = f"; backup was turned off on {when_text(off.timestamp())}" if off else ""
     return Check("enabled", "fail", f"Backup is switched off (enabled = false){when}.",
                  "run camroll settings set enabled true")
 

@@ -240,6 +240,12 @@ def recent_changes(paths: AgentPaths, limit: int | None = 10) -> list[Change]:
     return out
 
 
+def switched_off_at(paths: AgentPaths) -> dt.datetime | None:
+    """When backup was last switched off (``enabled`` set to false), from the settings log."""
+    off = next((c for c in reversed(recent_changes(paths, None)) if c.key == "enabled" and c.new is False), None)
+    return None if off is None else off.time
+
+
 def summary_json(paths: AgentPaths, cfg: AgentConfig, changes: int = 5) -> dict[str, Any]:
     """Everything `camroll settings --json` prints (never the device token)."""
     s = cfg.server

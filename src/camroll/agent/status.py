@@ -151,12 +151,12 @@ def get_status(paths: AgentPaths, config: AgentConfig) -> Status:
 def _switched_off_note(paths: AgentPaths) -> str:
     """When backup was switched off: "switched off by accident" is a cause users only find by its date."""
     from camroll.agent.cache import when_text
-    from camroll.agent.settings import recent_changes
+    from camroll.agent.settings import switched_off_at
 
-    off = next((c for c in reversed(recent_changes(paths, None)) if c.key == "enabled" and c.new is False), None)
+    off = switched_off_at(paths)
     if off is None:
         return "Backup is switched off (enabled = false)."
-    return f"Backup was turned off on {when_text(off.time.timestamp())} (camroll settings set enabled true)."
+    return f"Backup was turned off on {when_text(off.timestamp())} (camroll settings set enabled true)."
 
 
 def _rebuilt_note(db: StateDB) -> list[str]:
