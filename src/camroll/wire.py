@@ -81,6 +81,7 @@ ProblemCode = Literal[
     "conflict",
     "gone",
     "quota_exceeded",
+    "storage_full",
     "file_too_large",
     "unsupported_media_type",
     "checksum_mismatch",
@@ -266,9 +267,24 @@ class CheckRequest(_Model):
     items: list[CheckItem] = Field(max_length=MAX_CHECK_BATCH)
 
 
+class UploadRoom(_Model):
+    """How much this user could upload right now: asked before a body is sent, so a file that does not
+    fit is refused by a bodiless tus creation instead of being sent whole first."""
+    quota_left: int | None = Field(description="Bytes left in the user's quota (minus unfinished uploads); "
+                                   "null when the user has no quota.")
+    disk_left: int = Field(description="Bytes the server's disk can still take for uploads (free space minus "
+                           "unfinished uploads and the reserve it keeps for its database).")
+
+    @property
+    def bytes(self) -> int:
+        return self.disk_left if self.quota_left is None else min(self.quota_left, self.disk_left)
+
+
 class CheckResponse(_Model):
     present: dict[str, int] = Field(description="sha256 -> asset id, for hashes this user already has.")
     missing: list[str]
+    room: UploadRoom | None = Field(default=None, description="Room for uploads now; absent from servers "
+                                    "too old to tell.")
 
 
 class AssetFileInfo(_Model):

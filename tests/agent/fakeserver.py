@@ -46,6 +46,8 @@ class FakeServer:
         self.refused_suffixes: tuple[str, ...] = ()
         # GET /api/v1/server answers this body when set (else 404, as from a server that cannot say).
         self.server_info: dict[str, object] | None = None
+        # The room /assets/check reports (None: answer like a server too old to tell).
+        self.disk_left: int | None = 10**15
 
     def transport(self) -> httpx.MockTransport:
         return httpx.MockTransport(self.handle)
@@ -123,7 +125,11 @@ class FakeServer:
                     present[it["sha256"]] = aid
                     if it.get("path"):
                         self.paths.setdefault(aid, set()).add(it["path"])
-            return httpx.Response(200, json={"present": present, "missing": missing})
+            body: dict[str, object] = {"present": present, "missing": missing}
+            if self.disk_left is not None:
+                quota_left = None if self.quota_bytes is None else max(0, self.quota_bytes - self.used_bytes)
+                body["room"] = {"quota_left": quota_left, "disk_left": self.disk_left}
+            return httpx.Response(200, json=body)
         if path == wire.UPLOADS_PATH and req.method == "POST":
             length = int(req.headers["Upload-Length"])
             if self.max_file_size is not None and length > self.max_file_size:

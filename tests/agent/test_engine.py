@@ -318,12 +318,12 @@ def test_server_disk_full_stops_uploads(tmp_path: Path) -> None:
 
         assert isinstance(req, httpx.Request)
         if req.method == "PATCH":
-            return srv._problem(507, "internal", "The server's disk is full", "free space on the server")
+            return srv._problem(507, "storage_full", "The server's disk is full", "free space on the server")
         return real(req)
 
     srv._handle = full  # type: ignore[method-assign,assignment]
     s = run_backup(paths, cfg, transport=srv.transport())
-    assert s.stopped_reason and s.stopped_reason.startswith("the server's storage is full")
+    assert s.stopped_reason and s.stopped_reason.startswith("the server's disk is full")
     # Not the files' fault: all three wait for space rather than one being parked as failed.
     assert s.files_failed == 0 and s.files_waiting == 3
     assert s.stopped_code == "server_full"

@@ -325,8 +325,20 @@ def _storage_stop(exc: ProblemError) -> str | None:
             return f"storage full, {figures}. {fix}; {RESUMES}."
         return f"storage quota exceeded: {exc.detail.rstrip('.')}. Fix: {fix}; {RESUMES}."
     if exc.status == 507:
-        return f"the server's storage is full: {exc.detail.rstrip('.')}. Free space on the server; {RESUMES}."
+        # "The server's disk is full (1.2 MB free of 63 MB on ...); this 9 MB file does not fit; nothing
+        # ... was kept." -> the figures only; every waiting file gets the same sentence.
+        head = exc.detail.split(";")[0].strip().rstrip(".")
+        lead = "the server's disk is full"
+        figures = head[len(lead):].strip() if head.lower().startswith(lead) else f"({head})"
+        fix = (exc.fix or "Free disk space on the server").rstrip(".")
+        return f"{lead} {figures}. Fix: {fix}; {RESUMES}."
     return None
+
+
+def _stop_fix(code: str) -> str:
+    if code == "server_full":
+        return "Ask the server's admin to free disk space on the server; backup resumes by itself."
+    return "Free space or raise the quota; backup resumes by itself."
 
 
 def _too_old(info: wire.ServerInfo, exc: AgentError) -> str:
@@ -385,7 +397,11 @@ class _Pass:
             TusClient(self.client), db, chunk_size=cfg.policy.chunk_size, base_url=server.url,
             check_present=self._check_one, on_bytes=self._on_bytes, on_sent=self._on_sent,
             should_stop=self.stop.is_set, pace=self._pace if (self.bucket or meter) else None,
+            may_send_body=self._may_send_body,
         )
+        # Bytes the server said it has room for (quota and disk) at the last check, minus the bodies
+        # sent since; None until a server that tells has answered.
+        self.room: int | None = None
         self.results: queue.Queue[Callable[[], None]] = queue.Queue()
         self.outstanding = 0
         self.finished = 0
@@ -408,6 +424,14 @@ class _Pass:
             self.reported[path] = self.reported.get(path, 0) + n
             self.summary.bytes_uploaded += n
         self.emit(BytesSent(path, n))
+
+    def _may_send_body(self, size: int) -> bool:
+        """True (and the room taken) if a body of ``size`` bytes is known to fit on the server now."""
+        with self.lock:
+            if self.room is None or size > self.room:
+                return False
+            self.room -= size
+            return True
 
     def _on_sent(self, n: int) -> None:
         with self.lock:
@@ -800,6 +824,8 @@ class _Pass:
             for it in items:
                 self._fail(it, f"the server could not check it: {exc}")
             return
+        with self.lock:
+            self.room = resp.room.bytes if resp.room is not None else None
         for it in items:
             sha = it.sha256 or ""
             asset = resp.present.get(sha)
@@ -833,8 +859,7 @@ class _Pass:
     def _not_uploaded(self, item: _Item) -> None:
         self._release_followers(item, ok=False)
         if self.quota_stop:
-            self.db.set_waiting(item.row.id, self.quota_stop, self.quota_code,
-                                "Free space or raise the quota; backup resumes by itself.")
+            self.db.set_waiting(item.row.id, self.quota_stop, self.quota_code, _stop_fix(self.quota_code))
             self._finish_item(item, "waiting", self.quota_stop)
         else:
             self._finish_item(item, "waiting", "not uploaded: the pass stopped")
@@ -959,8 +984,7 @@ class _Pass:
                 self.quota_stop = stop
             # Not this file's fault: it waits with the others and goes when there is room.
             self._release_followers(item, ok=False)
-            self.db.set_waiting(item.row.id, stop, self.quota_code,
-                                "Free space or raise the quota; backup resumes by itself.")
+            self.db.set_waiting(item.row.id, stop, self.quota_code, _stop_fix(self.quota_code))
             self._finish_item(item, "waiting", stop)
             return
         if exc.code == "file_too_large":

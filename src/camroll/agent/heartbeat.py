@@ -37,7 +37,7 @@ def _blocker_code(reason: str) -> str:
     text = reason.lower()
     if "quota" in text:
         return "quota_exceeded"
-    if "storage is full" in text:
+    if "storage is full" in text or "disk is full" in text:
         return "server_storage_full"
     if "cannot reach" in text:
         return "server_unreachable"

@@ -106,8 +106,13 @@ class Uploader:
                  on_sent: Callable[[int], None] = lambda n: None,
                  should_stop: Callable[[], bool] = lambda: False,
                  backoff: Backoff = IN_PASS, sleep: Callable[[float], None] = time.sleep,
-                 pace: Callable[[int], None] | None = None) -> None:
+                 pace: Callable[[int], None] | None = None,
+                 may_send_body: Callable[[int], bool] = lambda size: False) -> None:
         self.pace = pace
+        # Whether the server is known to accept a file of this size now (its room for uploads, from the
+        # last check): only then does the body travel with the creation request.  Otherwise the upload
+        # is created first, so a refusal (quota, disk full, size, type) comes before any byte is sent.
+        self.may_send_body = may_send_body
         self.tus = tus
         self.db = db
         self.chunk_size = chunk_size
@@ -214,7 +219,7 @@ class Uploader:
 
     def _create(self, job: UploadJob, fd: int) -> tuple[str, int] | Done:
         meta = metadata_for(job)
-        small = job.size <= self.chunk_size
+        small = job.size <= self.chunk_size and self.may_send_body(job.size)
         retry = 0
         mismatches = 0
         while True:

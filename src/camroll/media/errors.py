@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import errno
+
+# A disk that ran out of space (or a user's disk quota): a condition of where the output goes, which
+# clears when space is freed, never a verdict on the file being read.  Such OSErrors pass through as
+# they are instead of becoming ``UnreadableMedia``.
+OUT_OF_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
 
 class MediaError(Exception):
     """A file could not be understood or thumbnailed; ``str(error)`` is the reason to show."""

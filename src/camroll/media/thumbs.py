@@ -29,7 +29,7 @@ from typing import BinaryIO, Literal
 from PIL import Image, ImageOps
 
 from camroll.media import raw, tools, types
-from camroll.media.errors import JXL_UNSUPPORTED, MediaError, UnreadableMedia
+from camroll.media.errors import JXL_UNSUPPORTED, OUT_OF_SPACE_ERRNOS, MediaError, UnreadableMedia
 from camroll.media.metadata import DECODE_ERRORS, describe, pillow_reads
 
 GRID = 250
@@ -108,6 +108,8 @@ def make_thumbnails(path: Path, outs: Sequence[tuple[int, Out]], *, mime: str | 
     except MediaError:
         raise
     except DECODE_ERRORS as exc:
+        if isinstance(exc, OSError) and exc.errno in OUT_OF_SPACE_ERRNOS:
+            raise
         raise UnreadableMedia(describe(exc)) from exc
 
 

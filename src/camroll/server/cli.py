@@ -380,6 +380,8 @@ def jobs(
         typer.echo(f"Queued {retried} failed assets again.")
     typer.echo(f"Queue ({rep.backend}): {rep.queued} waiting, {rep.scheduled} retries scheduled")
     typer.echo(f"Assets: {rep.done} done, {rep.waiting} waiting, {rep.failed} failed")
+    if rep.disk_full:
+        typer.echo(f"Waiting: {rep.disk_full}")
     if rep.recent_failures:
         typer.echo("Recent failures:")
         for f in rep.recent_failures:

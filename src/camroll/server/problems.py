@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import logging
 from collections.abc import Mapping
 from http import HTTPStatus
@@ -85,11 +84,12 @@ async def _on_validation(request: Request, exc: Exception) -> Response:
 
 
 async def _on_unexpected(request: Request, exc: Exception) -> Response:
-    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-        log.error("disk full while handling %s %s", request.method, request.url.path)
-        return problem_response(507, "internal", "The server's disk is full; nothing from this request "
-                                "was kept.", "Ask the server admin to free disk space; uploads resume by "
-                                "themselves afterwards.", request.url.path)
+    from camroll.server import diskspace
+
+    if diskspace.is_out_of_space(exc):
+        log.error("disk full while handling %s %s: %s", request.method, request.url.path, exc)
+        full = diskspace.storage_full()
+        return problem_response(full.status, full.code, full.detail, full.fix, request.url.path)
     # No logging here: Starlette re-raises after this handler and uvicorn logs the traceback.
     return problem_response(500, "internal", f"The server failed unexpectedly ({type(exc).__name__}).",
                             "Try again; if it keeps happening, check the server log.", request.url.path)

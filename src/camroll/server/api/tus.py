@@ -4,7 +4,6 @@ decide what happens."""
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import AsyncIterator
 from datetime import datetime
 from email.utils import format_datetime
@@ -16,6 +15,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from camroll import wire
+from camroll.server import diskspace
 from camroll.server.api.deps import Caller, Ctx
 from camroll.server.problems import ProblemError
 from camroll.server.services import receive, uploads
@@ -134,8 +134,12 @@ async def create(request: Request, ctx: Ctx,
         except ProblemError:
             # The first chunk was refused: leave nothing behind, the client starts over.  (A refusal of
             # the whole file, e.g. a type the server does not store, has discarded the upload already.)
-            with contextlib.suppress(ProblemError):
+            try:
                 await anyio.to_thread.run_sync(uploads.terminate, ctx, who, state.id)
+            except Exception as exc:
+                # Already gone, or a full disk refuses even the delete: the sweeper ends it later.
+                if not (isinstance(exc, ProblemError) or diskspace.is_out_of_space(exc)):
+                    raise
             raise
         headers["Upload-Offset"] = str(got.offset)
         headers.update(_expires(got.expires_at))

@@ -19,6 +19,8 @@ import importlib.util
 import logging
 import sys
 import threading
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from huey import Huey, PriorityRedisHuey
@@ -41,6 +43,8 @@ _BACKFILL_BATCH = 1000
 # A fresh upload jumps the backlog a start-up pass queued, so the photo just taken shows up first.
 PRIORITY_NEW = 10
 PRIORITY_BACKLOG = 0
+# Jobs that met a full disk wait the retry delay, doubled at each consecutive full-disk round, up to this.
+DISK_WAIT_MAX_SECONDS = 900.0
 
 
 def make_huey(settings: Settings, jobs: JobSettings) -> Huey:
@@ -78,7 +82,8 @@ class _InProcessConsumer(Consumer):  # type: ignore[misc]
 class JobQueue:
     """The server's queue: enqueue from request handlers, consume on threads, purge the trash."""
 
-    def __init__(self, ctx: Context, jobs: JobSettings | None = None) -> None:
+    def __init__(self, ctx: Context, jobs: JobSettings | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.ctx = ctx
         self.jobs = jobs or JobSettings.from_env()
         self.huey = make_huey(ctx.settings, self.jobs)
@@ -87,6 +92,14 @@ class JobQueue:
         self._consumer: _InProcessConsumer | None = None
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._clock = clock
+        # Assets whose job met a full disk: queued again together after a back-off that doubles while
+        # the disk stays full, kept in memory (the queue's own file may be on the full disk; a restart
+        # re-queues them from the asset rows, which record no failure for them).
+        self._parked: dict[int, None] = {}
+        self._park_lock = threading.Lock()
+        self._disk_waits = 0
+        self._unpark_at = 0.0
 
     # --- producing ------------------------------------------------------------------------------
     def enqueue(self, asset_id: int, *, fresh: bool = True) -> None:
@@ -112,24 +125,72 @@ class JobQueue:
 
     # --- consuming ------------------------------------------------------------------------------
     def _run(self, asset_id: int, task: Any = None) -> str:
-        from camroll.media.errors import MediaError
+        from camroll.server.diskspace import is_out_of_space
         from camroll.server.services import media
 
         try:
-            return media.process(self.ctx, asset_id)
-        except MediaError as exc:
+            outcome = media.process(self.ctx, asset_id)
+            with self._park_lock:
+                self._disk_waits = 0
+            return outcome
+        except Exception as exc:
+            if not is_out_of_space(exc):
+                return self._failed(asset_id, exc, task)
+            # The server's disk, not the file: no failure is recorded on the asset.
+            log.warning("asset %d: the server's disk is full (%s); its job waits and is tried again", asset_id, exc)
+            self._park(asset_id)
+            return "waiting_for_disk"
+        finally:
+            _trim_heap()
+
+    def _failed(self, asset_id: int, exc: Exception, task: Any) -> str:
+        from camroll.media.errors import MediaError
+        from camroll.server.services import media
+
+        if isinstance(exc, MediaError):
             # A corrupt file or a missing ffmpeg: another attempt would fail the same way.
             log.warning("asset %d: %s", asset_id, exc)
             media.record_failure(self.ctx, asset_id, str(exc))
             return "failed"
-        except Exception as exc:
-            if task is None or not task.retries:
-                media.record_failure(self.ctx, asset_id,
-                                     f"The background job failed ({type(exc).__name__}: {exc}); "
-                                     "run 'camroll admin jobs --retry' once the cause is fixed.")
-            raise
-        finally:
-            _trim_heap()
+        if task is None or not task.retries:
+            media.record_failure(self.ctx, asset_id,
+                                 f"The background job failed ({type(exc).__name__}: {exc}); "
+                                 "run 'camroll admin jobs --retry' once the cause is fixed.")
+        raise exc
+
+    def _park(self, asset_id: int) -> None:
+        with self._park_lock:
+            if not self._parked:
+                delay = min(DISK_WAIT_MAX_SECONDS, max(0.2, self.jobs.retry_delay_seconds) * 2 ** self._disk_waits)
+                self._disk_waits += 1
+                self._unpark_at = self._clock() + delay
+            self._parked[asset_id] = None
+
+    @property
+    def waiting_for_disk(self) -> int:
+        with self._park_lock:
+            return len(self._parked)
+
+    def requeue_parked(self) -> int:
+        """Queue the parked assets again if their back-off is over; returns how many."""
+        with self._park_lock:
+            if not self._parked or self._clock() < self._unpark_at:
+                return 0
+            ids, self._parked = list(self._parked), {}
+        for n, asset_id in enumerate(ids):
+            try:
+                self.enqueue(asset_id, fresh=False)
+            except Exception as exc:
+                # The queue's file is on the full disk too: wait another round.
+                log.warning("could not queue asset %d again (%s); trying later", asset_id, exc)
+                for rest in ids[n:]:
+                    self._park(rest)
+                return n
+        return len(ids)
+
+    def _unpark_loop(self) -> None:
+        while not self._stop.wait(1.0):
+            self.requeue_parked()
 
     def start(self) -> None:
         """Start worker threads, then enqueue unfinished assets and run the trash purge in the background."""
@@ -140,7 +201,8 @@ class JobQueue:
         if self.jobs.workers:
             self._consumer = _InProcessConsumer(self.huey, **self.consumer_options(self.jobs.workers))
             self._consumer.start()
-        for target, name in ((self._backfill, "camroll-job-backfill"), (self._purge_loop, "camroll-trash-purge")):
+        for target, name in ((self._backfill, "camroll-job-backfill"), (self._purge_loop, "camroll-trash-purge"),
+                             (self._unpark_loop, "camroll-job-disk-wait")):
             t = threading.Thread(target=target, name=name, daemon=True)
             t.start()
             self._threads.append(t)
@@ -153,6 +215,7 @@ class JobQueue:
     def work_forever(self, workers: int) -> None:
         """Consume in this process until SIGINT/SIGTERM (``camroll worker``), letting running jobs finish."""
         # SIGTERM (a service manager stopping it) waits for running jobs; SIGINT stops at once.
+        threading.Thread(target=self._unpark_loop, name="camroll-job-disk-wait", daemon=True).start()
         Consumer(self.huey, graceful_signal="TERM", **self.consumer_options(workers)).run()
 
     def _backfill(self) -> None:

@@ -29,6 +29,9 @@ class JobsReport(BaseModel):
     waiting: int  # assets still missing either, not failed
     failed: int  # assets whose last job failed (reason on the asset)
     recent_failures: list[Failure]
+    # Set when the disk holding the data dir is full: the waiting jobs wait for space, not for a fix
+    # to their files (they are tried again by themselves once space is freed).
+    disk_full: str | None = None
 
 
 def report(ctx: Context, *, limit: int = 10) -> JobsReport:
@@ -39,7 +42,20 @@ def report(ctx: Context, *, limit: int = 10) -> JobsReport:
         failures = [Failure(asset_id=i, user=u, filename=f, reason=r or "", at=at)
                     for i, u, f, r, at in repo.recent_failures(db, limit)]
     return JobsReport(backend="redis" if jobs.redis_url else "sqlite", queued=huey.pending_count(),
-                      scheduled=huey.scheduled_count(), recent_failures=failures, **counts)
+                      scheduled=huey.scheduled_count(), recent_failures=failures, disk_full=_disk_full(ctx),
+                      **counts)
+
+
+def _disk_full(ctx: Context) -> str | None:
+    from camroll.server import diskspace
+
+    try:
+        state = diskspace.measure(ctx.settings.data_dir)
+    except OSError:
+        return None
+    if not state.full:
+        return None
+    return f"The server's disk is full: {state.sentence()}. {diskspace.FIX}"
 
 
 def retry_failed(ctx: Context) -> int:

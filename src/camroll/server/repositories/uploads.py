@@ -92,3 +92,13 @@ def mark_complete(conn: Connection, upload_id: str, asset_id: int, length: int, 
                   expires_at: datetime) -> None:
     conn.execute(_UPDATE, {"b_id": upload_id, "state": COMPLETE, "asset_id": asset_id, "offset": length,
                            "updated_at": now, "expires_at": expires_at})
+
+
+_UNWRITTEN = select(func.coalesce(func.sum(_U.length - _U.offset), 0)).where(
+    _U.state == ACTIVE, _U.expires_at > bindparam("b_now", type_=UTCDateTime())
+)
+
+
+def unwritten_bytes(conn: Connection, now: datetime) -> int:
+    """Bytes every user's unfinished uploads may still write to the server's disk."""
+    return int(conn.scalar(_UNWRITTEN, {"b_now": now}) or 0)

@@ -8,6 +8,8 @@ import json
 from collections.abc import Sequence
 from typing import Literal, cast
 
+from sqlalchemy import Connection
+
 from camroll import wire
 from camroll.server.context import Context
 from camroll.server.models import Asset
@@ -28,7 +30,25 @@ def check(ctx: Context, who: Principal, req: wire.CheckRequest) -> wire.CheckRes
                 filename = item.filename or item.path.replace("\\", "/").rsplit("/", 1)[-1]
                 repo.record_file(db, asset.id, who.device_id, item.path, filename, item.mtime_ns)
         missing = list(dict.fromkeys(i.sha256 for i in req.items if i.sha256 not in have))
-        return wire.CheckResponse(present={h: a.id for h, a in have.items()}, missing=missing)
+    with ctx.conn() as conn:
+        room = upload_room(ctx, conn, who.user_id)
+    return wire.CheckResponse(present={h: a.id for h, a in have.items()}, missing=missing, room=room)
+
+
+def upload_room(ctx: Context, conn: Connection, user_id: int) -> wire.UploadRoom:
+    """What the user could upload now, so the agent sends a body only when it will be accepted."""
+    from camroll.server.models import utcnow
+    from camroll.server.repositories import uploads as upload_repo
+    from camroll.server.repositories import users
+    from camroll.server.services.uploads import disk_room
+
+    now = utcnow()
+    quota_bytes = users.quota_of(conn, user_id)
+    quota_left = None
+    if quota_bytes is not None:
+        used = users.used_bytes_core(conn, user_id) + upload_repo.reserved_bytes(conn, user_id, now)
+        quota_left = max(0, quota_bytes - used)
+    return wire.UploadRoom(quota_left=quota_left, disk_left=disk_room(ctx, conn, now)[0])
 
 
 def _infos(ctx: Context, assets: Sequence[Asset]) -> list[wire.AssetInfo]:

@@ -11,6 +11,7 @@ import base64
 import binascii
 import functools
 import hashlib
+import logging
 import os
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -22,9 +23,12 @@ import anyio.to_thread
 
 from camroll import wire
 from camroll.media.types import SNIFF_BYTES
+from camroll.server import diskspace
 from camroll.server.context import Context
 from camroll.server.problems import ProblemError
 from camroll.server.services import uploads
+
+log = logging.getLogger("camroll.server.uploads")
 
 BLOCK = 4 * 2**20
 FLUSH_EVERY = 64 * 2**20
@@ -169,8 +173,27 @@ async def receive(ctx: Context, upload_id: str, start: int, length: int, body: A
             )
         rest = _chain(first, None if ended else it, interrupted)
         return await _receive(ctx, upload_id, start, length, rest, checksum, known)
+    except Exception as exc:
+        if not diskspace.is_out_of_space(exc):
+            raise
+        # Writing the part file, fsyncing it or recording the offset ran out of space (perhaps inside
+        # a task group's ExceptionGroup): what this request wrote is cut off again, so the offset the
+        # client learns from HEAD is one whose bytes are all on disk.
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(_undo_after_full_disk, ctx, upload_id, start)
+        raise diskspace.storage_full() from exc
     finally:
         ctx.busy.discard(upload_id)
+
+
+def _undo_after_full_disk(ctx: Context, upload_id: str, start: int) -> None:
+    ctx.hashes.drop(upload_id)
+    try:
+        if uploads.offset_now(ctx, upload_id) == start:
+            ctx.parts.truncate(upload_id, start)
+    except Exception:
+        # The sweeper and reconcile() cut it back later; the recorded offset is what counts.
+        log.warning("could not cut upload %s back to byte %d after the disk filled", upload_id, start)
 
 
 async def _chain(first: list[bytes], rest: AsyncIterator[bytes] | None,

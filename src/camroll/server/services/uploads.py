@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from camroll import wire
 from camroll.media.types import SNIFF_BYTES, sniff
+from camroll.server import diskspace
 from camroll.server.context import Context
 from camroll.server.jobs import queue as job_queue
 from camroll.server.models import Upload, utcnow
@@ -135,6 +136,7 @@ def _insert(ctx: Context, conn: Connection, who: Principal, length: int, meta: d
     expires = _expiry(ctx, now)
     declared = meta.get(wire.META_SHA256)
     quota.ensure_fits(conn, who.user_id, length, include_reserved=True)
+    ensure_disk_room(ctx, conn, length, now)
     ctx.parts.create(upload_id)
     try:
         repo.insert_row(conn, {
@@ -146,6 +148,27 @@ def _insert(ctx: Context, conn: Connection, who: Principal, length: int, meta: d
         ctx.parts.remove(upload_id)
         raise
     return UploadState(upload_id, length, 0, expires, dict(meta), None, who.user_id, who.device_id, declared)
+
+
+def disk_room(ctx: Context, conn: Connection, now: datetime) -> tuple[int, diskspace.DiskState]:
+    """Bytes uploads may still write to the server's disk (free space minus the reserve minus what
+    unfinished uploads may still write), and the tightest disk's state."""
+    blobs = ctx.settings.blobs_dir
+    state = diskspace.tightest([ctx.parts.root, *([blobs] if blobs.is_dir() else [])])
+    return max(0, state.usable - repo.unwritten_bytes(conn, now)), state
+
+
+def ensure_disk_room(ctx: Context, conn: Connection, length: int, now: datetime) -> None:
+    """507 before any byte of the body is read when the file cannot fit on the server's disk."""
+    room, state = disk_room(ctx, conn, now)
+    if length > room:
+        raise diskspace.storage_full(state, length)
+
+
+def offset_now(ctx: Context, upload_id: str) -> int | None:
+    with ctx.conn() as conn:
+        row = repo.get_row(conn, upload_id)
+    return None if row is None else int(row.offset)
 
 
 def _load(ctx: Context, who: Principal, upload_id: str) -> Any:
@@ -265,13 +288,32 @@ def complete(ctx: Context, upload_id: str, hasher: Any | None, known: UploadStat
         if not marked:
             raise ProblemError(409, "conflict", f"Upload {upload_id} was changed by another request.",
                                "Send HEAD to learn the offset and resume from there.")
-        ctx.blobs.put_file(digest, ctx.parts.path(upload_id))
+        try:
+            ctx.blobs.put_file(digest, ctx.parts.path(upload_id))
+        except Exception as exc:
+            _discard_when_full(ctx, upload_id, exc)
+            raise
     ctx.hashes.drop(upload_id)
     try:
-        return _finish(ctx, upload_id, digest, known, mime)
-    except IntegrityError:
-        # Another upload of the same bytes created the blob or asset row first; now it exists.
-        return _finish(ctx, upload_id, digest, known, mime)
+        try:
+            return _finish(ctx, upload_id, digest, known, mime)
+        except IntegrityError:
+            # Another upload of the same bytes created the blob or asset row first; now it exists.
+            return _finish(ctx, upload_id, digest, known, mime)
+    except Exception as exc:
+        _discard_when_full(ctx, upload_id, exc)
+        raise
+
+
+def _discard_when_full(ctx: Context, upload_id: str, exc: Exception) -> None:
+    """A full disk stopped the upload's completion: nothing partial stays (no asset row was made);
+    the client sends the file again once there is room.  A blob already stored is reused then."""
+    if not diskspace.is_out_of_space(exc):
+        return
+    try:
+        _discard(ctx, upload_id)
+    except Exception:
+        log.warning("upload %s could not be discarded on a full disk; it expires by itself", upload_id)
 
 
 def _finish(ctx: Context, upload_id: str, digest: str, known: UploadState, mime: str | None) -> int:
