@@ -22,6 +22,7 @@ class _Conn:
         self.sent = 0  # client -> server bytes on this connection
         self.tail = b""  # last bytes seen, to find a PATCH header split across reads
         self.flip_at: int | None = None
+        self.log: bytearray | None = None  # everything sent client -> server, when recording
 
     def close(self) -> None:
         for s in (self.client, self.upstream):
@@ -32,8 +33,11 @@ class _Conn:
 
 
 class Proxy:
-    def __init__(self, upstream_port: int, *, rate: float | None = None) -> None:
+    def __init__(self, upstream_port: int, *, rate: float | None = None, record: bool = False) -> None:
         self.upstream_port = upstream_port
+        # With ``record``, each connection's client -> server bytes are kept for ``requests()``.
+        self.record = record
+        self.streams: list[bytearray] = []
         self.rate = rate  # bytes/s, client -> server, shared by all connections
         self.lock = threading.Lock()
         self.bytes_up = 0
@@ -79,6 +83,32 @@ class Proxy:
                 raise TimeoutError(f"only {self.bytes_up} of {n} bytes went through the proxy")
             time.sleep(0.01)
 
+    def requests(self) -> list[tuple[str, str, int]]:
+        """(method, path, body bytes) of every request recorded so far, each connection's in order.
+        Bodies are delimited by Content-Length (the agent never sends chunked bodies); a body cut
+        short counts the bytes that did go through."""
+        out: list[tuple[str, str, int]] = []
+        with self.lock:
+            streams = [bytes(s) for s in self.streams]
+        for data in streams:
+            pos = 0
+            while pos < len(data):
+                end = data.find(_HEADER_END, pos)
+                if end < 0:
+                    break
+                head = data[pos:end].decode("latin-1").split("\r\n")
+                method, path = [*head[0].split(" "), "", ""][:2]
+                length = 0
+                for line in head[1:]:
+                    name, _, value = line.partition(":")
+                    if name.strip().lower() == "content-length":
+                        length = int(value.strip())
+                body_start = end + len(_HEADER_END)
+                body = min(length, len(data) - body_start)
+                out.append((method, path, body))
+                pos = body_start + body
+        return out
+
     # --- internals ----------------------------------------------------------------------------------
     def _accept(self) -> None:
         while not self._closed:
@@ -94,6 +124,9 @@ class Proxy:
             conn = _Conn(client, upstream)
             with self.lock:
                 self.conns.append(conn)
+                if self.record:
+                    conn.log = bytearray()
+                    self.streams.append(conn.log)
             threading.Thread(target=self._pump_up, args=(conn,), daemon=True).start()
             threading.Thread(target=self._pump_down, args=(conn,), daemon=True).start()
 
@@ -143,6 +176,8 @@ class Proxy:
                         self.patches_seen += 1
                 data = self._maybe_corrupt(conn, data)
                 self._throttle(len(data))
+                if conn.log is not None:
+                    conn.log += data
                 conn.upstream.sendall(data)
                 conn.sent += len(data)
                 with self.lock:

@@ -39,8 +39,10 @@ from camroll.agent.reach import (
     clock_skew,
     probe_account,
     probe_disk,
+    probe_room,
     probe_server,
     quota_headroom,
+    server_disk,
 )
 
 if TYPE_CHECKING:
@@ -204,6 +206,8 @@ def _server_checks(cfg: AgentConfig, timeout: float, transport: httpx.BaseTransp
             out.append(Check("quota", "skip", "Not checked: the account could not be read."))
         else:
             out.append(_quota_check(acct.user, last_stop))
+            room = probe_room(s.url, s.token, timeout=timeout, transport=transport)
+            out.append(_from("server_disk", server_disk(room, *last_stop)))
     out.append(_from("clock", clock_skew(reach.server_date, reach.local_time)))
     return out
 

@@ -285,6 +285,36 @@ def probe_account(url: str, token: str, *, timeout: float = PROBE_TIMEOUT,
     return Account("ok", f"Logged in as {user.username}; the server accepts this device's token.", "", "ok", user)
 
 
+def probe_room(url: str, token: str, *, timeout: float = PROBE_TIMEOUT,
+               transport: httpx.BaseTransport | None = None) -> wire.UploadRoom | None:
+    """The server's room for this account's uploads (an empty ``/assets/check``), or None when it
+    cannot say (older server, or no answer: the other checks report why)."""
+    try:
+        with _client(url, token, timeout, transport) as client:
+            resp = client.post(wire.API_PREFIX + "/assets/check", json={"items": []})
+        if resp.status_code != 200:
+            return None
+        return wire.CheckResponse.model_validate_json(resp.content).room
+    except (httpx.HTTPError, ValidationError, OSError):
+        return None
+
+
+def server_disk(room: wire.UploadRoom | None, last_stop_code: str, last_stop: str) -> Finding:
+    """Is the server's disk full?  FAIL when it has no room left, or when the last pass stopped on it
+    (the next file did not fit, even if a little room is left)."""
+    left = f"{format_size(room.disk_left)} of room for uploads" if room is not None else None
+    fix = ("the server's admin must free disk space on the disk holding the server's data directory; "
+           "backup resumes by itself")
+    if last_stop_code == "server_full":
+        now = f" (it has {left} now)" if left else ""
+        return Finding("fail", f"The last backup stopped because {last_stop.split(' Fix:')[0]}{now}.", fix)
+    if room is not None and room.disk_left == 0:
+        return Finding("fail", "The server's disk is full: it has no room left for uploads.", fix)
+    if left is None:
+        return Finding("ok", "The server does not say how much disk room it has; uploads will tell.", "")
+    return Finding("ok", f"The server's disk has {left}.", "")
+
+
 def _amount(used: int, total: int) -> str:
     """"14.9 of 15.0 GB": both numbers in the unit that suits the total."""
     unit, div = next(((u, d) for u, d in (("TB", 10**12), ("GB", 10**9), ("MB", 10**6), ("kB", 10**3))

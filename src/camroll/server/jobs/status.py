@@ -48,9 +48,11 @@ def report(ctx: Context, *, limit: int = 10) -> JobsReport:
 
 def _disk_full(ctx: Context) -> str | None:
     from camroll.server import diskspace
+    from camroll.server.jobs.config import thumbs_dir
 
+    thumbs = thumbs_dir(ctx.settings.data_dir)
     try:
-        state = diskspace.measure(ctx.settings.data_dir)
+        state = diskspace.tightest([ctx.settings.data_dir, *([thumbs] if thumbs.is_dir() else [])])
     except OSError:
         return None
     if not state.full:
