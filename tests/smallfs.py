@@ -31,10 +31,11 @@ def small_filesystem(where: Path, size_mb: int) -> Iterator[Path]:
             subprocess.run(["umount", "-l", str(where)], capture_output=True)
 
 
-def fill(path: Path, *, leave: int = 0) -> int:
-    """Write ``path`` until the filesystem has only ``leave`` bytes free (or is full); returns its size."""
+def fill(path: Path, *, leave: int = 0, size: int | None = None) -> int:
+    """Write ``path`` until the filesystem has only ``leave`` bytes free (or is full), or ``size`` bytes
+    when given; returns how many were written."""
     free = shutil.disk_usage(path.parent).free
-    want = max(0, free - leave)
+    want = max(0, free - leave) if size is None else size
     block = b"\0" * 2**20
     written = 0
     with open(path, "wb", buffering=0) as f:

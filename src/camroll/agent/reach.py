@@ -306,8 +306,9 @@ def server_disk(room: wire.UploadRoom | None, last_stop_code: str, last_stop: st
     fix = ("the server's admin must free disk space on the disk holding the server's data directory; "
            "backup resumes by itself")
     if last_stop_code == "server_full":
-        now = f" (it has {left} now)" if left else ""
-        return Finding("fail", f"The last backup stopped because {last_stop.split(' Fix:')[0]}{now}.", fix)
+        now = f"; it has {left} now" if left else ""
+        why = last_stop.split(" Fix:")[0].rstrip(".")
+        return Finding("fail", f"The last backup stopped because {why}{now}.", fix)
     if room is not None and room.disk_left == 0:
         return Finding("fail", "The server's disk is full: it has no room left for uploads.", fix)
     if left is None:

@@ -80,9 +80,12 @@ class DiskState:
     def full(self) -> bool:
         return self.free <= self.reserve
 
-    def sentence(self) -> str:
-        return (f"{format_size(self.free)} free of {format_size(self.total)} on the disk holding {self.path}, "
-                f"which keeps {format_size(self.reserve)} for the database")
+    def sentence(self, held: int = 0) -> str:
+        """"1.2 MB free of 62.9 MB on the disk holding /srv/camroll, ..." (``held``: bytes promised to
+        uploads in progress, which the free space must still take)."""
+        promised = f", {format_size(held)} of it held for uploads in progress" if held else ""
+        return (f"{format_size(self.free)} free of {format_size(self.total)} on the disk holding "
+                f"{self.path}{promised}, {format_size(self.reserve)} kept for the database")
 
 
 def reserve_for(total: int) -> int:
@@ -100,15 +103,20 @@ def measure(path: Path) -> DiskState:
     return DiskState(path, usage.free, usage.total, reserve_for(usage.total))
 
 
-def tightest(paths: Iterable[Path]) -> DiskState:
-    """The least roomy of the disks holding ``paths`` (part files and local blobs may differ)."""
+def tightest(paths: Iterable[Path], home: Path | None = None) -> DiskState:
+    """The least roomy of the disks holding ``paths`` (part files and local blobs may differ), named
+    by ``home`` (the data dir, which the admin knows) when it is on that disk."""
     states = [measure(p) for p in dict.fromkeys(paths)]
-    return min(states, key=lambda s: s.usable)
+    state = min(states, key=lambda s: s.usable)
+    inside = home is not None and (home == state.path or home in state.path.parents)
+    if home is not None and inside and home.stat().st_dev == state.path.stat().st_dev:
+        state = DiskState(home, state.free, state.total, state.reserve)
+    return state
 
 
-def storage_full(state: DiskState | None = None, needed: int | None = None) -> ProblemError:
+def storage_full(state: DiskState | None = None, needed: int | None = None, held: int = 0) -> ProblemError:
     """507: the answer to a request the server's full disk refused; nothing from it was kept."""
-    what = f" ({state.sentence()})" if state is not None else ""
+    what = f" ({state.sentence(held)})" if state is not None else ""
     need = f"; this {format_size(needed)} file does not fit" if needed is not None else ""
     return ProblemError(507, "storage_full",
                         f"The server's disk is full{what}{need}; nothing from this request was kept.", FIX)

@@ -52,7 +52,8 @@ def _disk_full(ctx: Context) -> str | None:
 
     thumbs = thumbs_dir(ctx.settings.data_dir)
     try:
-        state = diskspace.tightest([ctx.settings.data_dir, *([thumbs] if thumbs.is_dir() else [])])
+        state = diskspace.tightest([ctx.settings.data_dir, *([thumbs] if thumbs.is_dir() else [])],
+                                   ctx.settings.data_dir)
     except OSError:
         return None
     if not state.full:

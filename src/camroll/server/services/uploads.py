@@ -150,19 +150,20 @@ def _insert(ctx: Context, conn: Connection, who: Principal, length: int, meta: d
     return UploadState(upload_id, length, 0, expires, dict(meta), None, who.user_id, who.device_id, declared)
 
 
-def disk_room(ctx: Context, conn: Connection, now: datetime) -> tuple[int, diskspace.DiskState]:
+def disk_room(ctx: Context, conn: Connection, now: datetime) -> tuple[int, diskspace.DiskState, int]:
     """Bytes uploads may still write to the server's disk (free space minus the reserve minus what
-    unfinished uploads may still write), and the tightest disk's state."""
+    unfinished uploads may still write), the tightest disk's state, and those unwritten bytes."""
     blobs = ctx.settings.blobs_dir
-    state = diskspace.tightest([ctx.parts.root, *([blobs] if blobs.is_dir() else [])])
-    return max(0, state.usable - repo.unwritten_bytes(conn, now)), state
+    state = diskspace.tightest([ctx.parts.root, *([blobs] if blobs.is_dir() else [])], ctx.settings.data_dir)
+    held = repo.unwritten_bytes(conn, now)
+    return max(0, state.usable - held), state, held
 
 
 def ensure_disk_room(ctx: Context, conn: Connection, length: int, now: datetime) -> None:
     """507 before any byte of the body is read when the file cannot fit on the server's disk."""
-    room, state = disk_room(ctx, conn, now)
+    room, state, held = disk_room(ctx, conn, now)
     if length > room:
-        raise diskspace.storage_full(state, length)
+        raise diskspace.storage_full(state, length, held)
 
 
 def offset_now(ctx: Context, upload_id: str) -> int | None:

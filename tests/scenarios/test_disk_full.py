@@ -1,0 +1,142 @@
+"""Disk full, end to end (the "Disk full" proof of docs/RELIABILITY.md): a real ``camroll serve`` whose data
+dir is a 60 MB filesystem the test mounts, a real agent backing up videos that do not all fit.
+
+The uploads that do not fit are refused with 507 naming the cause (before their bodies), the agent's files
+wait (none failed) with the reason "the server's disk is full", ``status``, ``why``, ``doctor`` and the
+device's heartbeat (the devices page) name it, nothing partial is committed, and when space is freed (a
+filler file deleted) the running ``camroll agent`` finishes by itself."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from agent.media import write_mp4
+from conftest import ServerProcess
+from e2e.proxy import Proxy
+from smallfs import fill, small_filesystem
+
+from camroll import wire
+
+from .conftest import ScenarioAgent
+from .flow import all_clear, expect_named, lower, start_daemon, wait_until
+
+MIB = 2**20
+VIDEOS = 6
+VIDEO_SIZE = 8 * MIB
+FILLER = 24 * MIB
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[ServerProcess]:
+    """Overrides tests/conftest.py's: the data dir is a 60 MB tmpfs (the server's log stays outside)."""
+    with small_filesystem(tmp_path / "server-data", 60):
+        srv = ServerProcess(data=tmp_path / "server-data")
+        srv.start()
+        try:
+            yield srv
+        finally:
+            srv.stop()
+
+
+def _sha(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(MIB):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _nothing_partial(server: ServerProcess, session: str) -> dict[str, int]:
+    """Every asset row has its complete blob (size and SHA-256), quota usage equals the sum of the assets,
+    and no part file holds more than its upload's recorded offset."""
+    db = sqlite3.connect(f"file:{server.data / 'camroll.db'}?mode=ro", uri=True)
+    try:
+        assets = db.execute("SELECT sha256, size FROM assets").fetchall()
+        uploads = dict(db.execute("SELECT id, \"offset\" FROM uploads WHERE state='active'").fetchall())
+    finally:
+        db.close()
+    for sha, size in assets:
+        blob = server.data / "blobs" / sha[:2] / sha[2:4] / sha
+        assert blob.is_file() and blob.stat().st_size == size, f"asset {sha} has no complete blob"
+        assert _sha(blob) == sha
+    me = httpx.get(f"{server.url}/api/v1/me", headers={"Authorization": f"Bearer {session}"}).json()
+    assert me["used_bytes"] == sum(size for _, size in assets), (me, assets)
+    for part in (server.data / "uploads").glob("*.part"):
+        assert part.stem in uploads and part.stat().st_size <= uploads[part.stem], part
+    return {"assets": len(assets), "used_bytes": me["used_bytes"]}
+
+
+def _device(server: ServerProcess, session: str) -> dict[str, Any]:
+    r = httpx.get(f"{server.url}/api/v1/devices", headers={"Authorization": f"Bearer {session}"})
+    r.raise_for_status()
+    devices = [d for d in r.json() if not d["revoked"]]
+    assert len(devices) == 1, devices
+    return dict(devices[0]["health"])
+
+
+def test_disk_full_waits_names_the_cause_and_resumes_when_space_is_freed(
+        server: ServerProcess, agent: ScenarioAgent, photos: Path) -> None:
+    started = time.monotonic()
+    filler = server.data / "filler.bin"
+    assert fill(filler, size=FILLER) == FILLER
+    videos = [write_mp4(photos / f"VID_{i:04d}.mp4", VIDEO_SIZE, seed=i) for i in range(VIDEOS)]
+    shas = [_sha(v) for v in videos]
+    session = server.login("ann", agent.password)
+    proxy = Proxy(server.port, record=True)
+    try:
+        agent.set_server_url(proxy.url)
+        first = json.loads(agent.run("backup", "--json", check=False).stdout)
+        uploaded = first["files_uploaded"]
+        assert 1 <= uploaded < VIDEOS, first
+        # Waiting for space, not failed; the pass stopped on the server's disk.
+        assert first["files_failed"] == 0 and first["files_waiting"] == VIDEOS - uploaded, first
+        assert first["stopped_code"] == "server_full", first
+        # Nothing of a refused video went over the wire: only the accepted ones' bytes, once.
+        body_bytes = sum(n for m, p, n in proxy.requests()
+                         if p.startswith(wire.UPLOADS_PATH) and m in ("POST", "PATCH"))
+        assert body_bytes == uploaded * VIDEO_SIZE, (body_bytes, uploaded)
+    finally:
+        agent.set_server_url(server.url)
+        proxy.close()
+    waiting = next(v for v, s in zip(videos, shas, strict=True) if agent.server_has(s) is None)
+    status = expect_named(agent, waiting, "disk is full", "free disk space", doctor_fails=True)
+    assert status["files"]["failed"] == 0 and status["files"]["waiting"] == VIDEOS - uploaded, status["files"]
+    why = lower(agent.run("why", str(waiting)).stdout)
+    assert "waiting" in why and "the server's disk is full" in why, why
+    # The server's own 507 sentence, with its figures, is what the agent shows.
+    assert "free of 62.9 mb on the disk holding" in lower(status["headline"]), status["headline"]
+    before = _nothing_partial(server, session)
+    assert before["assets"] == uploaded
+
+    # The running agent: its heartbeat puts the cause on the devices page, and it finishes by itself.
+    start_daemon(agent)
+    wait_until("the devices page shows the full disk",
+               lambda: "disk is full" in lower(_device(server, session).get("blocker")), timeout=60)
+    health = _device(server, session)
+    assert health["state"] == "stopped" and health["blocker_code"] == "server_full", health
+    time.sleep(2)
+    assert sum(agent.server_has(s) is not None for s in shas) == uploaded  # still full: nothing more
+    freed_at = time.monotonic()
+    filler.unlink()
+    try:
+        wait_until("every video is on the server",
+                   lambda: all(agent.server_has(s) is not None for s in shas), timeout=120)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\nstatus:\n{agent.run('status', check=False).stdout}\n"
+                             f"agent output:\n{agent.outputs()}") from None
+    resumed_s = time.monotonic() - freed_at
+    all_clear(agent, timeout=60)
+    after = _nothing_partial(server, session)
+    assert after == {"assets": VIDEOS, "used_bytes": VIDEOS * VIDEO_SIZE}, after
+    wait_until("the devices page clears", lambda: _device(server, session)["blocker"] is None, timeout=60)
+    print(f"\ndisk-full figures: {uploaded} of {VIDEOS} x {VIDEO_SIZE // MIB} MiB fitted on a 60 MB tmpfs with a "
+          f"{FILLER // MIB} MiB filler; 0 body bytes of the {VIDEOS - uploaded} refused; all backed up "
+          f"{resumed_s:.1f} s after the filler was deleted; scenario {time.monotonic() - started:.0f} s")
