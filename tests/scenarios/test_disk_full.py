@@ -140,3 +140,44 @@ def test_disk_full_waits_names_the_cause_and_resumes_when_space_is_freed(
     print(f"\ndisk-full figures: {uploaded} of {VIDEOS} x {VIDEO_SIZE // MIB} MiB fitted on a 60 MB tmpfs with a "
           f"{FILLER // MIB} MiB filler; 0 body bytes of the {VIDEOS - uploaded} refused; all backed up "
           f"{resumed_s:.1f} s after the filler was deleted; scenario {time.monotonic() - started:.0f} s")
+
+
+def test_a_disk_that_fills_during_an_upload_keeps_no_partial_chunk_and_resumes(
+        server: ServerProcess, agent: ScenarioAgent, photos: Path) -> None:
+    """Something else fills the disk while a video is being sent in 1 MiB chunks: the chunk that met the
+    full disk answers 507 (not a 500, not a dropped connection), the file waits, the offset stays at the
+    last chunk fully written, and the next pass resumes there instead of starting over."""
+    agent.run("settings", "set", "chunk_size_mib", "1")
+    video = write_mp4(photos / "VID_LONG.mp4", 12 * MIB, seed=99)
+    proxy = Proxy(server.port, rate=3 * MIB, record=True)
+    filler = server.data / "filler.bin"
+    try:
+        agent.set_server_url(proxy.url)
+        run = agent.popen("backup", "--json")
+        proxy.wait_for_bytes_up(3 * MIB)
+        fill(filler, leave=256 * 1024)
+        out, _ = run.communicate(timeout=120)
+        first = json.loads(out.splitlines()[0])  # (stderr follows in the same pipe)
+        assert first["files_failed"] == 0 and first["files_waiting"] == 1, first
+        assert first["stopped_code"] == "server_full", first
+        db = sqlite3.connect(f"file:{server.data / 'camroll.db'}?mode=ro", uri=True)
+        try:
+            [(upload_id, offset)] = db.execute("SELECT id, \"offset\" FROM uploads WHERE state='active'").fetchall()
+        finally:
+            db.close()
+        part = server.data / "uploads" / f"{upload_id}.part"
+        assert 0 < offset < 12 * MIB and offset % MIB == 0 and part.stat().st_size == offset, (offset, part)
+        why = lower(agent.run("why", str(video)).stdout)
+        assert "the server's disk is full" in why, why
+        filler.unlink()
+        sent_before = sum(n for m, p, n in proxy.requests() if p.startswith(wire.UPLOADS_PATH))
+        proxy.rate = None
+        done = agent.backup()
+        assert done["files_uploaded"] == 1, done
+        resent = sum(n for m, p, n in proxy.requests() if p.startswith(wire.UPLOADS_PATH)) - sent_before
+        assert resent == 12 * MIB - offset, (resent, offset)  # from the kept offset, nothing twice
+        assert agent.server_has(_sha(video)) is not None
+    finally:
+        agent.set_server_url(server.url)
+        proxy.close()
+        filler.unlink(missing_ok=True)

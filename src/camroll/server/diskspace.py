@@ -9,6 +9,7 @@ and retry, and nothing partial is committed.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import sqlite3
@@ -19,6 +20,8 @@ from pathlib import Path
 from camroll.media.errors import OUT_OF_SPACE_ERRNOS
 from camroll.server.problems import ProblemError
 from camroll.units import format_size, parse_size
+
+log = logging.getLogger("camroll.server")
 
 NO_SPACE_ERRNOS = OUT_OF_SPACE_ERRNOS
 _SQLITE_FULL = 13
@@ -93,8 +96,8 @@ def reserve_for(total: int) -> int:
     if raw:
         try:
             return parse_size(raw)
-        except ValueError:
-            pass
+        except ValueError as exc:
+            log.warning("%s=%r is not a size (%s); using the default reserve", RESERVE_ENV, raw, exc)
     return min(_MAX_RESERVE, max(_MIN_RESERVE, total // 50))
 
 
