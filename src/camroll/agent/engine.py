@@ -824,8 +824,13 @@ class _Pass:
             for it in items:
                 self._fail(it, f"the server could not check it: {exc}")
             return
-        with self.lock:
-            self.room = resp.room.bytes if resp.room is not None else None
+        if resp.room is not None:
+            with self.lock:
+                # Within a pass the room only shrinks: the server's figure cannot know the bodies this
+                # pass has promised but not yet created, and room that grows meanwhile costs at most a
+                # bodiless creation (one more request), never a refused body.
+                got = resp.room.bytes
+                self.room = got if self.room is None else min(self.room, got)
         for it in items:
             sha = it.sha256 or ""
             asset = resp.present.get(sha)

@@ -56,7 +56,7 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 // Upload one file; `sha256` is its whole-file hash.  Calls onProgress(bytesOnServer) and resolves to
 // {assetId, resumedFrom} once the server has verified and stored it.
-export async function upload(file, sha256, { onProgress = () => {}, chunk = CHUNK } = {}) {
+export async function upload(file, sha256, { onProgress = () => {}, chunk = CHUNK, room = null } = {}) {
   const key = fileKey(file);
   let url = null, offset = 0, resumedFrom = null;
   const saved = remembered(file);
@@ -75,7 +75,9 @@ export async function upload(file, sha256, { onProgress = () => {}, chunk = CHUN
   if (!url) {
     const headers = { "Upload-Length": String(file.size), "Upload-Metadata": metadata(file, sha256) };
     let body = null;
-    if (file.size <= chunk) {
+    // The body travels with the creation only when the server said it has room: otherwise a refusal
+    // (quota, disk full) comes before any byte is sent.
+    if (file.size <= chunk && room != null && file.size <= room) {
       body = file;
       headers["Content-Type"] = "application/offset+octet-stream";
       headers["Upload-Checksum"] = `sha256 ${await sha256Base64(file)}`;

@@ -72,6 +72,7 @@ function pump() {
 async function one({ file, bar, note, li }) {
   try {
     let sha = remembered(file)?.sha256;
+    let room = null;  // bytes the server has room for; only then does the body go with the creation
     if (!sha) {
       note.textContent = "Checking…";
       sha = await sha256File(file, (n) => { note.textContent = `Checking ${Math.floor((100 * n) / Math.max(1, file.size))}%`; });
@@ -82,9 +83,11 @@ async function one({ file, bar, note, li }) {
         li.classList.add("done");
         return;
       }
+      if (check.room) room = check.room.quota_left == null ? check.room.disk_left : Math.min(check.room.quota_left, check.room.disk_left);
     }
     const started = performance.now();
     const res = await upload(file, sha, {
+      room,
       onProgress: (n) => {
         bar.value = n;
         const pct = Math.floor((100 * n) / Math.max(1, file.size));
