@@ -27,7 +27,7 @@ from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, ConfigDict
 
 from camroll.media import exif as exif_mod
-from camroll.media import filenames, motion, raw, tools, types
+from camroll.media import filenames, limits, motion, raw, tools, types
 from camroll.media.errors import JXL_UNSUPPORTED, MediaError
 from camroll.media.motion import MotionPhoto
 
@@ -106,7 +106,8 @@ def describe(exc: BaseException) -> str:
     if isinstance(exc, UnidentifiedImageError):
         return "The image data is not readable: the file is corrupt or not really the type its bytes claim."
     if isinstance(exc, Image.DecompressionBombError):
-        return "The image is too large to decode safely (over Pillow's pixel limit)."
+        return (f"The image is too large to decode safely (over the {limits.MAX_PIXELS // 1_000_000} megapixel "
+                "limit camroll decodes); the original is kept.")
     if isinstance(exc, FileNotFoundError):
         return "The file does not exist (any more)."
     if isinstance(exc, PermissionError):
@@ -130,7 +131,9 @@ def _image(path: Path, mt: types.MediaType, fields: dict[str, Any]) -> None:
         raise MediaError(JXL_UNSUPPORTED)
     with Image.open(path) as im:
         width, height = im.size
-        exif = im.getexif()
+        # Pillow's PNG getexif() decodes every pixel to look for an eXIf chunk after the image data: a
+        # 137 KiB PNG bomb then costs a gigabyte. Only the chunks before the pixels are read.
+        exif = Image.Exif() if im.format == "PNG" and "exif" not in im.info else im.getexif()
         ex = exif_mod.read(exif)
         xmp = im.info.get("xmp")
         if im.format == "HEIF":
