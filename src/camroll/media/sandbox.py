@@ -130,6 +130,7 @@ class _Child:
         self.jobs = 0
         self.maxrss_kib = 0
         self._eof = False
+        self.broken = False  # it sent something that is not a reply
         reply = self._read(time.monotonic() + START_TIMEOUT)
         if reply is None or reply.get("ready") is not True:
             self.kill()
@@ -147,6 +148,8 @@ class _Child:
             raise SandboxFailure(self._death(limits)) from None
         reply = self._read(time.monotonic() + limits.timeout_seconds)
         if reply is None:
+            if self.broken:
+                raise SandboxFailure(Failure(FailureKind.CRASHED, "The decoder broke off while reading this file."))
             if self.proc.poll() is None and not self._eof:
                 self.kill()
                 raise SandboxFailure(Failure(FailureKind.TIMEOUT, (
@@ -161,14 +164,16 @@ class _Child:
         if header is None:
             return None
         (n,) = _HEADER.unpack(header)
-        if n > MAX_FRAME:
+        body = self._read_exact(n, deadline) if n <= MAX_FRAME else None
+        try:
+            value = json.loads(body) if body is not None else None
+        except ValueError:
+            value = None
+        if (body is not None and not isinstance(value, dict)) or n > MAX_FRAME:
+            self.broken = True
             self.kill()
             return None
-        body = self._read_exact(n, deadline)
-        if body is None:
-            return None
-        value = json.loads(body)
-        return value if isinstance(value, dict) else None
+        return value
 
     def _read_exact(self, n: int, deadline: float) -> bytes | None:
         buf = bytearray()
@@ -286,7 +291,9 @@ class Sandbox:
             reply = child.call(request, self.limits)
             error = reply.get("error")
             if isinstance(error, dict):
-                failure = Failure(FailureKind(error.get("kind", "internal")), str(error.get("reason") or ""),
+                kind = error.get("kind")
+                failure = Failure(FailureKind(kind) if kind in set(FailureKind) else FailureKind.INTERNAL,
+                                  str(error.get("reason") or "The decoder failed on this file."),
                                   error.get("errno") if isinstance(error.get("errno"), int) else None)
                 # A child that ran out of memory may have damaged state: it has already exited.
                 healthy = failure.kind not in (FailureKind.OUT_OF_MEMORY, FailureKind.INTERNAL)

@@ -37,6 +37,8 @@ def _limit_self() -> None:
         resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     os.nice(_NICE)
+    # Killed with the server (or 'camroll worker'): strictly, with the thread that started it, which
+    # is one of the job queue's workers, alive as long as the process.
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError, AttributeError):
             ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
