@@ -157,3 +157,26 @@ def test_png_metadata_does_not_decode_the_pixels(tmp_path: Path) -> None:
     info = extract(path)
     assert (info.width, info.height, info.error) == (12000, 12000, None)
     assert psutil.Process().memory_info().rss - rss < 50 << 20
+
+
+def test_every_pattern_over_metadata_is_linear() -> None:
+    """The other regular expressions media/ runs over text from files (EXIF strings, container tags,
+    file names) on 1 MB of the input most likely to make each backtrack."""
+    from camroll.media import exif as exif_mod
+    from camroll.media import filenames, metadata
+
+    n = 1 << 20
+    cases = [
+        lambda: exif_mod.parse_datetime(" " * n + "2024"),
+        lambda: exif_mod.parse_datetime("2024:01:01 10:10:10", "1" * n, " " * n + "+"),
+        lambda: filenames.capture_time("2024" * (n // 4)),
+        lambda: filenames.capture_time("20240101-WA" + "1" * n + "x"),
+        lambda: metadata._iso("+0100" * (n // 5)),
+        lambda: metadata._iso6709("+" + "1" * n, {}),
+        lambda: metadata._iso6709("+1." + "1" * n + "+", {}),
+        lambda: motion._BRAND.match(b"a" * n),
+    ]
+    for case in cases:
+        start = time.perf_counter()
+        case()
+        assert time.perf_counter() - start < 0.05

@@ -123,3 +123,14 @@ def test_a_closed_sandbox_leaves_no_child() -> None:
     with pytest.raises(SandboxFailure) as err:
         box.ping()
     assert err.value.transient
+
+
+def test_the_child_inherits_no_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s3cr3t")
+    monkeypatch.setenv("CAMROLL_DATABASE_URL", "postgresql://u:pw@db/camroll")
+    box = Sandbox(Limits())
+    try:
+        env = Path(f"/proc/{_child_pid(box)}/environ").read_bytes()
+    finally:
+        box.close()
+    assert b"s3cr3t" not in env and b"u:pw" not in env and b"PATH=" in env

@@ -41,6 +41,7 @@ DECODE_ERRORS: tuple[type[BaseException], ...] = (
     UnidentifiedImageError, MediaError, subprocess.SubprocessError, IndexError,
     RuntimeError,  # pillow-heif reports some libheif failures this way
 )
+_MAX_TAG = 64
 _ISO6709 = re.compile(r"^([+-]\d+(?:\.\d+)?)([+-]\d+(?:\.\d+)?)([+-]\d+(?:\.\d+)?)?")
 
 
@@ -266,7 +267,8 @@ def _quicktime_time(tags: dict[str, str]) -> dt.datetime | None:
 
 
 def _iso(text: str) -> dt.datetime | None:
-    text = text.strip().replace("Z", "+00:00")
+    # Container tags come from the file: an ISO time is ~30 characters, a tag can be a megabyte.
+    text = text[:_MAX_TAG].strip().replace("Z", "+00:00")
     # "+0100" -> "+01:00" for Python 3.11's fromisoformat.
     text = re.sub(r"([+-]\d{2})(\d{2})$", r"\1:\2", text)
     try:
@@ -276,7 +278,7 @@ def _iso(text: str) -> dt.datetime | None:
 
 
 def _iso6709(text: str, fields: dict[str, Any]) -> None:
-    m = _ISO6709.match(text.strip())
+    m = _ISO6709.match(text[:_MAX_TAG].strip())
     if not m:
         return
     lat, lon = float(m.group(1)), float(m.group(2))

@@ -60,6 +60,7 @@ class FailureKind(enum.StrEnum):
     TRANSIENT = "transient"  # not about the file: a full disk, no child could be started
 
 
+_CHILD_ENV = {"PATH", "PYTHONPATH", "PYTHONHOME", "PYTHONSAFEPATH", "LANG", "TMPDIR", "TZ", "HOME"}
 _TRANSIENT_ERRNOS = {errno_mod.ENOSPC, errno_mod.EDQUOT, errno_mod.EAGAIN, errno_mod.ENOMEM, errno_mod.EMFILE,
                      errno_mod.ENFILE}
 
@@ -118,9 +119,12 @@ class _Child:
     """One child process and its two pipes."""
 
     def __init__(self, limits: Limits) -> None:
-        env = {**os.environ, "CAMROLL_SANDBOX_MEMORY": str(limits.memory_bytes),
-               # Each malloc arena reserves 64 MiB of address space; two keep RLIMIT_AS about real use.
-               "MALLOC_ARENA_MAX": "2"}
+        # Only what Python and ffmpeg need: the server's database URL, tokens and storage keys stay out
+        # of reach of a decoder a file may have taken over.
+        env = {k: v for k, v in os.environ.items() if k in _CHILD_ENV or k.startswith("LC_")}
+        env.update(CAMROLL_SANDBOX_MEMORY=str(limits.memory_bytes),
+                   # Each malloc arena reserves 64 MiB of address space; two keep RLIMIT_AS about real use.
+                   MALLOC_ARENA_MAX="2")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", CHILD_MODULE], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=None, env=env, start_new_session=True, close_fds=True)
