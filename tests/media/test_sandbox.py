@@ -6,12 +6,16 @@ from __future__ import annotations
 import errno
 import os
 import signal
+import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
 import pytest
+from conftest import require
+from PIL import Image
 
 from camroll.media import thumbs
 from camroll.media.metadata import extract
@@ -134,3 +138,32 @@ def test_the_child_inherits_no_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
     finally:
         box.close()
     assert b"s3cr3t" not in env and b"u:pw" not in env and b"PATH=" in env
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path) -> Iterator[Path]:
+    """A one-page tmpfs: a 1440 px preview of noise does not fit."""
+    mnt = tmp_path / "full"
+    mnt.mkdir()
+    mount = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4k", "tmpfs", str(mnt)], capture_output=True)
+    ok = mount.returncode == 0
+    require(ok, "mounting a small tmpfs needs root (CAP_SYS_ADMIN)")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
+
+
+def test_a_full_disk_comes_back_transient_and_keeps_the_child(tmp_path: Path, full_disk: Path) -> None:
+    photo = tmp_path / "noise.jpg"
+    Image.merge("RGB", [Image.effect_noise((2000, 1500), 80)] * 3).save(photo, quality=90)
+    box = Sandbox(Limits())
+    try:
+        with pytest.raises(SandboxFailure) as err:
+            box.thumbnails(photo, [(thumbs.PREVIEW, full_disk / "p.webp")])
+        assert err.value.transient and err.value.failure.errno == errno.ENOSPC
+        assert "No space left on device" in str(err.value)
+        box.ping()
+        assert box.started == 1
+    finally:
+        box.close()

@@ -91,6 +91,18 @@ def _error(kind: str, reason: str, err: int | None = None) -> dict[str, Any]:
     return {"error": {"kind": kind, "reason": reason, "errno": err}}
 
 
+def _disk_full_cause(exc: BaseException) -> OSError | None:
+    """The full disk behind a media error, if one is in its chain: that is no verdict on the file."""
+    seen: set[int] = set()
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        if isinstance(link, OSError) and link.errno in (errno.ENOSPC, errno.EDQUOT):
+            return link
+        link = link.__cause__ or link.__context__
+    return None
+
+
 def _answer(request: dict[str, Any]) -> tuple[dict[str, Any], bool]:
     """(reply, whether this child should exit afterwards)."""
     from camroll.media.errors import MediaError, ToolMissing
@@ -106,8 +118,8 @@ def _answer(request: dict[str, Any]) -> tuple[dict[str, Any], bool]:
     except ToolMissing as exc:
         return _error("tool_missing", str(exc)), False
     except MediaError as exc:
-        cause = exc.__cause__
-        if isinstance(cause, OSError) and cause.errno in (errno.ENOSPC, errno.EDQUOT):
+        cause = _disk_full_cause(exc)
+        if cause is not None:
             failure = classify_os_error(cause)
             return _error(failure.kind.value, failure.reason, failure.errno), False
         return _error("unreadable", str(exc)), False
