@@ -81,7 +81,6 @@ def test_a_file_over_the_time_limit_is_a_verdict_until_retried(ctx: Context, mon
         assert repo.needing_jobs(db, 0, 10) == [bomb]
 
 
-@pytest.mark.slow
 def test_camroll_worker_reads_files_in_the_sandbox_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A separate 'camroll worker' (the server doing no jobs itself) uses the same sandbox: the bomb
     fails in a child of the worker, with the memory sentence, and the worker's own memory stays low."""
