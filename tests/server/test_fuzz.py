@@ -7,11 +7,11 @@ answer the server gives.
 
 Left out of the fuzz run, on purpose, and covered by ordinary tests instead:
 - ``POST /me/password`` and ``POST /auth/logout`` end sessions (the run's own token would stop working
-  half-way and the rest of the run would test nothing but 401s): tests/server/test_api.py;
+  half-way and the rest of the run would test nothing but 401s): tests/web/test_server.py;
 - ``DELETE /devices/{device_id}`` could revoke the device whose token the run uses:
-  tests/server/test_api.py and test_bounds.py (ids past 2^63);
+  tests/server/test_api.py, and test_bounds.py for ids past 2^63;
 - ``POST /me/notifications`` would add alert URLs that the server then sends to, off this machine:
-  tests/server/test_notify_cli.py and the notification tests.
+  tests/server/test_health.py and test_notify_cli.py.
 
 ``CAMROLL_FUZZ_EXAMPLES`` sets the examples per operation and generation mode (default 25, which keeps
 the whole run under three minutes on a loaded 2-core machine).
@@ -24,24 +24,22 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
+import schemathesis
 from conftest import ServerProcess
-
-from camroll import wire
-
-from .conftest import jpeg, make_user, upload
-
-schemathesis = pytest.importorskip("schemathesis")
-
-from hypothesis import HealthCheck, Phase, given, settings  # noqa: E402
-from hypothesis.errors import Unsatisfiable  # noqa: E402
-from schemathesis import GenerationMode  # noqa: E402
-from schemathesis.checks import not_a_server_error  # noqa: E402
-from schemathesis.core.failures import Failure, FailureGroup  # noqa: E402
-from schemathesis.specs.openapi.checks import (  # noqa: E402
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis.errors import Unsatisfiable
+from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
+from schemathesis.core.failures import Failure, FailureGroup
+from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_schema_conformance,
     status_code_conformance,
 )
+
+from camroll import wire
+
+from .conftest import jpeg, make_user, upload
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 EXAMPLES = int(os.environ.get("CAMROLL_FUZZ_EXAMPLES", "25"))

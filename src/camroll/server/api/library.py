@@ -64,8 +64,9 @@ def _zip(ctx: Ctx, who: Caller, ids: list[int]) -> StreamingResponse:
                              headers={"Content-Disposition": 'attachment; filename="camroll.zip"'})
 
 
-# URLs much longer than this are refused by HTTP servers and proxies before camroll sees them.
-MAX_ZIP_LINK = 4000
+# The web UI links up to 300 ids (longer selections are POSTed); much longer URLs are refused by HTTP
+# servers and proxies before camroll sees them.
+MAX_ZIP_LINK = 300 * 21
 _ZIP: dict[int | str, dict[str, Any]] = {
     200: {"content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}}}}
 
