@@ -27,7 +27,8 @@ from huey import Huey, PriorityRedisHuey
 from huey.consumer import Consumer
 from huey.storage import SqliteStorage
 
-from camroll.server.jobs.config import JobSettings, queue_file
+from camroll.media.sandbox import Sandbox
+from camroll.server.jobs.config import JobSettings, queue_file, sandbox_limits
 from camroll.server.settings import Settings
 
 if TYPE_CHECKING:
@@ -89,6 +90,9 @@ class JobQueue:
         self.huey = make_huey(ctx.settings, self.jobs)
         self._process = self.huey.task(retries=self.jobs.retries, retry_delay=self.jobs.retry_delay_seconds,
                                        context=True, name=TASK_PROCESS)(self._run)
+        # Every file is read in this sandbox's children, whether the consumer is in the server or in
+        # 'camroll worker'; children start at the first job.
+        self.sandbox = Sandbox(sandbox_limits())
         self._consumer: _InProcessConsumer | None = None
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -125,16 +129,15 @@ class JobQueue:
 
     # --- consuming ------------------------------------------------------------------------------
     def _run(self, asset_id: int, task: Any = None) -> str:
-        from camroll.server.diskspace import is_out_of_space
         from camroll.server.services import media
 
         try:
-            outcome = media.process(self.ctx, asset_id)
+            outcome = media.process(self.ctx, asset_id, self.sandbox)
             with self._park_lock:
                 self._disk_waits = 0
             return outcome
         except Exception as exc:
-            if not is_out_of_space(exc):
+            if not _out_of_space(exc):
                 return self._failed(asset_id, exc, task)
             # The server's disk, not the file: no failure is recorded on the asset.
             log.warning("asset %d: the server's disk is full (%s); its job waits and is tried again", asset_id, exc)
@@ -145,8 +148,22 @@ class JobQueue:
 
     def _failed(self, asset_id: int, exc: Exception, task: Any) -> str:
         from camroll.media.errors import MediaError
+        from camroll.media.sandbox import SandboxFailure
         from camroll.server.services import media
 
+        if isinstance(exc, SandboxFailure):
+            if not exc.transient:
+                # A verdict on the file (over the time or memory limit, crashed the decoder, unreadable):
+                # recorded, so it is not queued again at every start until 'admin jobs --retry'.
+                log.warning("asset %d: %s: %s", asset_id, exc.failure.kind, exc)
+                media.record_failure(self.ctx, asset_id, str(exc))
+                return "failed"
+            # The cause is elsewhere (no process could start): huey retries later, and when its retries
+            # run out the asset stays unfailed, so the next start queues it again.
+            log.warning("asset %d: %s; retried later", asset_id, exc)
+            if task is None or not task.retries:
+                return "postponed"
+            raise exc
         if isinstance(exc, MediaError):
             # A corrupt file or a missing ffmpeg: another attempt would fail the same way.
             log.warning("asset %d: %s", asset_id, exc)
@@ -216,7 +233,10 @@ class JobQueue:
         """Consume in this process until SIGINT/SIGTERM (``camroll worker``), letting running jobs finish."""
         # SIGTERM (a service manager stopping it) waits for running jobs; SIGINT stops at once.
         threading.Thread(target=self._unpark_loop, name="camroll-job-disk-wait", daemon=True).start()
-        Consumer(self.huey, graceful_signal="TERM", **self.consumer_options(workers)).run()
+        try:
+            Consumer(self.huey, graceful_signal="TERM", **self.consumer_options(workers)).run()
+        finally:
+            self.sandbox.close()
 
     def _backfill(self) -> None:
         try:
@@ -244,6 +264,18 @@ class JobQueue:
             self._consumer.stop(graceful=True)
         for t in self._threads:
             t.join(timeout=5)
+        self.sandbox.close()
+
+
+def _out_of_space(exc: BaseException) -> bool:
+    """A full disk, met here or in the sandboxed child (which reports the errno behind it)."""
+    from camroll.media.errors import OUT_OF_SPACE_ERRNOS
+    from camroll.media.sandbox import SandboxFailure
+    from camroll.server.diskspace import is_out_of_space
+
+    if isinstance(exc, SandboxFailure):
+        return exc.failure.errno in OUT_OF_SPACE_ERRNOS
+    return is_out_of_space(exc)
 
 
 @functools.cache
