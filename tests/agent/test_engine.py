@@ -465,3 +465,24 @@ def test_policy_disabled_is_off_not_stopped(tmp_path: Path) -> None:
     s = run_backup(paths, cfg, transport=srv.transport(), probes=probes)
     assert s.headline == "Off: backup is switched off (enabled = false). Run camroll settings set enabled true."
     assert srv.requests == [] and s.files_waiting == 1
+
+
+@pytest.mark.parametrize(("room", "with_body"), [("none", 0), ("all", 3), ("one", 1)])
+def test_a_body_travels_with_the_creation_only_when_the_server_said_it_fits(
+        tmp_path: Path, room: str, with_body: int) -> None:
+    """No room reported (an older server): every upload is created first, so a refusal comes before
+    the body.  Room for everything: one request per small file.  Room for one: the rest are created
+    first (and still uploaded, the server having the final word)."""
+    paths, cfg, photos = _setup(tmp_path)
+    files = [jpeg_bytes(i, (200 + 40 * i, 150)) for i in range(3)]
+    for i, data in enumerate(files):
+        write(photos / f"{i}.jpg", data)
+    cfg.policy.upload_concurrency = 1
+    srv = FakeServer()
+    srv.disk_left = {"none": None, "all": 10**12, "one": max(map(len, files)) + 10}[room]
+    assert srv.disk_left is None or room != "one" or min(map(len, files)) * 2 > srv.disk_left
+    s = run_backup(paths, cfg, transport=srv.transport())
+    assert s.ok and s.files_uploaded == 3
+    patches = sum(1 for m, _ in srv.requests if m == "PATCH")
+    assert srv.requests.count(("POST", "/api/v1/uploads/")) == 3
+    assert patches == 3 - with_body, srv.requests
