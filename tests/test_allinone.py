@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -300,3 +301,42 @@ def test_agent_commands_keep_this_devices_own_agent(tmp_path: Path) -> None:
                        env=env, timeout=120)
     assert "CAMROLL_HOME=" in proc.stderr
     assert not (own.parent / "allinone.json").exists()
+
+
+def test_up_waits_for_a_running_up_and_for_a_running_pass(tmp_path: Path) -> None:
+    from camroll import uplock
+    from camroll.agent.lock import pass_lock
+
+    root, pics = tmp_path / "camroll", tmp_path / "pics"
+    _photo(pics / "a.jpg", (40, 50, 60))
+    root.mkdir()
+    up_held = contextlib.ExitStack()
+    pass_held = contextlib.ExitStack()
+    # This test process stands for a one-shot `camroll up`, which stops its server when done ...
+    up_held.enter_context(uplock.hold(root / "up.lock", watch=False))
+    proc = subprocess.Popen(camroll_cmd("up", str(pics), "--data", str(root), "--listen",
+                                        f"127.0.0.1:{free_port()}", "--json"),
+                            env={**os.environ, **_env(tmp_path)}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(3)
+        assert proc.poll() is None
+        assert not (root / "server").exists(), "started a server while another camroll up ran"
+        # ... and for a backup pass on the same state (a `camroll backup`, or a watcher's pass).
+        pass_held.enter_context(pass_lock(root / "agent" / "state.db"))
+        up_held.close()
+        assert _until(lambda: (root / "credentials").exists(), 60)
+        time.sleep(2)
+        assert proc.poll() is None, "the pass did not wait for the other one"
+        pass_held.close()
+        out, err = proc.communicate(timeout=120)
+    finally:
+        up_held.close()
+        pass_held.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert f"Waiting for the camroll up in process {os.getpid()}" in err
+    assert f"Waiting for the backup pass running in process {os.getpid()}" in err
+    assert json.loads(out.strip().splitlines()[-1])["files_uploaded"] == 1

@@ -11,6 +11,7 @@
 A folder with neither is no library.  Only a new or empty folder may become one (``camroll serve``,
 ``camroll admin user add``, which says so); a folder that holds something else is refused, because a
 person who points a command at it almost always meant an existing library and mistyped the path.
+With ``$CAMROLL_DATABASE_URL`` the database is the library and the folder is used as given.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ LOCK_FILE = "server.lock"
 # What a server's data dir holds once it has run: with SQLite the database file says it all; with an
 # external database (CAMROLL_DATABASE_URL) the folders the server keeps next to it do.
 _SQLITE_MARKERS = (DB_FILE,)
-_EXTERNAL_DB_MARKERS = (DB_FILE, "blobs", "uploads", "jobs.db", "thumbs")
+_EXTERNAL_DB_MARKERS = (DB_FILE, "blobs", "uploads", "jobs.db", "thumbs", LOCK_FILE)
 # Entries a new filesystem or a desktop puts in a folder, and our own lock: they leave it "empty".
 _IGNORABLE = {"lost+found", LOCK_FILE}
 
@@ -88,6 +89,7 @@ def locate(given: Path) -> Location:
         # An all-in-one folder whose server never ran: its library starts in server/.
         return Location(given, sub, Found.NEW if _is_empty(sub) else Found.OTHER)
     if _external_db():
-        # The library is the external database; the folder only keeps blobs, uploads and thumbnails.
-        return Location(given, given, Found.LIBRARY if given.is_dir() else Found.NEW)
+        # The library is the external database (whether it holds anything, only it can tell); the folder
+        # keeps blobs, uploads, thumbnails and the job queue, and is created when missing.
+        return Location(given, given, Found.LIBRARY)
     return Location(given, given, Found.NEW if _is_empty(given) else Found.OTHER)
