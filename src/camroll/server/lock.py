@@ -1,14 +1,19 @@
-"""One library, one server: ``<data>/server.lock`` holds an exclusive ``flock`` for as long as a
+"""One library, one server: ``<data>/server.lock`` holds an exclusive lock for as long as a
 ``camroll serve`` runs on that data dir, with its pid and URL inside.
 
-The kernel drops a ``flock`` when its process dies, so a crashed server never leaves a stale lock: the
+The kernel drops the lock when its process dies, so a crashed server never leaves a stale lock: the
 file stays, but nobody holds it, and the next server takes it.  Readers (a second ``serve``, ``camroll
 up``) tell a live server from a stale file by trying the lock themselves, never by trusting the pid.
+It is a POSIX record lock (``lockf``), not a ``flock``: a process forked by the server (a media job)
+does not inherit it, so a server killed with ``kill -9`` frees its library at once even while such a
+child finishes.  (The catch of record locks, that closing any descriptor of the file drops them, does
+not bite: the server process never opens the file again.)
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
@@ -64,6 +69,16 @@ def _read(fd: int, settle_s: float) -> RunningServer:
         time.sleep(0.05)
 
 
+def _try_lock(fd: int, kind: int) -> bool:
+    try:
+        fcntl.lockf(fd, kind | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno in (errno.EACCES, errno.EAGAIN):
+            return False
+        raise
+    return True
+
+
 def running(data_dir: Path, *, settle_s: float = 1.0) -> RunningServer | None:
     """The live server on ``data_dir``, or None."""
     try:
@@ -71,11 +86,9 @@ def running(data_dir: Path, *, settle_s: float = 1.0) -> RunningServer | None:
     except OSError:
         return None
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return _read(fd, settle_s)
-        return None
+        if _try_lock(fd, fcntl.LOCK_SH):
+            return None
+        return _read(fd, settle_s)
     finally:
         os.close(fd)  # also drops the shared lock we may have taken
 
@@ -87,10 +100,8 @@ def hold(data_dir: Path, url: str) -> Iterator[None]:
     path = lock_path(data_dir)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ServerRunning(data_dir, _read(fd, 1.0)) from None
+        if not _try_lock(fd, fcntl.LOCK_EX):
+            raise ServerRunning(data_dir, _read(fd, 1.0))
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps({"pid": os.getpid(), "url": url}).encode(), 0)
         yield
