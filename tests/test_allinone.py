@@ -167,6 +167,9 @@ def test_second_up_uses_the_watching_runs_server_and_nothing_else_starts(tmp_pat
         assert agent.returncode == 1, agent.stderr
         assert "already running" in agent.stderr and f"process {watcher.pid}" in agent.stderr
         assert "Traceback" not in again.stderr + served.stderr + agent.stderr
+        # While it watches, doctor (with no variable set) finds the running server.
+        doctor = json.loads(run_camroll("doctor", "--json", env=env, check=False).stdout)
+        assert next(c for c in doctor["checks"] if c["name"] == "server")["status"] == "pass", doctor
     finally:
         code, _, err = _stop(watcher)
     assert code == 0, err
