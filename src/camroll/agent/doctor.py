@@ -186,7 +186,11 @@ def _quota_check(user: wire.UserInfo, last_stop: tuple[str, str]) -> Check:
 def _allinone_down(up: AllInOne, url: str) -> Check:
     """An all-in-one server that is not running: normal between ``camroll up`` runs, so a warning whose fix
     starts the same library (its ``--data``) on the same port."""
-    again = f"camroll up --data {shlex.quote(str(up.data))}"
+    import platformdirs
+
+    # `camroll up`'s default folder needs no --data; any other one does, or the fix would start another library.
+    default = Path(platformdirs.user_data_dir("camroll"))
+    again = "camroll up" if up.data == default else f"camroll up --data {shlex.quote(str(up.data))}"
     return Check("server", "warn",
                  f"Nothing is serving {url} now: this device backs up with 'camroll up' (library in {up.data}), "
                  "whose server runs only while 'camroll up' does.",
