@@ -307,6 +307,8 @@ def test_agent_commands_keep_this_devices_own_agent(tmp_path: Path) -> None:
 
 
 def test_up_waits_for_a_running_up_and_for_a_running_pass(tmp_path: Path) -> None:
+    import threading
+
     from camroll import uplock
     from camroll.agent.lock import pass_lock
 
@@ -315,31 +317,39 @@ def test_up_waits_for_a_running_up_and_for_a_running_pass(tmp_path: Path) -> Non
     root.mkdir()
     up_held = contextlib.ExitStack()
     pass_held = contextlib.ExitStack()
+    me = os.getpid()
     # This test process stands for a one-shot `camroll up`, which stops its server when done ...
     up_held.enter_context(uplock.hold(root / "up.lock", watch=False))
+    # ... and holds the pass lock as a `camroll backup` (or a watcher's pass) would.
+    pass_held.enter_context(pass_lock(root / "agent" / "state.db"))
     proc = subprocess.Popen(camroll_cmd("up", str(pics), "--data", str(root), "--listen",
                                         f"127.0.0.1:{free_port()}", "--json"),
-                            env={**os.environ, **_env(tmp_path)}, stdout=subprocess.PIPE,
+                            env={**os.environ, **_env(tmp_path), "COLUMNS": "400"}, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
+    err_lines: list[str] = []
+    assert proc.stderr is not None
+    reader = threading.Thread(target=lambda: err_lines.extend(proc.stderr or []), daemon=True)
+    reader.start()
+
+    def said(text: str) -> bool:
+        return any(text in line for line in err_lines)
+
     try:
-        time.sleep(3)
-        assert proc.poll() is None
+        assert _until(lambda: said(f"Waiting for the camroll up in process {me}"), 60), err_lines
+        time.sleep(1)
         assert not (root / "server").exists(), "started a server while another camroll up ran"
-        # ... and for a backup pass on the same state (a `camroll backup`, or a watcher's pass).
-        pass_held.enter_context(pass_lock(root / "agent" / "state.db"))
         up_held.close()
-        assert _until(lambda: (root / "credentials").exists(), 60)
-        time.sleep(2)
-        assert proc.poll() is None, "the pass did not wait for the other one"
+        assert _until(lambda: said(f"Waiting for the backup pass running in process {me}"), 60), err_lines
+        assert proc.poll() is None
         pass_held.close()
-        out, err = proc.communicate(timeout=120)
+        out = proc.stdout.read() if proc.stdout else ""
+        proc.wait(timeout=120)
     finally:
         up_held.close()
         pass_held.close()
         if proc.poll() is None:
             proc.kill()
-            proc.communicate()
-    assert proc.returncode == 0, err
-    assert f"Waiting for the camroll up in process {os.getpid()}" in err
-    assert f"Waiting for the backup pass running in process {os.getpid()}" in err
+            proc.wait()
+    reader.join(timeout=10)
+    assert proc.returncode == 0, err_lines
     assert json.loads(out.strip().splitlines()[-1])["files_uploaded"] == 1
