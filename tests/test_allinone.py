@@ -73,8 +73,10 @@ def test_up_without_a_folder_says_what_to_do(tmp_path: Path) -> None:
 
 # --- one library, one server (issue 8, defect 16) -------------------------------------------------------------
 def _env(tmp_path: Path) -> dict[str, str]:
-    """The user's own platform dirs, per test: where the agent commands look when CAMROLL_HOME is unset."""
-    return {var: str(tmp_path / "xdg" / var.lower()) for var in ("XDG_CONFIG_HOME", "XDG_STATE_HOME", "XDG_DATA_HOME")}
+    """The user's own platform dirs, per test: where the agent commands look when CAMROLL_HOME is unset.
+    (COLUMNS: Rich wraps messages on stderr at 80 columns, which could split a pid from its word.)"""
+    dirs = {var: str(tmp_path / "xdg" / var.lower()) for var in ("XDG_CONFIG_HOME", "XDG_STATE_HOME", "XDG_DATA_HOME")}
+    return {**dirs, "COLUMNS": "400"}
 
 
 def _until(pred: Callable[[], bool], timeout: float) -> bool:
@@ -324,7 +326,7 @@ def test_up_waits_for_a_running_up_and_for_a_running_pass(tmp_path: Path) -> Non
     pass_held.enter_context(pass_lock(root / "agent" / "state.db"))
     proc = subprocess.Popen(camroll_cmd("up", str(pics), "--data", str(root), "--listen",
                                         f"127.0.0.1:{free_port()}", "--json"),
-                            env={**os.environ, **_env(tmp_path), "COLUMNS": "400"}, stdout=subprocess.PIPE,
+                            env={**os.environ, **_env(tmp_path)}, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     err_lines: list[str] = []
     assert proc.stderr is not None
