@@ -92,6 +92,7 @@ MAX_REHASH_PER_PASS = 3
 INCOMPLETE_GRACE_SECONDS = 60.0
 CHECK_FLUSH_SECONDS = 0.3
 VISIBLE_HASH_BYTES = 64 * 1024 * 1024
+ROOM_MARGIN = 2 * 1024 * 1024
 
 
 @dataclass(slots=True)
@@ -397,8 +398,12 @@ class _Pass:
             TusClient(self.client), db, chunk_size=cfg.policy.chunk_size, base_url=server.url,
             check_present=self._check_one, on_bytes=self._on_bytes, on_sent=self._on_sent,
             should_stop=self.stop.is_set, pace=self._pace if (self.bucket or meter) else None,
-            may_send_body=self._may_send_body,
+            may_send_body=self._may_send_body, body_done=self._body_done,
         )
+        # Creations with a body promised against ``room`` and not yet answered: an upload created
+        # without one waits for them, so it cannot take on the server the room they were promised.
+        self.promised = 0
+        self.promised_done = threading.Condition(self.lock)
         # Bytes the server said it has room for (quota and disk) at the last check, minus the bodies
         # sent since; None until a server that tells has answered.
         self.room: int | None = None
@@ -428,10 +433,20 @@ class _Pass:
     def _may_send_body(self, size: int) -> bool:
         """True (and the room taken) if a body of ``size`` bytes is known to fit on the server now."""
         with self.lock:
-            if self.room is None or size > self.room:
-                return False
-            self.room -= size
-            return True
+            # A margin for what the server's disk takes meanwhile (thumbnails, its database, block
+            # rounding): a file that only just fits is created first and refused before its body.
+            if self.room is not None and size + ROOM_MARGIN + self.room // 100 <= self.room:
+                self.room -= size
+                self.promised += 1
+                return True
+            while self.promised and not self.stop.is_set():
+                self.promised_done.wait(timeout=1.0)
+            return False
+
+    def _body_done(self, size: int) -> None:
+        with self.lock:
+            self.promised -= 1
+            self.promised_done.notify_all()
 
     def _on_sent(self, n: int) -> None:
         with self.lock:

@@ -107,12 +107,15 @@ class Uploader:
                  should_stop: Callable[[], bool] = lambda: False,
                  backoff: Backoff = IN_PASS, sleep: Callable[[float], None] = time.sleep,
                  pace: Callable[[int], None] | None = None,
-                 may_send_body: Callable[[int], bool] = lambda size: False) -> None:
+                 may_send_body: Callable[[int], bool] = lambda size: False,
+                 body_done: Callable[[int], None] = lambda size: None) -> None:
         self.pace = pace
         # Whether the server is known to accept a file of this size now (its room for uploads, from the
         # last check): only then does the body travel with the creation request.  Otherwise the upload
         # is created first, so a refusal (quota, disk full, size, type) comes before any byte is sent.
         self.may_send_body = may_send_body
+        # Called once the creation that ``may_send_body`` allowed a body for has been answered.
+        self.body_done = body_done
         self.tus = tus
         self.db = db
         self.chunk_size = chunk_size
@@ -220,6 +223,13 @@ class Uploader:
     def _create(self, job: UploadJob, fd: int) -> tuple[str, int] | Done:
         meta = metadata_for(job)
         small = job.size <= self.chunk_size and self.may_send_body(job.size)
+        try:
+            return self._create_attempts(job, fd, meta, small)
+        finally:
+            if small:
+                self.body_done(job.size)
+
+    def _create_attempts(self, job: UploadJob, fd: int, meta: dict[str, str], small: bool) -> tuple[str, int] | Done:
         retry = 0
         mismatches = 0
         while True:

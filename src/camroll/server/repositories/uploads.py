@@ -104,11 +104,11 @@ def mark_complete(conn: Connection, upload_id: str, asset_id: int, length: int, 
                            "updated_at": now, "expires_at": expires_at})
 
 
-_UNWRITTEN = select(func.coalesce(func.sum(_U.length - _U.offset), 0)).where(
-    _U.state == ACTIVE, _U.expires_at > bindparam("b_now", type_=UTCDateTime())
+_UNWRITTEN = select(_U.id, _U.length, _U.offset).where(
+    _U.state == ACTIVE, _U.expires_at > bindparam("b_now", type_=UTCDateTime()), _U.offset < _U.length
 )
 
 
-def unwritten_bytes(conn: Connection, now: datetime) -> int:
-    """Bytes every user's unfinished uploads may still write to the server's disk."""
-    return int(conn.scalar(_UNWRITTEN, {"b_now": now}) or 0)
+def unfinished(conn: Connection, now: datetime) -> list[tuple[str, int, int]]:
+    """(id, length, offset) of every user's unfinished uploads that may still write to the disk."""
+    return [(r.id, int(r.length), int(r.offset)) for r in conn.execute(_UNWRITTEN, {"b_now": now})]

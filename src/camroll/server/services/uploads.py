@@ -170,7 +170,10 @@ def disk_room(ctx: Context, conn: Connection, now: datetime) -> tuple[int, disks
     unfinished uploads may still write), the tightest disk's state, and those unwritten bytes."""
     blobs = ctx.settings.blobs_dir
     state = diskspace.tightest([ctx.parts.root, *([blobs] if blobs.is_dir() else [])], ctx.settings.data_dir)
-    held = repo.unwritten_bytes(conn, now)
+    # What each may still write: bytes already in its part file (fsynced or not, recorded or not)
+    # are already out of the free space, so they are not counted twice.
+    held = sum(max(0, length - max(offset, ctx.parts.size(upload_id) or 0))
+               for upload_id, length, offset in repo.unfinished(conn, now))
     return max(0, state.usable - held), state, held
 
 
