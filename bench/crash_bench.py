@@ -35,7 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=None, help="replay a run (default: a random seed, printed)")
     ap.add_argument("--window", type=float, default=3.0, help="kill moments uniform in [0.05, WINDOW] s")
     ap.add_argument("--chunk-mib", type=int, default=1, help="the agent's chunk size (1 MiB: many PATCHes)")
-    ap.add_argument("--bandwidth", default="4MB/s", help="the agent's bandwidth limit during the kills")
+    ap.add_argument("--bandwidth", default=None,
+                    help="the agent's bandwidth limit during the kills (default: paced so the files last as long "
+                         "as the kills)")
     ap.add_argument("--work", type=Path, default=None, help="keep everything here (default: a temp dir)")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures to this file")
     args = ap.parse_args(argv)

@@ -137,17 +137,21 @@ def _pending_bytes(corpus: Corpus, placed: int, state_db: Path) -> int:
 
 
 def run_crash_proof(work: Path, *, files: int, kills_agent: int, kills_server: int, seed: int,
-                    window: float = 3.0, chunk_mib: int = 1, bandwidth: str = "4MB/s", large_files: int = 4,
+                    window: float = 3.0, chunk_mib: int = 1, bandwidth: str | None = None, large_files: int = 4,
                     log: Callable[[str], None] = print) -> CrashRun:
     """Back up ``files`` files under ``work`` while killing each side at random moments; returns the
     run with its audit (``run.audit.problems()`` lists every broken promise)."""
     t_start = time.monotonic()
     rng = random.Random(seed)
     run = CrashRun(seed)
-    log(f"crash proof: seed {seed}, {files} files, {kills_agent} agent + {kills_server} server kills, "
-        f"moments uniform in [0.05, {window}] s after a pass starts, chunks {chunk_mib} MiB, {bandwidth}")
     staging = work / "staging"
     corpus = make_corpus(staging, files, seed=seed, large_files=large_files)
+    if bandwidth is None:
+        # Paced so that the corpus lasts about as long as the kills (a pass runs half the window on
+        # average before its kill): every kill finds work, and little is left for the clean pass.
+        bandwidth = f"{max(250_000, int(corpus.payload / max(1, kills_agent + kills_server) / (window / 2)))}B/s"
+    log(f"crash proof: seed {seed}, {files} files, {kills_agent} agent + {kills_server} server kills, "
+        f"moments uniform in [0.05, {window}] s after a pass starts, chunks {chunk_mib} MiB, {bandwidth}")
     log(f"corpus: {len(corpus.files)} files, {len(corpus.distinct)} distinct, {corpus.payload:,} bytes")
     logs = work / "passes"
     logs.mkdir(parents=True, exist_ok=True)
