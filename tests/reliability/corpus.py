@@ -82,11 +82,12 @@ def make_corpus(root: Path, n_files: int, *, seed: int, large_files: int = 4,
     n_large = min(large_files, n_files - n_dups)
     kinds = ["large"] * n_large + ["dup"] * n_dups
     kinds += [rng.choices(("jpeg", "png", "video"), (75, 10, 15))[0] for _ in range(n_files - len(kinds))]
-    # Originals first in order, duplicates spread among them (each copies an earlier file).
-    head, rest = kinds[:1] + [k for k in kinds if k != "dup"][1:], ["dup"] * n_dups
-    order = head[:]
-    for d in rest:
-        order.insert(rng.randrange(2, len(order) + 1), d)
+    # Originals in a seeded order (large videos spread among the photos), each duplicate after
+    # at least two originals (each copies an earlier file).
+    order = [k for k in kinds if k != "dup"]
+    rng.shuffle(order)
+    for _ in range(n_dups):
+        order.insert(rng.randrange(2, len(order) + 1), "dup")
     for i, kind in enumerate(order):
         folder = FOLDERS[i % len(FOLDERS)]
         if kind == "dup" and originals:

@@ -148,8 +148,9 @@ def run_crash_proof(work: Path, *, files: int, kills_agent: int, kills_server: i
     corpus = make_corpus(staging, files, seed=seed, large_files=large_files)
     if bandwidth is None:
         # Paced so that the corpus lasts about as long as the kills (a pass runs half the window on
-        # average before its kill): every kill finds work, and little is left for the clean pass.
-        bandwidth = f"{max(250_000, int(corpus.payload / max(1, kills_agent + kills_server) / (window / 2)))}B/s"
+        # average before its kill, about half of it sending): every kill finds work, and little is
+        # left for the clean pass.
+        bandwidth = f"{max(250_000, int(corpus.payload / max(1, kills_agent + kills_server) / (window / 4)))}B/s"
     log(f"crash proof: seed {seed}, {files} files, {kills_agent} agent + {kills_server} server kills, "
         f"moments uniform in [0.05, {window}] s after a pass starts, chunks {chunk_mib} MiB, {bandwidth}")
     log(f"corpus: {len(corpus.files)} files, {len(corpus.distinct)} distinct, {corpus.payload:,} bytes")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import socket
+import threading
 import time
 from pathlib import Path
 
@@ -441,3 +442,29 @@ def test_a_new_upload_of_the_same_file_replaces_the_abandoned_one(shared_server:
         offset = int(r.headers["Upload-Offset"])
     assert u.client.get("/api/v1/me").json()["used_bytes"] == len(data)
     assert u.client.head(third, headers=TUS).status_code == 200
+
+
+def test_head_after_a_cut_reports_the_bytes_that_arrived(user: User) -> None:
+    """A client asks HEAD at once after its connection broke, while the server is still writing what
+    arrived: the answer must be the offset after those bytes, or the client resends a whole body
+    from an older offset only to be answered 409."""
+    data = jpeg(6 * 2**20, seed=33)
+    url = create(user.client, data)
+    token = str(user.client.headers["Authorization"]).split()[1]
+    sock = socket.create_connection(("127.0.0.1", user.server.port))
+    head = (f"PATCH {url} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nTus-Resumable: 1.0.0\r\n"
+            f"Content-Type: {OCTET}\r\nUpload-Offset: 0\r\nContent-Length: {len(data)}\r\n\r\n")
+    sock.sendall(head.encode() + data[:5 * 2**20])
+    time.sleep(0.5)  # the server is inside the request, waiting for the rest of the body
+
+    answers: list[str] = []
+
+    def ask() -> None:
+        answers.append(user.client.head(url, headers=TUS).headers["Upload-Offset"])
+
+    t = threading.Thread(target=ask)
+    t.start()
+    time.sleep(0.3)  # HEAD arrives while the writer still holds the upload...
+    sock.close()  # ...then the connection breaks
+    t.join(10)
+    assert answers == [str(5 * 2**20)]
