@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--files", type=int, default=200)
     ap.add_argument("--large-files", type=int, default=8, help="videos of 5-6 MiB (several chunks each)")
     ap.add_argument("--seed", type=int, default=None, help="replay a run (default: a random seed, printed)")
-    ap.add_argument("--window", type=float, default=3.0, help="kill moments uniform in [0.05, WINDOW] s")
+    ap.add_argument("--window", type=float, default=5.0, help="kill moments uniform in [0.05, WINDOW] s")
     ap.add_argument("--chunk-mib", type=int, default=1, help="the agent's chunk size (1 MiB: many PATCHes)")
     ap.add_argument("--bandwidth", default=None,
                     help="the agent's bandwidth limit during the kills (default: paced so the files last as long "

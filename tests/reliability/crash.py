@@ -49,6 +49,7 @@ class CrashRun:
     seed: int
     kills: list[Kill] = field(default_factory=list)
     missed: int = 0  # moments that came after the pass had already ended (drawn again)
+    backed_up_under_kills: int = 0  # files the agent had backed up when the kills ended
     clean_passes: int = 0
     retry_failed_needed: bool = False
     duration_s: float = 0.0
@@ -59,7 +60,8 @@ class CrashRun:
         server = len(self.kills) - agent
         restart = max((k.restart_s for k in self.kills), default=0.0)
         return (f"seed {self.seed}: {agent} agent kills + {server} server kills ({self.missed} moments missed "
-                f"and drawn again), slowest server restart {restart:.1f} s, {self.clean_passes} clean "
+                f"and drawn again), slowest server restart {restart:.1f} s, {self.backed_up_under_kills} files "
+                f"backed up under the kills, {self.clean_passes} clean "
                 f"pass(es){' with --retry-failed' if self.retry_failed_needed else ''}, "
                 f"{self.duration_s:.0f} s; {self.audit.figures() if self.audit else 'no audit'}")
 
@@ -195,6 +197,7 @@ def run_crash_proof(work: Path, *, files: int, kills_agent: int, kills_server: i
             run.kills.append(k)
             log(f"  kill {k.n:>2}/{len(sides)}: {side:<6} at {delay:.3f} s"
                 f"{f', back in {restart:.1f} s' if restart else ''}; agent files {k.states}")
+        run.backed_up_under_kills = agent_states(r.state_db).get("backed_up", 0)
         placed = _place(corpus, staging, r.photos, placed, 0, corpus.payload * 2)
         _clean_passes(r, run, log)
         _sweep(r, log)
