@@ -36,6 +36,10 @@ META_SHA256 = "sha256"
 META_SIZE = "size"
 META_MTIME_NS = "mtime_ns"
 META_PATH = "path"
+# A device path that is not valid UTF-8 (a latin-1 name from an old disk): ``path`` and ``filename`` then
+# hold its readable form (:func:`display_name`) and ``path_raw`` its exact bytes (:func:`raw_name_to_wire`),
+# so a restore can recreate the name byte for byte.  Absent for UTF-8 paths.
+META_PATH_RAW = "path_raw"
 
 # Answer header of the request that completes an upload (and of HEAD on a completed one): the asset id.
 ASSET_ID_HEADER = "Camroll-Asset-Id"
@@ -44,6 +48,23 @@ ASSET_ID_HEADER = "Camroll-Asset-Id"
 CLIENT_VERSION_HEADER = "X-Camroll-Client-Version"
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
+
+
+def display_name(raw: bytes) -> str:
+    """A file name as people read it: UTF-8, each byte that is not UTF-8 shown as ``\\xNN``
+    (``IMG_caf\\xe9.jpg``).  Not U+FFFD, which would give two different names the same text; not a guess
+    at latin-1 or cp1252, which shows a Cyrillic or Shift-JIS name as plausible but wrong accented letters."""
+    return raw.decode("utf-8", "backslashreplace")
+
+
+def raw_name_to_wire(raw: bytes) -> str:
+    """The exact bytes of a name as JSON/header text (standard base64)."""
+    return base64.b64encode(raw).decode("ascii")
+
+
+def raw_name_from_wire(text: str) -> bytes:
+    """Inverse of :func:`raw_name_to_wire`; raises ``ValueError`` for text that is not base64."""
+    return base64.b64decode(text, validate=True)
 
 
 def encode_upload_metadata(meta: dict[str, str]) -> str:
@@ -196,6 +217,8 @@ class Heartbeat(_Model):
     failed_files: int = 0
     skipped_files: int = 0
     backed_up_files: int = 0
+    left_out_files: int = Field(default=0, description="Files left out by choice: hidden, in Android's trash, "
+                                "or kept out by the include/exclude settings (not problems).")
     last_success_at: datetime | None = Field(default=None, description="End of the last pass that left "
                                              "nothing to do.")
     problems: list[DeviceProblem] = Field(default_factory=list, max_length=MAX_HEARTBEAT_PROBLEMS)
@@ -220,6 +243,7 @@ class DeviceHealth(_Model):
     failed_files: int
     skipped_files: int
     backed_up_files: int
+    left_out_files: int = 0
     stalled: bool = Field(description="Pending work and no progress for longer than the stall limit.")
     problems: list[DeviceProblem]
 
@@ -260,6 +284,9 @@ class CheckItem(_Model):
     path: str | None = None
     filename: str | None = None
     mtime_ns: int | None = None
+    path_raw: str | None = Field(default=None, max_length=8192,
+                                 description="Base64 of the path's exact bytes when they are not UTF-8 "
+                                             "(``path`` then shows them as \\xNN).")
 
 
 class CheckRequest(_Model):
@@ -277,6 +304,8 @@ class AssetFileInfo(_Model):
     path: str
     filename: str
     mtime_ns: int | None
+    path_raw: str | None = Field(default=None, description="Base64 of the path's exact bytes on the device "
+                                 "when they are not UTF-8; a restore recreates the name from these.")
 
 
 class AssetInfo(_Model):

@@ -86,6 +86,10 @@ def test_first_backup_then_nothing(tmp_path: Path) -> None:
     n = len(srv.requests)
     s2 = run_backup(paths, cfg, transport=srv.transport())
     assert s2.files_uploaded == 0 and s2.bytes_sent == 0 and len(srv.requests) == n
+    # ...but each pass reported to the server once, with the same counts as the state DB (a cron backup
+    # must not leave the devices page at "Never connected").
+    assert len(srv.heartbeats) == 2
+    assert (srv.heartbeats[-1].backed_up_files, srv.heartbeats[-1].skipped_files) == (3, 2)
 
 
 def test_same_photo_two_folders_one_upload(tmp_path: Path) -> None:

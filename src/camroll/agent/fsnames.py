@@ -1,0 +1,62 @@
+"""File names as the disk holds them, which need not be UTF-8.
+
+On POSIX a name is bytes.  Python hands them over as ``str`` with each byte that is not UTF-8 turned into
+a lone surrogate (``os.fsdecode(b'caf\\xe9') == 'caf\\udce9'``): that string opens the file, but it cannot
+be encoded for JSON, HTTP, a terminal or SQLite ``TEXT``.  The agent keeps such strings in memory and
+converts them only where they leave it:
+
+- the state DB holds a path as ``TEXT`` when it is UTF-8 and as a ``BLOB`` of its exact bytes otherwise
+  (:func:`to_db` / :func:`from_db`), so the file is found again byte for byte;
+- the API gets the readable form (:func:`shown`, the same text as ``wire.display_name``) plus the exact
+  bytes in base64 (:func:`raw_for_wire`), which the server keeps for a restore;
+- people (status, why, problems, summaries, logs) see :func:`shown`: ``IMG_caf\\xe9.jpg``.
+"""
+
+from __future__ import annotations
+
+import os
+
+from camroll import wire
+
+
+def is_text(path: str) -> bool:
+    """True when ``path`` is valid UTF-8 text (no bytes smuggled in as surrogates)."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def shown(path: str) -> str:
+    """``path`` for people and for the API's ``path`` fields: undecodable bytes as ``\\xNN``."""
+    return path if is_text(path) else wire.display_name(os.fsencode(path))
+
+
+def raw_for_wire(path: str) -> str | None:
+    """Base64 of ``path``'s exact bytes when it is not UTF-8, else None (nothing extra to send)."""
+    return None if is_text(path) else wire.raw_name_to_wire(os.fsencode(path))
+
+
+def to_db(path: str) -> str | bytes:
+    """The value the state DB stores for ``path``."""
+    return path if is_text(path) else os.fsencode(path)
+
+
+def from_db(value: str | bytes) -> str:
+    return os.fsdecode(value) if isinstance(value, bytes) else value
+
+
+def upload_metadata(path: str) -> dict[str, str]:
+    """The tus ``Upload-Metadata`` entries naming the file."""
+    meta = {wire.META_FILENAME: shown(os.path.basename(path)), wire.META_PATH: shown(path)}
+    raw = raw_for_wire(path)
+    if raw is not None:
+        meta[wire.META_PATH_RAW] = raw
+    return meta
+
+
+def check_item(sha256: str, path: str, mtime_ns: int) -> wire.CheckItem:
+    """The batch-check entry for one hashed file (the server records the path for an asset it has)."""
+    return wire.CheckItem(sha256=sha256, path=shown(path), filename=shown(os.path.basename(path)),
+                          mtime_ns=mtime_ns, path_raw=raw_for_wire(path))
