@@ -34,6 +34,8 @@ class FakeServer:
         self.requests: list[tuple[str, str]] = []
         self.heartbeats: list[wire.Heartbeat] = []
         self.metas: list[dict[str, str]] = []
+        # Raised instead of answering a heartbeat (a server that cannot take one).
+        self.heartbeat_error: Exception | None = None
         self.bytes_received = 0
         # Faults
         self.fail_next_patches = 0  # answer 503 to this many PATCHes
@@ -62,6 +64,8 @@ class FakeServer:
         with self.lock:
             if req.url.path == "/api/v1/devices/current/heartbeat":
                 # Kept apart from ``requests``: every pass ends with one, and tests count the backup's own.
+                if self.heartbeat_error is not None:
+                    raise self.heartbeat_error
                 self.heartbeats.append(wire.Heartbeat.model_validate_json(req.content))
                 ack = wire.HeartbeatAck(server_time=datetime.now(UTC), interval_seconds=300)
                 return httpx.Response(200, content=ack.model_dump_json().encode(),

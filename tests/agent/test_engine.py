@@ -6,6 +6,7 @@ import hashlib
 import os
 from pathlib import Path
 
+import httpx
 import pytest
 
 from camroll.agent.config import AgentConfig, PolicyConfig, ServerConfig
@@ -55,6 +56,18 @@ def _setup(tmp_path: Path, chunk_mib: int = 1) -> tuple[AgentPaths, AgentConfig,
 def _states(paths: AgentPaths) -> dict[str, tuple[str, str]]:
     with StateDB(paths.state_db) as db:
         return {os.path.basename(p): (db.get(r[0]).state, db.get(r[0]).reason) for p, r in db.index().items()}
+
+
+@pytest.mark.parametrize("error", [httpx.ConnectError("refused"), httpx.ReadTimeout("slow"),
+                                   RuntimeError("a bug in the report")])
+def test_a_heartbeat_that_cannot_be_sent_never_fails_the_pass(tmp_path: Path, error: Exception) -> None:
+    paths, cfg, photos = _setup(tmp_path)
+    write(photos / "a.jpg", jpeg_bytes(1))
+    srv = FakeServer()
+    srv.heartbeat_error = error
+    s = run_backup(paths, cfg, transport=srv.transport())
+    assert s.ok and s.files_uploaded == 1 and s.headline == "Everything is backed up"
+    assert srv.heartbeats == []
 
 
 def test_first_backup_then_nothing(tmp_path: Path) -> None:

@@ -90,7 +90,7 @@ def problems(json_out: bool = typer.Option(False, "--json", help="Print a JSON l
     for r in rows:
         state = r.state
         if r.state == "failed" and r.attempts:
-            state += f"\n{r.attempts} tries"
+            state += f"\n{r.attempts} {'try' if r.attempts == 1 else 'tries'}"
             if (when := _retry_in(r.next_retry_at)):
                 state += f"\nretry {when}"
         table.add_row(Text(state), Text(r.path), Text(r.reason), Text(r.fix))

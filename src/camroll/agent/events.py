@@ -138,9 +138,9 @@ def summary_text(s: Summary) -> str:
         lines.append(line + ".")
     lines.append(f"Sent {_mb(s.bytes_sent)} in {s.duration_s:.1f} s ({s.mb_per_s:.1f} MB/s).")
     if s.files_parked:
-        lines.append(f"{plural(s.files_parked, 'failed file')} wait{'s' if s.files_parked == 1 else ''} for "
-                     "their retry time "
-                     "('camroll backup --retry-failed' tries them now).")
+        one = s.files_parked == 1
+        lines.append(f"{plural(s.files_parked, 'failed file')} {'waits for its' if one else 'wait for their'} "
+                     f"retry time ('camroll backup --retry-failed' tries {'it' if one else 'them'} now).")
     shown = s.problems[:10]
     for p in shown:
         lines.append(f"  {p.path}: {p.reason}")

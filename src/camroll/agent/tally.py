@@ -7,6 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from camroll.agent.state import StateDB
+from camroll.units import plural
+
+__all__ = ["Tally", "plural", "tally"]
 
 
 @dataclass(frozen=True)
@@ -41,8 +44,3 @@ def tally(db: StateDB) -> Tally:
         waiting=files.get("waiting", 0), failed=files.get("failed", 0),
         skipped=files.get("skipped", 0) - left_out, left_out=left_out, unreadable=len(scan_unreadable(db)),
     )
-
-
-def plural(n: int, word: str) -> str:
-    """``1 file``, ``2 files``, ``1,000 files``."""
-    return f"{n:,} {word}{'' if n == 1 else 's'}"
