@@ -32,6 +32,7 @@ def test_headline_rows_summary_problems_and_heartbeat_agree(agent: ScenarioAgent
         every = agent.json("problems", "--all")
         trashed = agent.json("why", str(photos / ".trashed-1733000000-IMG_0009.jpg"))
         health = _device(agent)
+        doctor = agent.json("doctor")
     finally:
         locked.chmod(0o644)
         locked_dir.chmod(0o755)
@@ -68,3 +69,8 @@ def test_headline_rows_summary_problems_and_heartbeat_agree(agent: ScenarioAgent
             health["left_out_files"]) == (3, 2, 0, 4), health
     assert sorted((Path(p["path"]).name, p["state"]) for p in health["problems"]) == [
         ("IMG_0004.jpg", "failed"), ("private", "unreadable")]
+
+    # doctor counts the same files as failed, and none as skipped.
+    (check,) = [c for c in doctor["checks"] if c["name"] == "problem_files"]
+    assert check["status"] == "warn" and check["message"].startswith("2 files failed"), check
+    assert "skipped" not in check["message"], check
