@@ -81,7 +81,7 @@ def test_hidden_and_android_trash_files_are_left_out_by_choice(tmp_path: Path) -
     assert check_stat("/p/DCIM/IMG.trashed.jpg", "/p", 10, 0, PolicyConfig(), NO_LIMITS) is None
     # The state DB's SQL list of left-out codes is the rules' list.
     with StateDB(tmp_path / "s.db") as db:
-        db.apply_scan([NewFile(f"/p/{c}.jpg", "/p", 1, 1, i) for i, c in enumerate(LEFT_OUT_CODES + ("empty",))],
+        db.apply_scan([NewFile(f"/p/{c}.jpg", "/p", 1, 1, i) for i, c in enumerate((*LEFT_OUT_CODES, "empty"))],
                       [], [], [])
         for row in db.work_items(0):
             db.set_skipped(row.id, "x", code=row.path.rsplit("/", 1)[-1][:-4])

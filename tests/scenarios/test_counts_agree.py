@@ -11,6 +11,7 @@ from typing import Any
 from .conftest import ScenarioAgent
 from .mixed import LEFT_OUT, make_folder
 
+
 def _device(agent: ScenarioAgent) -> dict[str, Any]:
     r = agent.api("GET", "/devices")
     r.raise_for_status()

@@ -172,7 +172,8 @@ def test_raw_paths_are_kept_byte_for_byte_and_bad_ones_refused(user: User) -> No
     assert r.status_code == 200, r.text
     files = user.client.get(f"/api/v1/assets/{asset_id}").json()["files"]
     got = {wire.raw_name_from_wire(f["path_raw"]): (f["path"], f["filename"]) for f in files}
-    assert got == {raw: ("/DCIM/IMG_caf\\xe9.jpg", "IMG_caf\\xe9.jpg"), raw2: ("/Card/\\xc9t\\xe9.jpg", "\\xc9t\\xe9.jpg")}
+    assert got == {raw: ("/DCIM/IMG_caf\\xe9.jpg", "IMG_caf\\xe9.jpg"),
+                   raw2: ("/Card/\\xc9t\\xe9.jpg", "\\xc9t\\xe9.jpg")}
 
     bad = {"items": [{"sha256": sha, "path": "/x.jpg", "path_raw": "not base64!"}]}
     assert "path_raw" in str(assert_problem(user.client.post("/api/v1/assets/check", json=bad), 400,
