@@ -412,6 +412,8 @@ def test_names_that_are_not_utf8_are_backed_up_and_shown_readably(home: Any, app
     story = _json(app, "why", os.fsdecode(raw))
     assert story["state"] == "backed up" and story["path"] == f"{photos}/caf\\xe9.jpg"
     assert story["path_raw"] is not None and wire.raw_name_from_wire(story["path_raw"]) == raw
+    # ...and as camroll printed it, copied from 'camroll problems' or 'status'.
+    assert _json(app, "why", f"{photos}/caf\\xe9.jpg")["path_raw"] == story["path_raw"]
     text = runner.invoke(app, ["why", os.fsdecode(raw)])
     assert text.exit_code == 0 and "caf\\xe9.jpg" in text.output, text.output
     # An unchanged second pass finds it again by its bytes: nothing new, nothing sent.

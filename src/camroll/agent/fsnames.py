@@ -15,8 +15,11 @@ converts them only where they leave it:
 from __future__ import annotations
 
 import os
+import re
 
 from camroll import wire
+
+_ESCAPE = re.compile(rb"\\x([0-9a-f]{2})")
 
 
 def is_text(path: str) -> bool:
@@ -31,6 +34,15 @@ def is_text(path: str) -> bool:
 def shown(path: str) -> str:
     """``path`` for people and for the API's ``path`` fields: undecodable bytes as ``\\xNN``."""
     return path if is_text(path) else wire.display_name(os.fsencode(path))
+
+
+def unshown(text: str) -> str | None:
+    """The path :func:`shown` printed as ``text`` (copied from 'camroll problems' into 'camroll why'), or
+    None when ``text`` has no ``\\xNN`` to undo."""
+    if "\\x" not in text:
+        return None
+    raw = _ESCAPE.sub(lambda m: bytes([int(m[1], 16)]), os.fsencode(text))
+    return os.fsdecode(raw) if raw != os.fsencode(text) else None
 
 
 def raw_for_wire(path: str) -> str | None:

@@ -12,7 +12,7 @@ from typing import Any
 
 from camroll.agent.config import AgentConfig
 from camroll.agent.errors import AgentError
-from camroll.agent.fsnames import raw_for_wire, shown
+from camroll.agent.fsnames import raw_for_wire, shown, unshown
 from camroll.agent.state import FileEvent, FileRow, FileState, NewFile, StateDB
 
 # How each stored state reads to a person.  ``hashing`` is work in progress like an upload; files
@@ -135,6 +135,10 @@ def _candidates(path: str) -> list[str]:
     r = os.path.realpath(a)
     if r != a:
         out.append(r)
+    # A name that is not UTF-8, as camroll printed it (IMG_caf\\xe9.jpg), copied back by the user.
+    raw = unshown(a)
+    if raw is not None:
+        out.append(raw)
     return out
 
 

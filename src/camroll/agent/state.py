@@ -76,7 +76,7 @@ CREATE INDEX IF NOT EXISTS file_events_file ON file_events(file_id, id)
 """
 
 # filepolicy.LEFT_OUT_CODES as SQL (state.py stays free of the rules module's imports).
-_LEFT_OUT_SQL: Final = "('excluded', 'hidden', 'trashed')"
+LEFT_OUT_SQL: Final = "('excluded', 'hidden', 'trashed')"
 
 # Stat identity of a file: a change in any of these means its bytes may have changed.
 StatKey = tuple[int, int, int]  # (size, mtime_ns, inode)
@@ -510,7 +510,7 @@ class StateDB:
         """Files not backed up for a reason a person should see: failed first, then waiting, then skipped;
         the most recently changed first within each.  ``excluded=False`` leaves out files left out by
         choice (include/exclude globs, hidden, Android's trash: ``filepolicy.LEFT_OUT_CODES``)."""
-        skip_excluded = "" if excluded else f" AND NOT (state='skipped' AND code IN {_LEFT_OUT_SQL})"
+        skip_excluded = "" if excluded else f" AND NOT (state='skipped' AND code IN {LEFT_OUT_SQL})"
         with self._lock:
             cur = self._conn.execute(
                 f"SELECT {_ROW_COLS} FROM files WHERE state IN ('failed','waiting','skipped'){skip_excluded}"
@@ -522,7 +522,7 @@ class StateDB:
         """Files skipped by choice (``filepolicy.LEFT_OUT_CODES``): counted, never problems."""
         with self._lock:
             row = self._conn.execute(
-                f"SELECT COUNT(*) FROM files WHERE state='skipped' AND code IN {_LEFT_OUT_SQL}").fetchone()
+                f"SELECT COUNT(*) FROM files WHERE state='skipped' AND code IN {LEFT_OUT_SQL}").fetchone()
         return int(row[0])
 
     def rows_with(self, where: str, params: tuple[object, ...] = (), limit: int = 100_000) -> list[FileRow]:

@@ -19,7 +19,7 @@ from camroll.agent.engine import (
 )
 from camroll.agent.fsnames import shown
 from camroll.agent.paths import AgentPaths
-from camroll.agent.state import STATES, FileRow, StateDB
+from camroll.agent.state import LEFT_OUT_SQL, STATES, FileRow, StateDB
 from camroll.agent.tally import Tally, plural, tally
 
 WAITING = ("pending", "hashing", "uploading", "waiting")
@@ -110,7 +110,7 @@ def get_status(paths: AgentPaths, config: AgentConfig) -> Status:
             stop_code = (db.get_meta(META_LAST_STOP_CODE) or None) if stopped else None
             failed = [_problem(r) for r in db.failed()]
             # Files left out by choice are counted, not listed as problems.
-            skipped = [_problem(r) for r in db.problem_files(20, excluded=False) if r.state == "skipped"]
+            skipped = [_problem(r) for r in db.rows_with(f"state='skipped' AND code NOT IN {LEFT_OUT_SQL}", limit=20)]
             waiting_rows = [_problem(r) for r in db.rows_with("state='waiting'", limit=20)]
             warnings = [FileProblem(shown(r.path), r.warning, 0, None, "damaged")
                         for r in db.rows_with("warning != '' AND state='backed_up'", limit=20)]
