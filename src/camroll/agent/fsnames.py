@@ -59,10 +59,20 @@ def from_db(value: str | bytes) -> str:
     return os.fsdecode(value) if isinstance(value, bytes) else value
 
 
+def _names(path: str) -> tuple[str, str, str | None]:
+    """(path, filename, path_raw) for the API.  The readable form of a name that is not UTF-8 can be four
+    times longer than its bytes; it is clipped to the API's bounds, since the server rebuilds it from
+    ``path_raw`` anyway."""
+    raw = raw_for_wire(path)
+    if raw is None:
+        return path, os.path.basename(path), None
+    return shown(path)[:wire.MAX_PATH], shown(os.path.basename(path))[:wire.MAX_FILENAME], raw
+
+
 def upload_metadata(path: str) -> dict[str, str]:
     """The tus ``Upload-Metadata`` entries naming the file."""
-    meta = {wire.META_FILENAME: shown(os.path.basename(path)), wire.META_PATH: shown(path)}
-    raw = raw_for_wire(path)
+    shown_path, filename, raw = _names(path)
+    meta = {wire.META_FILENAME: filename, wire.META_PATH: shown_path}
     if raw is not None:
         meta[wire.META_PATH_RAW] = raw
     return meta
@@ -70,5 +80,5 @@ def upload_metadata(path: str) -> dict[str, str]:
 
 def check_item(sha256: str, path: str, mtime_ns: int) -> wire.CheckItem:
     """The batch-check entry for one hashed file (the server records the path for an asset it has)."""
-    return wire.CheckItem(sha256=sha256, path=shown(path), filename=shown(os.path.basename(path)),
-                          mtime_ns=mtime_ns, path_raw=raw_for_wire(path))
+    shown_path, filename, raw = _names(path)
+    return wire.CheckItem(sha256=sha256, path=shown_path, filename=filename, mtime_ns=mtime_ns, path_raw=raw)

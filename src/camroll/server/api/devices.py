@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from camroll import wire
-from camroll.server.api.deps import Caller, Ctx
+from camroll.server.api.deps import Caller, Ctx, PathId
 from camroll.server.services import auth, health
 
 router = APIRouter()
@@ -28,11 +28,11 @@ def heartbeat(ctx: Ctx, who: Caller, body: wire.Heartbeat) -> wire.HeartbeatAck:
 
 
 @router.get("/devices/{device_id}", response_model=wire.DeviceWithHealth)
-def get_device(ctx: Ctx, who: Caller, device_id: int) -> wire.DeviceWithHealth:
+def get_device(ctx: Ctx, who: Caller, device_id: PathId) -> wire.DeviceWithHealth:
     return health.get_device(ctx, who, device_id)
 
 
 @router.delete("/devices/{device_id}", status_code=204)
-def revoke_device(ctx: Ctx, who: Caller, device_id: int) -> Response:
+def revoke_device(ctx: Ctx, who: Caller, device_id: PathId) -> Response:
     auth.revoke_device(ctx, who, device_id)
     return Response(status_code=204)

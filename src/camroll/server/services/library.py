@@ -43,7 +43,8 @@ def device_name(path: str, filename: str | None, path_raw: str | None) -> tuple[
         raise ProblemError(400, "bad_request", "path_raw is not base64.",
                            "Send the path's exact bytes in standard base64, or leave path_raw out.") from None
     name = raw.replace(b"\\", b"/").rsplit(b"/", 1)[-1]
-    return wire.display_name(raw), wire.display_name(name), raw
+    # The readable form can be four times the bytes: clipped to the bounds of a path the API takes.
+    return wire.display_name(raw)[:wire.MAX_PATH], wire.display_name(name)[:wire.MAX_FILENAME], raw
 
 
 def _infos(ctx: Context, assets: Sequence[Asset]) -> list[wire.AssetInfo]:
@@ -65,14 +66,20 @@ def _encode_cursor(before_id: int) -> str:
     return base64.urlsafe_b64encode(json.dumps({"before": before_id}).encode()).decode().rstrip("=")
 
 
+# Ours are about 30 characters; a longer one is not ours, and is not worth parsing.
+MAX_CURSOR = 200
+
+
 def _decode_cursor(cursor: str) -> int:
     try:
+        if len(cursor) > MAX_CURSOR:
+            raise ValueError
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         value = json.loads(raw)["before"]
-        if not isinstance(value, int):
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= wire.INT64_MAX:
             raise TypeError
         return value
-    except (binascii.Error, ValueError, KeyError, TypeError):
+    except (binascii.Error, ValueError, KeyError, TypeError, RecursionError):
         raise ProblemError(400, "bad_request", "The cursor is not one this server handed out.",
                            "Pass next_cursor from the previous page unchanged, or omit it.") from None
 
