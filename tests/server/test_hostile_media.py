@@ -146,9 +146,13 @@ def test_hostile_media_through_a_real_server(tmp_path: Path, recorder: tuple[int
     for t in threads:
         t.start()
     started = time.monotonic()
+    ids: dict[str, int] = {}
+    refused: dict[str, str] = {}
+    details: dict[str, wire.AssetDetail] = {}
+    api_errors: list[str] = []  # a server that stops answering (as before the sandbox) still gets its figures
+    uploaded = finished = float("nan")
+    jobs: dict[str, int] = {}
     try:
-        ids: dict[str, int] = {}
-        refused: dict[str, str] = {}
         for name, data in hostile_files.items():
             asset_id, reason = _upload(user.client, name, data)
             if asset_id is None:
@@ -156,7 +160,6 @@ def test_hostile_media_through_a_real_server(tmp_path: Path, recorder: tuple[int
             else:
                 ids[name] = asset_id
         uploaded = time.monotonic() - started
-        details: dict[str, wire.AssetDetail] = {}
         deadline = time.monotonic() + 150
         while time.monotonic() < deadline:
             details = {n: wire.AssetDetail.model_validate(user.client.get(f"/api/v1/assets/{i}").json())
@@ -166,6 +169,8 @@ def test_hostile_media_through_a_real_server(tmp_path: Path, recorder: tuple[int
             time.sleep(0.2)
         finished = time.monotonic() - started
         jobs = json.loads(srv.run_admin("jobs", "--json").stdout)
+    except httpx.HTTPError as exc:
+        api_errors.append(repr(exc))
     finally:
         watch.stop.set()
         for t in threads:
@@ -188,16 +193,18 @@ def test_hostile_media_through_a_real_server(tmp_path: Path, recorder: tuple[int
     figures = {
         "files": len(hostile_files), "made_in_s": round(made, 2), "uploads_in_s": round(uploaded, 2),
         "all_settled_in_s": round(finished, 2), "outcomes": kinds,
+        "uploaded_before_any_error": len(ids) + len(refused),
         "probes": len(watch.latencies), "probe_max_s": round(max(watch.latencies), 3),
         "probe_median_s": round(statistics.median(watch.latencies), 4), "probe_errors": len(watch.errors),
         "server_peak_rss_mib": round(watch.peak_rss / 2**20, 1),
         "sandbox_children_peak_rss_mib": round(watch.peak_children_rss / 2**20, 1),
         "job_limits": {"timeout_s": float(TIMEOUT), "memory": MEMORY_LIMIT},
-        "http_requests_seen": len(hits), "per_file": outcomes,
+        "http_requests_seen": len(hits), "api_errors": api_errors, "per_file": outcomes,
     }
     (tmp_path / "hostile-media.json").write_text(json.dumps(figures, indent=2))
     print(json.dumps(figures, indent=2))
 
+    assert api_errors == [], figures
     unsettled = [n for n, d in details.items() if not (d.has_thumbnail or d.job_error)]
     assert not unsettled, f"jobs still waiting after 150 s: {unsettled}"
     assert jobs["waiting"] == 0 and jobs["queued"] == 0, jobs
