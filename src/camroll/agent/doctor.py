@@ -9,7 +9,9 @@ server is only asked ``GET`` questions.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import json
 import os
 import re
 import shlex
@@ -340,9 +342,15 @@ def _stuck(conn: sqlite3.Connection, now: float, stuck_after_s: float) -> Check:
 
 
 def _problems(conn: sqlite3.Connection) -> Check:
+    # The same counts as 'camroll status' (agent/tally.py): files left out by choice (hidden, trashed,
+    # excluded) are not skipped ones, and paths the scan could not read are failures.
     counts = dict(conn.execute(
-        "SELECT state, COUNT(*) FROM files WHERE state IN ('failed','skipped') GROUP BY state").fetchall())
+        "SELECT state, COUNT(*) FROM files WHERE state IN ('failed','skipped') AND NOT (state='skipped' AND code"
+        " IN ('excluded', 'hidden', 'trashed')) GROUP BY state").fetchall())
     failed, skipped = int(counts.get("failed", 0)), int(counts.get("skipped", 0))
+    unreadable = conn.execute("SELECT value FROM meta WHERE key='scan_unreadable'").fetchone()
+    with contextlib.suppress(ValueError, TypeError):
+        failed += len(json.loads(unreadable[0])) if unreadable and unreadable[0] else 0
     skipped_text = (f"{skipped:,} file{'' if skipped == 1 else 's'} skipped on purpose (e.g. not a photo or "
                     "video)") if skipped else ""
     if failed:

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, NoReturn
 
 import typer
 
+from camroll.units import plural
+
 if TYPE_CHECKING:
     from camroll.server.context import Context
 
@@ -403,8 +405,9 @@ def jobs(
         typer.echo(rep.model_dump_json(indent=2))
         return
     if retried is not None:
-        typer.echo(f"Queued {retried} failed assets again.")
-    typer.echo(f"Queue ({rep.backend}): {rep.queued} waiting, {rep.scheduled} retries scheduled")
+        typer.echo(f"Queued {plural(retried, 'failed asset')} again.")
+    retries = "retry" if rep.scheduled == 1 else "retries"
+    typer.echo(f"Queue ({rep.backend}): {rep.queued} waiting, {rep.scheduled} {retries} scheduled")
     typer.echo(f"Assets: {rep.done} done, {rep.waiting} waiting, {rep.failed} failed")
     if rep.disk_full:
         typer.echo(f"Waiting: {rep.disk_full}")

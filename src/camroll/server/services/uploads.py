@@ -25,6 +25,7 @@ from camroll.server.repositories import assets as asset_repo
 from camroll.server.repositories import uploads as repo
 from camroll.server.services import auth, quota
 from camroll.server.services.auth import Principal
+from camroll.server.services.library import device_name
 from camroll.units import format_size
 
 log = logging.getLogger("camroll.server.uploads")
@@ -102,6 +103,8 @@ def parse_metadata(header: str | None) -> dict[str, str]:
             raise ProblemError(400, "bad_request", "Upload-Metadata sha256 must be 64 hex characters, "
                                f"got {meta[wire.META_SHA256]!r}.", "Send the file's SHA-256 in hex.")
         meta[wire.META_SHA256] = sha
+    if wire.META_PATH_RAW in meta:
+        device_name(meta.get(wire.META_PATH, ""), None, meta[wire.META_PATH_RAW])  # refuses what is not base64
     return meta
 
 
@@ -150,6 +153,8 @@ def _insert(ctx: Context, conn: Connection, who: Principal, length: int, meta: d
     now = utcnow()
     expires = _expiry(ctx, now)
     declared = meta.get(wire.META_SHA256)
+    if declared and who.device_id is not None:
+        _supersede(ctx, conn, who.user_id, who.device_id, declared, meta.get(wire.META_PATH, ""), now)
     quota.ensure_fits(conn, who.user_id, length)
     ensure_disk_room(ctx, conn, length, now)
     ctx.parts.create(upload_id)
@@ -188,6 +193,26 @@ def offset_now(ctx: Context, upload_id: str) -> int | None:
     with ctx.conn() as conn:
         row = repo.get_row(conn, upload_id)
     return None if row is None else int(row.offset)
+
+
+def _supersede(ctx: Context, conn: Connection, user_id: int, device_id: int, sha256: str, path: str,
+               now: datetime) -> None:
+    """Expire this device's unfinished uploads of the same file (same bytes, same path) before it
+    starts a new one.
+
+    A device asks for a new upload of a file only when it lost the old one: killed before the
+    answer to its creation (a small file's whole body travels in that request) or given up on it.
+    Left alone, each such upload would hold a part file and reserve the file's size in the quota
+    until it expires, refusing the new upload to an account with room for the file only once.
+    An upload a request is still writing to, or one already hashed (being stored), is left alone."""
+    ids = [i for i in repo.abandoned(conn, user_id, device_id, sha256, path) if i not in ctx.busy]
+    if not ids:
+        return
+    repo.expire(conn, ids, now)
+    for upload_id in ids:
+        ctx.hashes.drop(upload_id)
+        ctx.parts.remove(upload_id)
+    log.info("expired %d abandoned upload(s) of %s from device %d", len(ids), sha256[:12], device_id)
 
 
 def _load(ctx: Context, who: Principal, upload_id: str) -> Any:
@@ -340,6 +365,10 @@ def _finish(ctx: Context, upload_id: str, digest: str, known: UploadState, mime:
     meta = known.metadata
     path = meta.get(wire.META_PATH) or ""
     filename = meta.get(wire.META_FILENAME) or path.replace("\\", "/").rsplit("/", 1)[-1] or upload_id
+    raw: bytes | None = None
+    if (raw_text := meta.get(wire.META_PATH_RAW)) is not None:
+        with contextlib.suppress(ProblemError):  # checked when the upload was created
+            path, filename, raw = device_name(path, filename, raw_text)
     mtime: int | None = None
     # Checked at creation; an upload row from before that check (or edited by hand) must not fail here.
     with contextlib.suppress(ValueError):
@@ -348,7 +377,7 @@ def _finish(ctx: Context, upload_id: str, digest: str, known: UploadState, mime:
         asset_repo.ensure_blob(conn, digest, known.length)
         asset_id = asset_repo.get_or_create(conn, known.user_id, digest, known.length, mime, filename,
                                             _mtime(mtime))
-        asset_repo.record_file_core(conn, asset_id, known.device_id, path or filename, filename, mtime)
+        asset_repo.record_file_core(conn, asset_id, known.device_id, path or filename, filename, mtime, raw)
         repo.mark_complete(conn, upload_id, asset_id, known.length, now, _expiry(ctx, now))
     # After the commit, never inside it: a job must find the row, and a queue hiccup must not undo it.
     job_queue.asset_added(ctx, asset_id)
