@@ -57,7 +57,10 @@ def _context(data: Path | None) -> Context:
     from camroll.server.context import build
     from camroll.server.settings import Settings
 
-    settings = Settings.for_data_dir(_data_dir(data))
+    try:
+        settings = Settings.for_data_dir(_data_dir(data))
+    except ValueError as exc:
+        _fail(f"{exc}.")
     ctx = build(settings)
     try:
         migrate.upgrade(ctx.engine)
@@ -121,7 +124,10 @@ def serve(
         overrides["name"] = name
     if min_client_version:
         overrides["min_client_version"] = min_client_version
-    settings = Settings.for_data_dir(_data_dir(data), **overrides)
+    try:
+        settings = Settings.for_data_dir(_data_dir(data), **overrides)
+    except ValueError as exc:
+        _fail(f"{exc}.")
     _check_port(host, port)
     run_server(settings, host, port, access_log=access_log)
 

@@ -16,7 +16,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from camroll import wire
-from camroll.server.api.deps import Caller, Ctx
+from camroll.server.api.deps import BackupCaller, Ctx
 from camroll.server.problems import ProblemError
 from camroll.server.services import receive, uploads
 from camroll.server.services.receive import BodyInterrupted
@@ -108,7 +108,7 @@ async def create(request: Request, ctx: Ctx,
                  upload_checksum: Annotated[str | None, Header()] = None,
                  content_type: Annotated[str | None, Header()] = None) -> Response:
     # The token is checked in the same worker-thread call and transaction as the upload is created
-    # (instead of the Caller dependency's own); header errors are raised after it, as before.
+    # (instead of the BackupCaller dependency's own); header errors are raised after it, as before.
     with_body = (content_type or "").split(";")[0].strip().lower() == OCTET
     checksum: receive.Checksum | None = None
     parsed: tuple[int, dict[str, str]] | ProblemError
@@ -145,7 +145,7 @@ async def create(request: Request, ctx: Ctx,
 
 
 @tus.head(COLLECTION + "{upload_id}")
-async def head(ctx: Ctx, who: Caller, upload_id: str) -> Response:
+async def head(ctx: Ctx, who: BackupCaller, upload_id: str) -> Response:
     try:
         state = await anyio.to_thread.run_sync(uploads.status, ctx, who, upload_id)
     except ProblemError as exc:
@@ -165,7 +165,7 @@ async def head(ctx: Ctx, who: Caller, upload_id: str) -> Response:
 
 
 @tus.patch(COLLECTION + "{upload_id}", status_code=204)
-async def patch(request: Request, ctx: Ctx, who: Caller, upload_id: str,
+async def patch(request: Request, ctx: Ctx, who: BackupCaller, upload_id: str,
                 upload_offset: Annotated[str | None, Header()] = None,
                 upload_checksum: Annotated[str | None, Header()] = None,
                 content_type: Annotated[str | None, Header()] = None,
@@ -195,7 +195,7 @@ async def patch(request: Request, ctx: Ctx, who: Caller, upload_id: str,
 
 
 @tus.delete(COLLECTION + "{upload_id}", status_code=204)
-async def terminate(ctx: Ctx, who: Caller, upload_id: str) -> Response:
+async def terminate(ctx: Ctx, who: BackupCaller, upload_id: str) -> Response:
     await anyio.to_thread.run_sync(uploads.terminate, ctx, who, upload_id)
     return Response(status_code=204)
 
