@@ -17,7 +17,7 @@ from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
-WORKERS = 4
+WORKERS = 8
 MAX_QUEUED_PER_USER = 50
 MAX_QUEUED = 1000
 
