@@ -354,6 +354,9 @@ def test_every_route_every_principal(world: World) -> None:
                 failures.append(f"bob's call changed alice's data: {where}")
         if key[1] in (f"{API}/assets/trash", f"{API}/assets/restore"):  # back where the other cells expect it
             _set_trashed(w, False)
+        if key[1] == f"{API}/me/password":  # it ended every other session of alice's and bob's
+            for u in (w.alice, w.bob):
+                u.session.headers["Authorization"] = f"Bearer {w.fresh_session(u)}"
     # A device token reads its own record (what 'own_device' allows), and not another device's.
     own = httpx.get(f"{w.srv.url}{API}/devices/{w.device_id}", headers=_headers(w, "device"))
     assert own.status_code == 200 and own.json()["id"] == w.device_id
@@ -364,3 +367,52 @@ def test_every_route_every_principal(world: World) -> None:
           f"{len(forbidden)} forbidden, {refused_ok} of them refused ({100 * refused_ok / len(forbidden):.0f}%); "
           f"{len(allowed)} allowed; {len(cells) - len(forbidden) - len(allowed)} semantic")
     assert not failures, "\n".join(failures)
+
+
+def test_the_agent_does_everything_it_needs_with_its_device_token(world: World) -> None:
+    """Every call in agent/ (api.py, tus.py, reach.py) with nothing but the device token."""
+    from camroll.agent.api import Api, make_client
+    from camroll.agent.reach import probe_account, probe_server
+    from camroll.agent.tus import TusClient
+
+    w = world
+    token = str(w.alice.client.headers["Authorization"]).removeprefix("Bearer ")
+    data = photo(None, color=(7, 77, 177))
+    sha = hashlib.sha256(data).hexdigest()
+    with make_client(w.srv.url, token) as client:
+        api = Api(client)
+        assert api.server_info().api_version
+        assert api.me().username == w.alice.name
+        assert api.check([wire.CheckItem(sha256=sha)]).missing == [sha]
+        tus = TusClient(client)
+        url, _ = tus.create(len(data), {"filename": "agent.jpg", "sha256": sha, "size": str(len(data))})
+        assert tus.head(url) == 0
+        done = tus.patch(url, 0, data)
+        assert done.asset_id is not None and api.check([wire.CheckItem(sha256=sha)]).present == {sha: done.asset_id}
+        spare, _ = tus.create(10, {"filename": "gone.jpg", "sha256": "1" * 64, "size": "10"})
+        tus.delete(spare)
+        ack = api.heartbeat(wire.Heartbeat(agent_version="0.1.0", state="idle", headline="Up to date."))
+        assert ack is not None
+    assert probe_server(w.srv.url).kind == "ok"
+    assert probe_account(w.srv.url, token).kind == "ok"
+
+
+def test_a_stolen_device_token_cannot_take_over_the_account(world: World) -> None:
+    """Issue 8: a device token minted new tokens, added alert URLs, revoked the other devices and
+    trashed the library; a token minted from it survived revoking it."""
+    w = world
+    device = _headers(w, "device")
+    url = w.srv.url + API
+
+    def refused(r: httpx.Response) -> None:
+        assert r.status_code == 403 and r.json()["code"] == "forbidden", r.text
+
+    refused(httpx.post(f"{url}/devices", json={"name": "attacker"}, headers=device))
+    refused(httpx.post(f"{url}/me/notifications", json={"url": w.rx.url("attacker")}, headers=device))
+    refused(httpx.delete(f"{url}/devices/{w.spare_device_id}", headers=device))
+    refused(httpx.post(f"{url}/assets/trash", json=_ids(w), headers=device))
+    refused(httpx.post(f"{url}/me/password", json={"old": "x", "new": "attacker password"}, headers=device))
+    refused(httpx.get(f"{url}/assets/{w.asset_id}/original", headers=device))
+    assert not w.device_revoked(w.spare_device_id) and not _trashed(w)
+    names = [d["name"] for d in w.alice.session.get(f"{API}/devices").json()]
+    assert "attacker" not in names
