@@ -81,8 +81,10 @@ def _destinations(scheme: str, url: str) -> list[tuple[str, int | None]]:
         return []
     try:
         parts = urlsplit(url)
-        found = [(parts.hostname, parts.port)] if parts.hostname else []
-        for relay in parse_qs(parts.query).get("smtp", []):
+        # An SMTP relay given with smtp= is where mail goes; the host is then only the sender's domain.
+        relays = parse_qs(parts.query).get("smtp", [])
+        found = [(parts.hostname, parts.port)] if parts.hostname and not relays else []
+        for relay in relays:
             # host, host:port or [v6]:port
             found.append((relay.rsplit(":", 1)[0] if relay.count(":") == 1 else relay.strip("[]"), None))
     except ValueError:  # a port that is not a number: apprise decides what the URL means
@@ -106,11 +108,12 @@ def check_url(url: str, policy: EgressPolicy) -> str:
     if plugin is None:
         raise ProblemError(400, "bad_request",
                            f"apprise does not understand the notification URL '{mask(url)}'.", URL_HELP)
+    _bounded(plugin)  # len() counts retries as extra sends
     if len(plugin) > MAX_TARGETS_PER_URL:
         raise ProblemError(400, "bad_request",
                            f"'{mask(url)}' sends each alert to {len(plugin)} recipients; at most "
                            f"{MAX_TARGETS_PER_URL} are allowed per URL.", "Split it into several URLs.")
-    for host, port in _destinations(scheme, url):
+    for host, port in [] if policy.allow_private else _destinations(scheme, url):
         try:
             addresses = egress.resolve(host, port)
         except (OSError, UnicodeError):
