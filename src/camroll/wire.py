@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import base64
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 API_PREFIX = "/api/v1"
 UPLOADS_PATH = f"{API_PREFIX}/uploads/"
@@ -45,6 +45,28 @@ CLIENT_VERSION_HEADER = "X-Camroll-Client-Version"
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 
+# --- Bounds on everything the API takes -------------------------------------------------------------
+# Every integer is stored in a signed 64-bit column, and every string and list is kept or echoed, so
+# each has a limit the server checks before anything is written (an out-of-range mtime once failed
+# an upload only after its bytes were stored).
+INT64_MAX = 2**63 - 1
+INT64_MIN = -(2**63)
+Int64 = Annotated[int, Field(ge=INT64_MIN, le=INT64_MAX)]
+Count = Annotated[int, Field(ge=0, le=INT64_MAX)]
+# Row ids: SQLite's INTEGER PRIMARY KEY is positive and below 2^63.
+Id = Annotated[int, Field(ge=1, le=INT64_MAX)]
+# Linux's PATH_MAX; a device path longer than this cannot be opened there anyway.
+MAX_PATH = 4096
+MAX_FILENAME = 1024
+MAX_TEXT = 2000
+MAX_CODE = 100
+# Upload-Metadata: the header as sent (base64 inflates by 4/3), how many pairs, one decoded value.
+MAX_UPLOAD_METADATA = 32 * 1024
+MAX_UPLOAD_METADATA_PAIRS = 32
+MAX_UPLOAD_METADATA_VALUE = 4 * MAX_PATH
+# Any JSON request body (a check batch of MAX_CHECK_BATCH long paths is the largest one the agent sends).
+MAX_JSON_BODY = 32 * 2**20
+
 
 def encode_upload_metadata(meta: dict[str, str]) -> str:
     """Encode a tus ``Upload-Metadata`` header: ``key base64(value)`` pairs joined by commas."""
@@ -52,20 +74,49 @@ def encode_upload_metadata(meta: dict[str, str]) -> str:
 
 
 def decode_upload_metadata(header: str) -> dict[str, str]:
-    """Decode a tus ``Upload-Metadata`` header; raises ``ValueError`` naming the bad pair."""
+    """Decode a tus ``Upload-Metadata`` header; raises ``ValueError`` naming the bad pair or the limit
+    it goes past (``MAX_UPLOAD_METADATA`` characters, ``MAX_UPLOAD_METADATA_PAIRS`` pairs,
+    ``MAX_UPLOAD_METADATA_VALUE`` bytes per value)."""
+    if len(header) > MAX_UPLOAD_METADATA:
+        raise ValueError(f"the header has {len(header)} characters, more than the {MAX_UPLOAD_METADATA} "
+                         "this server reads")
     out: dict[str, str] = {}
     for pair in header.split(","):
         pair = pair.strip()
         if not pair:
             continue
+        if len(out) >= MAX_UPLOAD_METADATA_PAIRS:
+            raise ValueError(f"more than {MAX_UPLOAD_METADATA_PAIRS} pairs")
         key, _, value = pair.partition(" ")
         if not key or " " in value.strip():
-            raise ValueError(f"malformed Upload-Metadata pair {pair!r}: expected 'key base64value'")
+            raise ValueError(f"malformed Upload-Metadata pair {pair[:100]!r}: expected 'key base64value'")
         try:
-            out[key] = base64.b64decode(value.strip(), validate=True).decode("utf-8") if value else ""
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise ValueError(f"Upload-Metadata value for {key!r} is not base64 of UTF-8 text") from exc
+            raw = base64.b64decode(value.strip(), validate=True) if value else b""
+        except ValueError as exc:
+            raise ValueError(f"Upload-Metadata value for {key[:100]!r} is not base64") from exc
+        if len(raw) > MAX_UPLOAD_METADATA_VALUE:
+            raise ValueError(f"the value of {key[:100]!r} has {len(raw)} bytes, more than {MAX_UPLOAD_METADATA_VALUE}")
+        try:
+            out[key] = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"Upload-Metadata value for {key[:100]!r} is not base64 of UTF-8 text") from exc
     return out
+
+
+def parse_int64(text: str, *, signed: bool = False) -> int:
+    """A decimal integer of ASCII digits (an optional '-' if ``signed``) within the 64-bit range.
+
+    Stricter than ``int()``, which also takes other scripts' digits, underscores and spaces, and
+    refuses more than 4,300 digits with an error of its own; raises ``ValueError`` with a sentence."""
+    body = text.strip()
+    negative = signed and body.startswith("-")
+    digits = body[1:] if negative else body
+    if not (0 < len(digits) <= 19 and digits.isascii() and digits.isdigit()):
+        raise ValueError(f"{text[:40]!r} is not a {'' if signed else 'non-negative '}integer of at most 19 digits")
+    value = -int(digits) if negative else int(digits)
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise ValueError(f"{text[:40]!r} is outside the 64-bit integer range")
+    return value
 
 
 class _Model(BaseModel):
@@ -183,28 +234,31 @@ MAX_HEARTBEAT_PROBLEMS = 100
 
 class DeviceProblem(_Model):
     """One file on a device that is not backed up, as ``camroll problems`` shows it."""
-    path: str
-    state: str = Field(description="waiting, skipped or failed (the agent's per-file state).")
-    reason: str
-    fix: str | None = None
-    attempts: int = 0
-    next_retry_at: datetime | None = None
+    path: str = Field(max_length=MAX_PATH)
+    state: str = Field(max_length=MAX_CODE, description="waiting, skipped or failed (the agent's per-file state).")
+    reason: str = Field(max_length=MAX_TEXT)
+    fix: str | None = Field(default=None, max_length=MAX_TEXT)
+    attempts: Count = 0
+    next_retry_at: AwareDatetime | None = None
 
 
 class Heartbeat(_Model):
     """Sent by an agent every few minutes and at the end of every pass (PUT /devices/current/heartbeat)."""
-    agent_version: str
+    agent_version: str = Field(max_length=MAX_CODE)
     state: AgentState
-    headline: str = Field(description="The agent's one-line status, e.g. 'Paused: battery 14% ...'.")
-    blocker_code: str | None = Field(default=None, description="Machine code of the blocker, e.g. battery_low.")
-    blocker: str | None = Field(default=None, description="The blocker as a sentence with its fix.")
-    pending_files: int = 0
-    pending_bytes: int = 0
-    failed_files: int = 0
-    skipped_files: int = 0
-    backed_up_files: int = 0
-    last_success_at: datetime | None = Field(default=None, description="End of the last pass that left "
-                                             "nothing to do.")
+    headline: str = Field(max_length=MAX_TEXT,
+                          description="The agent's one-line status, e.g. 'Paused: battery 14% ...'.")
+    blocker_code: str | None = Field(default=None, max_length=MAX_CODE,
+                                     description="Machine code of the blocker, e.g. battery_low.")
+    blocker: str | None = Field(default=None, max_length=MAX_TEXT,
+                                description="The blocker as a sentence with its fix.")
+    pending_files: Count = 0
+    pending_bytes: Count = 0
+    failed_files: Count = 0
+    skipped_files: Count = 0
+    backed_up_files: Count = 0
+    last_success_at: AwareDatetime | None = Field(default=None, description="End of the last pass that left "
+                                                  "nothing to do.")
     problems: list[DeviceProblem] = Field(default_factory=list, max_length=MAX_HEARTBEAT_PROBLEMS)
 
 
@@ -264,9 +318,9 @@ class CheckItem(_Model):
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     # When given and the asset exists, the server records this device path for it, so a file found
     # in a second folder is known to be backed up without sending its bytes again.
-    path: str | None = None
-    filename: str | None = None
-    mtime_ns: int | None = None
+    path: str | None = Field(default=None, max_length=MAX_PATH)
+    filename: str | None = Field(default=None, max_length=MAX_FILENAME)
+    mtime_ns: Int64 | None = None
 
 
 class CheckRequest(_Model):
@@ -368,8 +422,11 @@ class AssetDetail(AssetInfo):
     motion_video_length: int | None = Field(default=None, description="Its length; play it at /assets/{id}/motion.")
 
 
+MAX_ASSET_IDS = 10_000
+
+
 class AssetIds(_Model):
-    ids: list[int] = Field(min_length=1, max_length=10_000)
+    ids: list[Id] = Field(min_length=1, max_length=MAX_ASSET_IDS)
 
 
 class TrashResult(_Model):

@@ -151,6 +151,18 @@ def test_heartbeat_problems_are_capped() -> None:
     assert len(from_status(_status(failed=many)).problems) == wire.MAX_HEARTBEAT_PROBLEMS
 
 
+def test_heartbeat_fields_are_clipped_to_what_the_server_accepts() -> None:
+    # The server refuses longer fields (422); a heartbeat must still go out for a file with a long
+    # path or an exception message of many lines.
+    long = [FileProblem("/p/" + "d" * 5000 + ".jpg", "boom " * 1000, 1, None, fix="f" * 3000)]
+    hb = from_status(_status(failed=long, stopped_reason="s" * 3000))
+    (problem,) = [p for p in hb.problems if p.reason.startswith("boom")]
+    assert len(problem.path) == wire.MAX_PATH and len(problem.reason) == wire.MAX_TEXT
+    assert problem.fix is not None and len(problem.fix) == wire.MAX_TEXT
+    assert hb.blocker is not None and len(hb.blocker) == wire.MAX_TEXT
+    wire.Heartbeat.model_validate_json(hb.model_dump_json())
+
+
 def _logged_in_paths(tmp_path: Path, url: str = "http://camroll.test", token: str = "tok") -> AgentPaths:
     from camroll.agent.config import ServerConfig
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -120,6 +121,15 @@ def test_list_sees_every_blob(store: BlobStore, tmp_path: Path) -> None:
         store.put_file(key, src)
         keys.add(key)
     assert {s.sha256 for s in store.list()} == keys
+
+
+def test_list_says_when_each_blob_was_written(store: BlobStore, tmp_path: Path) -> None:
+    # The orphan sweep spares blobs younger than its grace age, so every store must say.
+    before = time.time() - 5
+    key, src = _source(tmp_path, b"fresh")
+    store.put_file(key, src)
+    (stat,) = store.list()
+    assert stat.modified is not None and before <= stat.modified <= time.time() + 5
 
 
 def test_concurrent_readers_see_whole_blob_or_nothing(store: BlobStore, tmp_path: Path) -> None:

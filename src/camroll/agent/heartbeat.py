@@ -52,6 +52,11 @@ def _ts(value: float | None) -> datetime | None:
     return datetime.fromtimestamp(value, UTC) if value else None
 
 
+def _clip(text: str | None, limit: int = wire.MAX_TEXT) -> str | None:
+    # The server refuses longer fields; a clipped sentence still tells the user what is wrong.
+    return text if text is None or len(text) <= limit else text[:limit - 1] + "…"
+
+
 def from_status(st: Status, *, running: bool = False, error: str | None = None) -> wire.Heartbeat:
     """The heartbeat for ``camroll status``'s view of the device.  The one place that maps local
     state onto the wire: switch it to ``problems.problem_rows`` when that exists."""
@@ -73,13 +78,14 @@ def from_status(st: Status, *, running: bool = False, error: str | None = None) 
         state = "idle"
     groups = (("failed", st.failed), ("waiting", getattr(st, "waiting", [])), ("skipped", st.skipped))
     problems = [
-        wire.DeviceProblem(path=p.path, state=kind, reason=p.reason, fix=getattr(p, "fix", "") or None,
+        wire.DeviceProblem(path=_clip(p.path, wire.MAX_PATH) or "", state=kind, reason=_clip(p.reason) or "",
+                           fix=_clip(getattr(p, "fix", "") or None),
                            attempts=p.attempts, next_retry_at=_ts(p.next_retry_at))
         for kind, rows in groups for p in rows
     ][:wire.MAX_HEARTBEAT_PROBLEMS]
     return wire.Heartbeat(
-        agent_version=__version__, state=state, headline=error or st.headline,
-        blocker_code=blocker_code, blocker=blocker,
+        agent_version=__version__, state=state, headline=_clip(error or st.headline) or "",
+        blocker_code=_clip(blocker_code, wire.MAX_CODE), blocker=_clip(blocker),
         pending_files=pending_files, pending_bytes=pending_bytes,
         failed_files=st.files.get("failed", 0), skipped_files=st.files.get("skipped", 0),
         backed_up_files=st.files.get("backed_up", 0),

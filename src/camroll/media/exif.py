@@ -15,6 +15,9 @@ from PIL import ExifTags, Image
 _IFD0 = ExifTags.Base
 _DATE_RE = re.compile(r"^\s*(\d{4})[:\-](\d{2})[:\-](\d{2})[ T](\d{2}):(\d{2}):(\d{2})")
 _OFFSET_RE = re.compile(r"^\s*([+-])(\d{2}):?(\d{2})\s*$")
+# EXIF dates, sub-seconds and offsets are a few bytes; a file can make them megabytes, so only this
+# much of each is looked at (the patterns are linear anyway, but need not be fast on a megabyte).
+_MAX_FIELD = 64
 
 # Apple's maker note: "Apple iOS\0", a 2-byte version, "MM", then a big-endian IFD whose offsets
 # count from the start of the maker note. Tag 0x0011 is the Live Photo content identifier shared by
@@ -107,7 +110,7 @@ def parse_datetime(stamp: str | None, subsec: str | None = None, offset: str | N
     """An EXIF "YYYY:MM:DD HH:MM:SS" stamp as a datetime; None for blanks and zeros."""
     if not stamp:
         return None
-    m = _DATE_RE.match(stamp)
+    m = _DATE_RE.match(stamp[:_MAX_FIELD])
     if not m:
         return None
     try:
@@ -116,7 +119,7 @@ def parse_datetime(stamp: str | None, subsec: str | None = None, offset: str | N
     except ValueError:
         return None
     if subsec:
-        digits = "".join(ch for ch in subsec if ch.isdigit())[:6]
+        digits = "".join(ch for ch in subsec[:_MAX_FIELD] if ch.isdigit())[:6]
         if digits:
             when = when.replace(microsecond=int(digits.ljust(6, "0")))
     tz = parse_offset(offset)
@@ -127,6 +130,7 @@ def parse_offset(text: str | None) -> dt.timezone | None:
     """"+02:00" / "-0500" as a timezone; None if absent or malformed."""
     if not text:
         return None
+    text = text[:_MAX_FIELD]
     if text.strip() in ("Z", "z"):
         return dt.UTC
     m = _OFFSET_RE.match(text)

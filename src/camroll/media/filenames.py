@@ -23,10 +23,13 @@ _DATETIME = re.compile(
 )
 _WHATSAPP = re.compile(r"(?<!\d)(?P<y>(?:19|20)\d{2})(?P<mo>\d{2})(?P<d>\d{2})-WA\d+", re.IGNORECASE)
 _PIXEL = re.compile(r"^PXL_", re.IGNORECASE)
+# Longer than any file system's name limit (255 bytes); device paths reach here from the network.
+_MAX_NAME = 1024
 
 
 def capture_time(name: str) -> dt.datetime | None:
     """The capture time a file name states, or None if it states none (or an impossible one)."""
+    name = name[:_MAX_NAME]
     m = _DATETIME.search(name)
     if m:
         try:

@@ -27,7 +27,7 @@ from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel, ConfigDict
 
 from camroll.media import exif as exif_mod
-from camroll.media import filenames, motion, raw, tools, types
+from camroll.media import filenames, limits, motion, raw, tools, types
 from camroll.media.errors import JXL_UNSUPPORTED, MediaError
 from camroll.media.motion import MotionPhoto
 
@@ -41,6 +41,7 @@ DECODE_ERRORS: tuple[type[BaseException], ...] = (
     UnidentifiedImageError, MediaError, subprocess.SubprocessError, IndexError,
     RuntimeError,  # pillow-heif reports some libheif failures this way
 )
+_MAX_TAG = 64
 _ISO6709 = re.compile(r"^([+-]\d+(?:\.\d+)?)([+-]\d+(?:\.\d+)?)([+-]\d+(?:\.\d+)?)?")
 
 
@@ -106,7 +107,8 @@ def describe(exc: BaseException) -> str:
     if isinstance(exc, UnidentifiedImageError):
         return "The image data is not readable: the file is corrupt or not really the type its bytes claim."
     if isinstance(exc, Image.DecompressionBombError):
-        return "The image is too large to decode safely (over Pillow's pixel limit)."
+        return (f"The image is too large to decode safely (over the {limits.MAX_PIXELS // 1_000_000} megapixel "
+                "limit camroll decodes); the original is kept.")
     if isinstance(exc, FileNotFoundError):
         return "The file does not exist (any more)."
     if isinstance(exc, PermissionError):
@@ -130,7 +132,9 @@ def _image(path: Path, mt: types.MediaType, fields: dict[str, Any]) -> None:
         raise MediaError(JXL_UNSUPPORTED)
     with Image.open(path) as im:
         width, height = im.size
-        exif = im.getexif()
+        # Pillow's PNG getexif() decodes every pixel to look for an eXIf chunk after the image data: a
+        # 137 KiB PNG bomb then costs a gigabyte. Only the chunks before the pixels are read.
+        exif = Image.Exif() if im.format == "PNG" and "exif" not in im.info else im.getexif()
         ex = exif_mod.read(exif)
         xmp = im.info.get("xmp")
         if im.format == "HEIF":
@@ -263,7 +267,8 @@ def _quicktime_time(tags: dict[str, str]) -> dt.datetime | None:
 
 
 def _iso(text: str) -> dt.datetime | None:
-    text = text.strip().replace("Z", "+00:00")
+    # Container tags come from the file: an ISO time is ~30 characters, a tag can be a megabyte.
+    text = text[:_MAX_TAG].strip().replace("Z", "+00:00")
     # "+0100" -> "+01:00" for Python 3.11's fromisoformat.
     text = re.sub(r"([+-]\d{2})(\d{2})$", r"\1:\2", text)
     try:
@@ -273,7 +278,7 @@ def _iso(text: str) -> dt.datetime | None:
 
 
 def _iso6709(text: str, fields: dict[str, Any]) -> None:
-    m = _ISO6709.match(text.strip())
+    m = _ISO6709.match(text[:_MAX_TAG].strip())
     if not m:
         return
     lat, lon = float(m.group(1)), float(m.group(2))

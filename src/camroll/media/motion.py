@@ -15,15 +15,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from camroll.media import jpeg
+from camroll.media import jpeg, xmp
 from camroll.media.errors import UnreadableMedia
 
-_MICRO_OFFSET = re.compile(rb"MicroVideoOffset(?:=\"|>)\s*(\d+)")
-_MOTION_FLAG = re.compile(rb"(?:MotionPhoto|MicroVideo)(?:=\"|>)\s*1")
-# In the Container directory, the item whose Semantic is MotionPhoto carries the video's Length.
-_ITEM = re.compile(rb"<Container:Item\b(.*?)(?:/>|</Container:Item>)", re.DOTALL)
-_SEMANTIC_MOTION = re.compile(rb"Item:Semantic=\"MotionPhoto\"")
-_LENGTH = re.compile(rb"Item:Length=\"(\d+)\"")
+# Anchored and of fixed length: linear in the 4 bytes it is given.
 _BRAND = re.compile(rb"^[A-Za-z0-9 ]{4}$")
 # How far past the end of the image an appended MP4 may start (gain maps, markers, padding).
 _TRAILER_SEARCH = 16 << 20
@@ -39,38 +34,28 @@ class MotionPhoto(BaseModel):
     found_by: Literal["xmp", "trailer"]
 
 
-def from_xmp(xmp: bytes, file_size: int) -> MotionPhoto | None:
+def from_xmp(packet: bytes | xmp.MotionXmp, file_size: int) -> MotionPhoto | None:
     """The embedded video an XMP packet declares, or None if it declares none (or an impossible one)."""
-    if not _MOTION_FLAG.search(xmp):
-        return None
-    length: int | None = None
-    for item in _ITEM.finditer(xmp):
-        if _SEMANTIC_MOTION.search(item.group(1)):
-            m = _LENGTH.search(item.group(1))
-            if m:
-                length = int(m.group(1))
-    if length is None:
-        m = _MICRO_OFFSET.search(xmp)
-        if m:
-            length = int(m.group(1))
-    if length is None or not 0 < length < file_size:
+    declared = packet if isinstance(packet, xmp.MotionXmp) else xmp.motion(packet)
+    length = declared.video_length
+    if not declared.flagged or length is None or not 0 < length < file_size:
         return None
     return MotionPhoto(offset=file_size - length, length=length, found_by="xmp")
 
 
-def find(path: Path, xmp: bytes | None) -> MotionPhoto | None:
+def find(path: Path, packet: bytes | None) -> MotionPhoto | None:
     """The Motion Photo video embedded in the JPEG at ``path``, or None. Raises UnreadableMedia if
     the JPEG has no end-of-image marker (a cut-off copy), found on the way for free."""
     size = path.stat().st_size
-    if xmp:
-        declared = from_xmp(xmp, size)
-        if declared is not None and _is_ftyp_at(path, declared.offset):
-            return declared
+    parsed = xmp.motion(packet) if packet else xmp.MotionXmp()
+    declared = from_xmp(parsed, size)
+    if declared is not None and _is_ftyp_at(path, declared.offset):
+        return declared
     with open(path, "rb") as f:
         # A plain JPEG ends with its end-of-image marker; only other files, and those whose XMP
         # says they hold a video, are searched.
         f.seek(max(0, size - 2))
-        if f.read(2) == b"\xff\xd9" and not (xmp and _MOTION_FLAG.search(xmp)):
+        if f.read(2) == b"\xff\xd9" and not parsed.flagged:
             return None
         if size == 0:
             return None

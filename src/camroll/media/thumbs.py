@@ -28,7 +28,7 @@ from typing import BinaryIO, Literal
 
 from PIL import Image, ImageOps
 
-from camroll.media import raw, tools, types
+from camroll.media import limits, raw, tools, types
 from camroll.media.errors import JXL_UNSUPPORTED, MediaError, UnreadableMedia
 from camroll.media.metadata import DECODE_ERRORS, describe, pillow_reads
 
@@ -170,6 +170,9 @@ def _tiff(path: Path, box: int) -> tuple[Image.Image, Source]:
 def _oriented(im: Image.Image, box: int, orientation: int | None = None) -> Image.Image:
     """``im`` decoded (at a reduced DCT scale when it is a JPEG), EXIF orientation applied, in a
     mode WebP can store."""
+    # Image.open read only the header: refuse here, before a pixel is decoded (Pillow's own check
+    # at open time is the same limit; this one names the size).
+    limits.check(*im.size)
     if im.format in ("JPEG", "HEIF"):
         # JPEG: decode at 1/2, 1/4 or 1/8 scale. HEIF (pillow-heif 1.x): decode the embedded
         # thumbnail phones store (e.g. 320 px on iPhones) when it covers the box.

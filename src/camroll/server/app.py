@@ -12,7 +12,7 @@ from fastapi import Depends, FastAPI
 from starlette.types import ASGIApp
 
 from camroll import __version__, wire
-from camroll.server import bodylimit, problems, sweeper
+from camroll.server import bodylimit, openapi, problems, sweeper
 from camroll.server.api import accounts, activity, assets, devices, meta, notifications, tus
 from camroll.server.api import library as library_api
 from camroll.server.api import me as me_api
@@ -31,7 +31,8 @@ def _prepare(ctx: Context) -> None:
     ctx.settings.data_dir.mkdir(parents=True, exist_ok=True)
     migrate.upgrade(ctx.engine)
     uploads.reconcile(ctx)
-    uploads.sweep(ctx)
+    # Clean-up, not recovery: a failure is logged and the server starts anyway.
+    sweeper.sweep_once(ctx, orphans=True)
 
 
 def _start_jobs(ctx: Context) -> None:
@@ -39,11 +40,6 @@ def _start_jobs(ctx: Context) -> None:
 
     ctx.jobs = JobQueue(ctx)
     ctx.jobs.start()
-
-
-_PROBLEM: dict[int | str, dict[str, object]] = {
-    "default": {"model": wire.Problem, "description": "Any error: an RFC 9457 problem document."},
-}
 
 
 async def _drain(ctx: Context, timeout: float = 10.0) -> None:
@@ -96,16 +92,17 @@ def create_app(settings: Settings, ctx: Context | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.ctx = context
+    openapi.install(app)
     problems.install(app)
     for router in (meta.router, accounts.router, devices.router, notifications.router, library_api.router,
                    assets.router, tus.router):
-        app.include_router(router, prefix=wire.API_PREFIX, responses=_PROBLEM)
+        app.include_router(router, prefix=wire.API_PREFIX)
     app.add_middleware(tus.TusHeaders)
+    app.add_middleware(bodylimit.BodyLimit)
     # The web UI: its page and static files, and the cookie its <img>/<video> tags authenticate with.
-    app.include_router(me_api.router, prefix=wire.API_PREFIX, responses=_PROBLEM)
-    app.include_router(activity.router, prefix=wire.API_PREFIX, responses=_PROBLEM)
-    app.include_router(media_cookie.router, prefix=wire.API_PREFIX, responses=_PROBLEM)
+    app.include_router(me_api.router, prefix=wire.API_PREFIX)
+    app.include_router(activity.router, prefix=wire.API_PREFIX)
+    app.include_router(media_cookie.router, prefix=wire.API_PREFIX)
     app.include_router(web_routes.router)
     app.add_middleware(media_cookie.MediaCookieAuth)
-    bodylimit.install(app)
     return app

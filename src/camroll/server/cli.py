@@ -413,7 +413,10 @@ def worker(
 
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     where = "Redis" if queue.jobs.redis_url else "embedded"
-    typer.echo(f"camroll worker: {workers} thread{'s' if workers != 1 else ''} on the {where} queue.")
+    limits = queue.sandbox.limits
+    typer.echo(f"camroll worker: {workers} thread{'s' if workers != 1 else ''} on the {where} queue; each file is "
+               f"read in a child process limited to {limits.timeout_seconds:g} s and "
+               f"{limits.memory_bytes / 2**20:.0f} MiB (CAMROLL_JOB_TIMEOUT, CAMROLL_JOB_MEMORY).")
     queue.work_forever(workers)
 
 

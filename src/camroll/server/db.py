@@ -10,10 +10,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
-    # WAL lets the sweeper and API readers run while an upload commits; NORMAL is durable in WAL mode
-    # except for the last transactions before a power cut, which the tus client simply re-sends.
+    # WAL lets the sweeper and API readers run while an upload commits.  FULL syncs the WAL at every
+    # commit: with NORMAL the last commits before a power cut can be lost, and the agent may already
+    # have been told that its file is stored (the asset id answers the completing request).
     cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA synchronous=FULL")
     cur.execute("PRAGMA busy_timeout=10000")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()

@@ -11,15 +11,24 @@ from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import StreamingResponse
 
 from camroll import wire
-from camroll.server.api.deps import BackupCaller, Caller, Ctx
+from camroll.server.api.deps import BackupCaller, Caller, Ctx, PathId
 from camroll.server.problems import ProblemError
 from camroll.server.services import library
 from camroll.server.storage.base import ReadStream
 
 router = APIRouter()
 
+_BINARY = {"schema": {"type": "string", "format": "binary"}}
+# An original is sent with the type sniffed from its bytes at upload; a Motion Photo's video is MP4.
+_ORIGINAL = {"content": {"image/*": _BINARY, "video/*": _BINARY, "application/octet-stream": _BINARY}}
+_MOTION = {"content": {"video/mp4": _BINARY}}
+_RANGE_DOC = {"description": "The requested byte range (a single Range header)."}
+
 _READ = 1 * 2**20
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+# ASCII digits only: anything else is "malformed", and RFC 9110 lets us ignore it.
+_RANGE = re.compile(r"^bytes=([0-9]*)-([0-9]*)$")
+# A 64-bit size has at most 19 digits; a longer position is outside any file.
+_MAX_DIGITS = 19
 
 
 @router.post("/assets/check", response_model=wire.CheckResponse)
@@ -43,6 +52,10 @@ def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:
         # Multiple or malformed ranges: RFC 9110 lets us ignore Range and send the whole file.
         return None
     first, last = m.group(1), m.group(2)
+    if len(first) > _MAX_DIGITS or len(last) > _MAX_DIGITS:
+        raise ProblemError(416, "bad_request", f"The range {header[:60]}... has positions longer than "
+                           f"{_MAX_DIGITS} digits, outside this {size}-byte file.",
+                           "Ask for bytes between 0 and size-1.", headers={"Content-Range": f"bytes */{size}"})
     if first:
         start = int(first)
         end = min(int(last), size - 1) if last else size - 1
@@ -84,8 +97,9 @@ def _ranged(ctx: Ctx, sha256: str, offset: int, size: int, media_type: str, etag
                              media_type=media_type, headers=headers)
 
 
-@router.get("/assets/{asset_id}/original")
-def original(ctx: Ctx, who: Caller, asset_id: int,
+@router.get("/assets/{asset_id}/original", response_class=StreamingResponse,
+            responses={200: _ORIGINAL, 206: {**_RANGE_DOC, **_ORIGINAL}, 416: {"description": "Range Not Satisfiable"}})
+def original(ctx: Ctx, who: Caller, asset_id: PathId,
              range_: Annotated[str | None, Header(alias="Range")] = None,
              if_range: Annotated[str | None, Header(alias="If-Range")] = None) -> Response:
     asset = library.original(ctx, who, asset_id)
@@ -94,8 +108,9 @@ def original(ctx: Ctx, who: Caller, asset_id: int,
                    f'"{asset.sha256}"', range_, if_range, disposition)
 
 
-@router.get("/assets/{asset_id}/motion")
-def motion(ctx: Ctx, who: Caller, asset_id: int,
+@router.get("/assets/{asset_id}/motion", response_class=StreamingResponse,
+            responses={200: _MOTION, 206: {**_RANGE_DOC, **_MOTION}, 416: {"description": "Range Not Satisfiable"}})
+def motion(ctx: Ctx, who: Caller, asset_id: PathId,
            range_: Annotated[str | None, Header(alias="Range")] = None,
            if_range: Annotated[str | None, Header(alias="If-Range")] = None) -> Response:
     """The MP4 embedded in a Motion Photo, as its own video (the bytes recorded by the metadata job)."""

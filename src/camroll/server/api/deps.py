@@ -11,7 +11,7 @@ import re
 from typing import Annotated
 
 import anyio.to_thread
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header, Path, Request
 
 from camroll import wire
 from camroll.server.context import Context
@@ -51,9 +51,14 @@ Caller = Annotated[Principal, Depends(session_principal)]
 # Only what a backup agent needs: server info, its quota (/me), hash checks, uploads, heartbeats.
 BackupCaller = Annotated[Principal, Depends(current_principal)]
 
+# Ids in paths: bounded like the database's 64-bit keys, so a huge number is a 422, never an overflow.
+PathId = Annotated[int, Path(ge=1, le=wire.INT64_MAX)]
+
 
 def _version_tuple(text: str) -> tuple[int, ...] | None:
-    m = re.match(r"^\s*v?(\d+(?:\.\d+)*)", text)
+    # ASCII digits, a few of them per part: int() of a 5,000-digit part raises, and other scripts'
+    # digits are no version anyone sends.
+    m = re.match(r"^\s*v?([0-9]{1,9}(?:\.[0-9]{1,9}){0,9})(?![0-9])", text[:200])
     return tuple(int(p) for p in m.group(1).split(".")) if m else None
 
 
@@ -65,7 +70,11 @@ async def check_client_version(request: Request) -> None:
     ctx = context_of(request)
     minimum = ctx.settings.min_client_version
     have, need = _version_tuple(sent), _version_tuple(minimum)
-    if have is None or need is None:
+    if have is None:
+        raise ProblemError(400, "bad_request", f"{wire.CLIENT_VERSION_HEADER} must be a version such as 1.2.3, "
+                           f"got {sent[:40]!r}.", f"Send {wire.CLIENT_VERSION_HEADER}: <major.minor.patch>, or leave "
+                           "the header out.")
+    if need is None:
         return
     width = max(len(have), len(need))
     if have + (0,) * (width - len(have)) < need + (0,) * (width - len(need)):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from camroll import wire
-from camroll.server.api.deps import BackupCaller, Caller, Ctx
+from camroll.server.api.deps import BackupCaller, Caller, Ctx, PathId
 from camroll.server.services import auth, health
 
 router = APIRouter()
@@ -28,7 +28,7 @@ def heartbeat(ctx: Ctx, who: BackupCaller, body: wire.Heartbeat) -> wire.Heartbe
 
 
 @router.get("/devices/{device_id}", response_model=wire.DeviceWithHealth)
-def get_device(ctx: Ctx, who: BackupCaller, device_id: int) -> wire.DeviceWithHealth:
+def get_device(ctx: Ctx, who: BackupCaller, device_id: PathId) -> wire.DeviceWithHealth:
     """A device token may read its own record (its health as the server sees it), no other."""
     if who.device_id is not None and who.device_id != device_id:
         raise auth.device_token_refused()
@@ -36,6 +36,6 @@ def get_device(ctx: Ctx, who: BackupCaller, device_id: int) -> wire.DeviceWithHe
 
 
 @router.delete("/devices/{device_id}", status_code=204)
-def revoke_device(ctx: Ctx, who: Caller, device_id: int) -> Response:
+def revoke_device(ctx: Ctx, who: Caller, device_id: PathId) -> Response:
     auth.revoke_device(ctx, who, device_id)
     return Response(status_code=204)

@@ -4,13 +4,13 @@ Included before ``api/assets.py`` so that ``/assets/zip`` is not taken for an as
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import FileResponse, StreamingResponse
 
 from camroll import wire
-from camroll.server.api.deps import Caller, Ctx
+from camroll.server.api.deps import Caller, Ctx, PathId
 from camroll.server.problems import ProblemError
 from camroll.server.repositories.assets import Filters
 from camroll.server.services import archive, library, media, storage_use, timeline, trash
@@ -32,8 +32,10 @@ def get_timeline(ctx: Ctx, who: Caller, cursor: str | None = None, limit: Limit 
                  from_: Annotated[str | None, Query(alias="from", description="YYYY-MM-DD or ISO time")] = None,
                  to: Annotated[str | None, Query(description="YYYY-MM-DD (inclusive) or ISO time")] = None,
                  kind: Literal["image", "video"] | None = None,
-                 camera: Annotated[str | None, Query(description="Camera make, model or 'make model'")] = None,
-                 device: Annotated[int | None, Query(description="Only assets this device id holds")] = None,
+                 camera: Annotated[str | None, Query(max_length=wire.MAX_CODE * 2,
+                                                      description="Camera make, model or 'make model'")] = None,
+                 device: Annotated[int | None, Query(ge=1, le=wire.INT64_MAX,
+                                                     description="Only assets this device id holds")] = None,
                  ) -> wire.TimelinePage:
     """Newest first by capture time, grouped by day; a Live Photo's MOV is folded into its still."""
     return timeline.page(ctx, who, _filters(from_, to, kind, camera, device), cursor, limit)
@@ -62,28 +64,38 @@ def _zip(ctx: Ctx, who: Caller, ids: list[int]) -> StreamingResponse:
                              headers={"Content-Disposition": 'attachment; filename="camroll.zip"'})
 
 
-@router.post("/assets/zip", response_class=StreamingResponse)
+# The web UI links up to 300 ids (longer selections are POSTed).  The HTTP layer refuses a request
+# line over 64 KiB with a plain-text 400 before camroll sees it, and one character can take 12 bytes
+# percent-encoded: 5,000 characters always reach camroll and its problem document.
+MAX_ZIP_LINK = 5000
+_ZIP: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"application/zip": {"schema": {"type": "string", "format": "binary"}}}}}
+
+
+@router.post("/assets/zip", response_class=StreamingResponse, responses=_ZIP)
 def zip_post(ctx: Ctx, who: Caller, body: wire.AssetIds) -> StreamingResponse:
     """The originals of ``ids`` as one streamed zip (stored, ZIP64, names made unique)."""
     return _zip(ctx, who, body.ids)
 
 
-@router.get("/assets/zip", response_class=StreamingResponse)
+@router.get("/assets/zip", response_class=StreamingResponse, responses=_ZIP)
 def zip_get(ctx: Ctx, who: Caller,
-            ids: Annotated[str, Query(description="Comma-separated asset ids, e.g. 1,2,3")]) -> StreamingResponse:
-    """Like POST /assets/zip, for a plain download link."""
+            ids: Annotated[str, Query(max_length=MAX_ZIP_LINK,
+                                      description="Comma-separated asset ids, e.g. 1,2,3")]) -> StreamingResponse:
+    """Like POST /assets/zip, for a plain download link (longer lists: POST)."""
+    parts = [p for p in ids.split(",", wire.MAX_ASSET_IDS + 1) if p.strip()]
     try:
-        parsed = [int(p) for p in ids.split(",") if p.strip()]
+        parsed = [wire.parse_int64(p) for p in parts]
     except ValueError:
         parsed = []
-    if not parsed or len(parsed) > 10_000:
+    if not parsed or len(parsed) > wire.MAX_ASSET_IDS or min(parsed) < 1:
         raise ProblemError(400, "bad_request", f"ids={ids[:100]!r} is not a list of 1 to 10,000 asset ids.",
                            "Pass ids as comma-separated numbers, e.g. ?ids=1,2,3.")
     return _zip(ctx, who, parsed)
 
 
 @router.get("/assets/{asset_id}", response_model=wire.AssetDetail)
-def get_asset(ctx: Ctx, who: Caller, asset_id: int) -> wire.AssetDetail:
+def get_asset(ctx: Ctx, who: Caller, asset_id: PathId) -> wire.AssetDetail:
     """The asset, where devices hold it, its metadata and its background-job state."""
     return library.detail(ctx, who, asset_id)
 
@@ -97,7 +109,7 @@ def _matches(if_none_match: str | None, etag: str) -> bool:
 
 @router.get("/assets/{asset_id}/thumbnail", response_class=FileResponse,
             responses={200: {"content": {"image/webp": {}}}, 304: {"description": "Not modified"}})
-def thumbnail(ctx: Ctx, who: Caller, asset_id: int, size: wire.ThumbSize = "grid",
+def thumbnail(ctx: Ctx, who: Caller, asset_id: PathId, size: wire.ThumbSize = "grid",
               if_none_match: Annotated[str | None, Header(alias="If-None-Match")] = None) -> Response:
     """A WebP thumbnail (grid ~250 px, preview ~1440 px); the same bytes forever, so cache them."""
     asset = library.original(ctx, who, asset_id)

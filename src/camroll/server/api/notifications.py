@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from camroll import wire
-from camroll.server.api.deps import Caller, Ctx
+from camroll.server.api.deps import Caller, Ctx, PathId
 from camroll.server.problems import ProblemError
 from camroll.server.ratelimit import retry_after
 from camroll.server.services import notify
@@ -24,7 +24,7 @@ def add_target(ctx: Ctx, who: Caller, body: wire.NotificationTargetCreate) -> wi
 
 
 @router.delete("/me/notifications/{target_id}", status_code=204)
-def remove_target(ctx: Ctx, who: Caller, target_id: int) -> Response:
+def remove_target(ctx: Ctx, who: Caller, target_id: PathId) -> Response:
     notify.remove(ctx, who.user_id, target_id)
     return Response(status_code=204)
 

@@ -8,7 +8,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from datetime import datetime
 from email.utils import format_datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import anyio.to_thread
 from fastapi import APIRouter, Depends, Header, Request, Response
@@ -68,10 +68,11 @@ def _int_header(name: str, value: str | None, *, required: bool = True) -> int |
             raise ProblemError(400, "bad_request", f"The {name} header is missing.",
                                f"Send {name} as a non-negative integer.")
         return None
-    if not value.strip().isdigit():
-        raise ProblemError(400, "bad_request", f"{name} must be a non-negative integer, got {value!r}.",
-                           f"Send {name} as a non-negative integer.")
-    return int(value)
+    try:
+        return wire.parse_int64(value)
+    except ValueError as exc:
+        raise ProblemError(400, "bad_request", f"{name} must be a non-negative integer: {exc}.",
+                           f"Send {name} as a non-negative integer of ASCII digits, e.g. '{name}: 1024'.") from None
 
 
 async def _body(request: Request) -> AsyncIterator[bytes]:
@@ -87,9 +88,7 @@ def _location(upload_id: str) -> str:
     return f"{wire.UPLOADS_PATH}{upload_id}"
 
 
-@router.options(COLLECTION)
-@router.options(COLLECTION + "{upload_id}")
-def options(ctx: Ctx) -> Response:
+def _options(ctx: Ctx) -> Response:
     return Response(status_code=204, headers={
         "Tus-Version": wire.TUS_VERSION,
         "Tus-Extension": ",".join(wire.TUS_EXTENSIONS),
@@ -98,18 +97,36 @@ def options(ctx: Ctx) -> Response:
     })
 
 
-@tus.post(COLLECTION, status_code=201)
+@router.options(COLLECTION, status_code=204, response_class=Response)
+def options(ctx: Ctx) -> Response:
+    """tus discovery: the version, extensions, largest size and checksum algorithms this server speaks."""
+    return _options(ctx)
+
+
+@router.options(COLLECTION + "{upload_id}", status_code=204, response_class=Response)
+def options_upload(ctx: Ctx, upload_id: str) -> Response:
+    """tus discovery on an upload's URL; the same answer for any id."""
+    return _options(ctx)
+
+
+_CREATED: dict[int | str, dict[str, Any]] = {
+    201: {"description": f"Created; Location is the upload's URL (with Upload-Offset and {wire.ASSET_ID_HEADER} "
+                         "when the body completed it)."}}
+
+
+@tus.post(COLLECTION, status_code=201, response_class=Response, responses=_CREATED)
 @tus.post(COLLECTION.rstrip("/"), status_code=201, include_in_schema=False)
 async def create(request: Request, ctx: Ctx,
                  authorization: Annotated[str | None, Header()] = None,
                  upload_length: Annotated[str | None, Header()] = None,
                  upload_defer_length: Annotated[str | None, Header()] = None,
                  upload_metadata: Annotated[str | None, Header()] = None,
-                 upload_checksum: Annotated[str | None, Header()] = None,
-                 content_type: Annotated[str | None, Header()] = None) -> Response:
+                 upload_checksum: Annotated[str | None, Header()] = None) -> Response:
     # The token is checked in the same worker-thread call and transaction as the upload is created
     # (instead of the BackupCaller dependency's own); header errors are raised after it, as before.
-    with_body = (content_type or "").split(";")[0].strip().lower() == OCTET
+    # Content-Type and Content-Length are HTTP's own framing, read here rather than declared as
+    # parameters of the operation (a client generated from the document sets them itself).
+    with_body = (request.headers.get("content-type") or "").split(";")[0].strip().lower() == OCTET
     checksum: receive.Checksum | None = None
     parsed: tuple[int, dict[str, str]] | ProblemError
     try:
@@ -144,7 +161,9 @@ async def create(request: Request, ctx: Ctx,
     return Response(status_code=201, headers=headers)
 
 
-@tus.head(COLLECTION + "{upload_id}")
+@tus.head(COLLECTION + "{upload_id}", response_class=Response,
+          responses={200: {"description": "Upload-Offset, Upload-Length, Upload-Metadata and, once complete, "
+                                          f"{wire.ASSET_ID_HEADER}; no body."}})
 async def head(ctx: Ctx, who: BackupCaller, upload_id: str) -> Response:
     try:
         state = await anyio.to_thread.run_sync(uploads.status, ctx, who, upload_id)
@@ -164,12 +183,12 @@ async def head(ctx: Ctx, who: BackupCaller, upload_id: str) -> Response:
     return Response(status_code=200, headers=headers)
 
 
-@tus.patch(COLLECTION + "{upload_id}", status_code=204)
+@tus.patch(COLLECTION + "{upload_id}", status_code=204, response_class=Response)
 async def patch(request: Request, ctx: Ctx, who: BackupCaller, upload_id: str,
                 upload_offset: Annotated[str | None, Header()] = None,
-                upload_checksum: Annotated[str | None, Header()] = None,
-                content_type: Annotated[str | None, Header()] = None,
-                content_length: Annotated[str | None, Header()] = None) -> Response:
+                upload_checksum: Annotated[str | None, Header()] = None) -> Response:
+    content_type = request.headers.get("content-type")
+    content_length = request.headers.get("content-length")
     if (content_type or "").split(";")[0].strip().lower() != OCTET:
         raise ProblemError(415, "unsupported_media_type",
                            f"A tus PATCH must have Content-Type {OCTET}, not {content_type or '(none)'}.",
@@ -194,7 +213,7 @@ async def patch(request: Request, ctx: Ctx, who: BackupCaller, upload_id: str,
     return Response(status_code=204, headers=headers)
 
 
-@tus.delete(COLLECTION + "{upload_id}", status_code=204)
+@tus.delete(COLLECTION + "{upload_id}", status_code=204, response_class=Response)
 async def terminate(ctx: Ctx, who: BackupCaller, upload_id: str) -> Response:
     await anyio.to_thread.run_sync(uploads.terminate, ctx, who, upload_id)
     return Response(status_code=204)

@@ -7,11 +7,17 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from camroll.media.sandbox import DEFAULT_MEMORY, DEFAULT_TIMEOUT, Limits
+from camroll.units import parse_size
+
 REDIS_URL_ENV = "CAMROLL_REDIS_URL"
 WORKERS_ENV = "CAMROLL_JOB_WORKERS"
 RETRY_DELAY_ENV = "CAMROLL_JOB_RETRY_DELAY"
 TRASH_DAYS_ENV = "CAMROLL_TRASH_DAYS"
 PURGE_INTERVAL_ENV = "CAMROLL_PURGE_INTERVAL"
+# One file's limits in the media sandbox (camroll.media.sandbox): wall time (and CPU time), memory.
+TIMEOUT_ENV = "CAMROLL_JOB_TIMEOUT"
+MEMORY_ENV = "CAMROLL_JOB_MEMORY"
 
 DEFAULT_TRASH_DAYS = 30.0
 DEFAULT_RETRIES = 3
@@ -30,6 +36,20 @@ def _float(name: str, default: float) -> float:
     if value < 0:
         raise ValueError(f"{name}={raw!r} is negative; set it to zero or more, or unset it.")
     return value
+
+
+def sandbox_limits() -> Limits:
+    """The media sandbox's limits from ``$CAMROLL_JOB_TIMEOUT`` (seconds) and ``$CAMROLL_JOB_MEMORY``
+    (a size such as "1GiB" or "800MB"); 60 s and 1 GiB by default."""
+    timeout = _float(TIMEOUT_ENV, DEFAULT_TIMEOUT)
+    raw = os.environ.get(MEMORY_ENV, "").strip()
+    try:
+        memory = parse_size(raw) if raw else DEFAULT_MEMORY
+    except ValueError:
+        raise ValueError(f"{MEMORY_ENV}={raw!r} is not a size; set it to one such as 1GiB or unset it.") from None
+    if timeout <= 0 or memory < 64 << 20:
+        raise ValueError(f"{TIMEOUT_ENV} must be above 0 and {MEMORY_ENV} at least 64MiB; raise them or unset them.")
+    return Limits(timeout_seconds=timeout, memory_bytes=memory)
 
 
 @dataclass(frozen=True)

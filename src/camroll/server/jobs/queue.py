@@ -25,7 +25,8 @@ from huey import Huey, PriorityRedisHuey
 from huey.consumer import Consumer
 from huey.storage import SqliteStorage
 
-from camroll.server.jobs.config import JobSettings, queue_file
+from camroll.media.sandbox import Sandbox
+from camroll.server.jobs.config import JobSettings, queue_file, sandbox_limits
 from camroll.server.settings import Settings
 
 if TYPE_CHECKING:
@@ -84,6 +85,9 @@ class JobQueue:
         self.huey = make_huey(ctx.settings, self.jobs)
         self._process = self.huey.task(retries=self.jobs.retries, retry_delay=self.jobs.retry_delay_seconds,
                                        context=True, name=TASK_PROCESS)(self._run)
+        # Every file is read in this sandbox's children, whether the consumer is in the server or in
+        # 'camroll worker'; children start at the first job.
+        self.sandbox = Sandbox(sandbox_limits())
         self._consumer: _InProcessConsumer | None = None
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -113,10 +117,24 @@ class JobQueue:
     # --- consuming ------------------------------------------------------------------------------
     def _run(self, asset_id: int, task: Any = None) -> str:
         from camroll.media.errors import MediaError
+        from camroll.media.sandbox import SandboxFailure
         from camroll.server.services import media
 
         try:
-            return media.process(self.ctx, asset_id)
+            return media.process(self.ctx, asset_id, self.sandbox)
+        except SandboxFailure as exc:
+            if not exc.transient:
+                # A verdict on the file (over the time or memory limit, crashed the decoder, unreadable):
+                # recorded, so it is not queued again at every start until 'admin jobs --retry'.
+                log.warning("asset %d: %s: %s", asset_id, exc.failure.kind, exc)
+                media.record_failure(self.ctx, asset_id, str(exc))
+                return "failed"
+            # The cause is elsewhere (a full disk, no process could start): huey retries later, and
+            # when its retries run out the asset stays unfailed, so the next start queues it again.
+            log.warning("asset %d: %s; retried later", asset_id, exc)
+            if task is None or not task.retries:
+                return "postponed"
+            raise
         except MediaError as exc:
             # A corrupt file or a missing ffmpeg: another attempt would fail the same way.
             log.warning("asset %d: %s", asset_id, exc)
@@ -153,7 +171,10 @@ class JobQueue:
     def work_forever(self, workers: int) -> None:
         """Consume in this process until SIGINT/SIGTERM (``camroll worker``), letting running jobs finish."""
         # SIGTERM (a service manager stopping it) waits for running jobs; SIGINT stops at once.
-        Consumer(self.huey, graceful_signal="TERM", **self.consumer_options(workers)).run()
+        try:
+            Consumer(self.huey, graceful_signal="TERM", **self.consumer_options(workers)).run()
+        finally:
+            self.sandbox.close()
 
     def _backfill(self) -> None:
         try:
@@ -181,6 +202,7 @@ class JobQueue:
             self._consumer.stop(graceful=True)
         for t in self._threads:
             t.join(timeout=5)
+        self.sandbox.close()
 
 
 @functools.cache

@@ -295,6 +295,11 @@ def sha_in_use(db: Session, sha256: str) -> bool:
                      .limit(1)) is not None
 
 
+def all_shas(db: Session) -> set[str]:
+    """The hash of every asset row, of every user (trashed ones too)."""
+    return set(db.scalars(select(Asset.sha256).distinct()))
+
+
 def delete_blob_row(db: Session, sha256: str) -> None:
     db.execute(delete(Blob).where(Blob.sha256 == sha256))
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, bindparam, delete, func, insert, select, update
+from sqlalchemy import Connection, Table, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from camroll.server.models import Upload, UTCDateTime
@@ -44,8 +44,11 @@ UPLOADS = cast(Table, Upload.__table__)
 _U = UPLOADS.c
 _INSERT = insert(UPLOADS)
 _GET = select(UPLOADS).where(_U.id == bindparam("b_id"))
+# In flight: not expired yet, or hashed (its blob may be in the store already, uncounted by any asset row,
+# until the upload finishes or the sweeps remove it).
 _RESERVED = select(func.coalesce(func.sum(_U.length), 0)).where(
-    _U.user_id == bindparam("b_user"), _U.state == ACTIVE, _U.expires_at > bindparam("b_now", type_=UTCDateTime())
+    _U.user_id == bindparam("b_user"), _U.state == ACTIVE, _U.id != bindparam("b_exclude"),
+    or_(_U.expires_at > bindparam("b_now", type_=UTCDateTime()), _U.computed_sha256.is_not(None)),
 )
 _UPDATE_ACTIVE = update(UPLOADS).where(_U.id == bindparam("b_id"), _U.state == ACTIVE)
 _UPDATE_ACTIVE_AT = _UPDATE_ACTIVE.where(_U.offset == bindparam("b_offset"))
@@ -61,8 +64,15 @@ def get_row(conn: Connection, upload_id: str) -> Any:
     return conn.execute(_GET, {"b_id": upload_id}).first()
 
 
-def reserved_bytes(conn: Connection, user_id: int, now: datetime) -> int:
-    return int(conn.scalar(_RESERVED, {"b_user": user_id, "b_now": now}) or 0)
+def reserved_bytes(conn: Connection, user_id: int, now: datetime, exclude: str = "") -> int:
+    """Declared lengths of the user's uploads in flight (all but ``exclude``)."""
+    return int(conn.scalar(_RESERVED, {"b_user": user_id, "b_now": now, "b_exclude": exclude}) or 0)
+
+
+def hashed_shas(db: Session) -> set[str]:
+    """Hashes of active uploads whose bytes are on their way into the blob store, or there already."""
+    return set(db.scalars(select(Upload.computed_sha256).where(Upload.state == ACTIVE,
+                                                               Upload.computed_sha256.is_not(None))))
 
 
 def advance(conn: Connection, upload_id: str, start: int, new_offset: int, now: datetime,

@@ -49,14 +49,20 @@ def _encode_cursor(before_id: int) -> str:
     return base64.urlsafe_b64encode(json.dumps({"before": before_id}).encode()).decode().rstrip("=")
 
 
+# Ours are about 30 characters; a longer one is not ours, and is not worth parsing.
+MAX_CURSOR = 200
+
+
 def _decode_cursor(cursor: str) -> int:
     try:
+        if len(cursor) > MAX_CURSOR:
+            raise ValueError
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         value = json.loads(raw)["before"]
-        if not isinstance(value, int):
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= wire.INT64_MAX:
             raise TypeError
         return value
-    except (binascii.Error, ValueError, KeyError, TypeError):
+    except (binascii.Error, ValueError, KeyError, TypeError, RecursionError):
         raise ProblemError(400, "bad_request", "The cursor is not one this server handed out.",
                            "Pass next_cursor from the previous page unchanged, or omit it.") from None
 

@@ -29,6 +29,7 @@ from camroll.server.storage.local import LocalBlobStore
 
 if TYPE_CHECKING:
     from camroll.media.metadata import MediaInfo
+    from camroll.media.sandbox import Sandbox
 
 log = logging.getLogger("camroll.server.jobs")
 
@@ -121,10 +122,12 @@ def _plan(ctx: Context, asset_id: int) -> _Work | None:
         )
 
 
-def process(ctx: Context, asset_id: int) -> Outcome:
-    """Do whatever is missing for the asset.  Raises ``MediaError`` (or an ``OSError``) when the file
-    cannot be understood or thumbnailed; the caller records it on the asset."""
-    from camroll.media import metadata, thumbs
+def process(ctx: Context, asset_id: int, sandbox: Sandbox) -> Outcome:
+    """Do whatever is missing for the asset.  The file is read and decoded only in ``sandbox``'s
+    child processes, so no file can freeze or exhaust this process.  Raises ``MediaError`` (a
+    ``SandboxFailure``, which says whether it is transient) or an ``OSError`` when the file cannot be
+    understood or thumbnailed; the caller records it on the asset."""
+    from camroll.media import thumbs
 
     work = _plan(ctx, asset_id)
     if work is None:
@@ -135,12 +138,12 @@ def process(ctx: Context, asset_id: int) -> Outcome:
     if work.need_metadata or work.need_thumbs:
         with local_copy(ctx, work.sha256) as path:
             if work.need_metadata:
-                info = metadata.extract(path, mime=work.mime, mtime=work.mtime)
+                info = sandbox.extract(path, mime=work.mime, mtime=work.mtime)
                 record_metadata(ctx, work.asset_id, with_filename_time(info, work.names))
             if work.need_thumbs:
                 with _full_decode if work.mime in _FULL_DECODE else contextlib.nullcontext():
-                    thumbs.make_grid_and_preview(path, store.path(work.sha256, "grid"),
-                                                 store.path(work.sha256, "preview"), mime=work.mime)
+                    sandbox.thumbnails(path, [(thumbs.PREVIEW, store.path(work.sha256, "preview")),
+                                              (thumbs.GRID, store.path(work.sha256, "grid"))], mime=work.mime)
     with ctx.db() as db:
         a = repo.by_id_any_user(db, work.asset_id)
         if a is not None:

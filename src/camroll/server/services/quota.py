@@ -12,13 +12,17 @@ from camroll.units import format_size
 FIX = "Free space or ask the admin to raise your quota."
 
 
-def ensure_fits(conn: Connection, user_id: int, new_bytes: int, *, include_reserved: bool) -> None:
-    """Raise 413 ``quota_exceeded`` if ``new_bytes`` more would take the user over their quota."""
+def ensure_fits(conn: Connection, user_id: int, new_bytes: int, *, completing: str = "") -> None:
+    """Raise 413 ``quota_exceeded`` if ``new_bytes`` more would take the user over their quota.
+
+    The user's other uploads in flight count too, at creation and when ``completing`` (the id of the
+    upload whose bytes are about to be stored): each was admitted for its declared length, and a hashed
+    one may already have its blob in the store before any asset row counts it."""
     quota_bytes = users.quota_of(conn, user_id)
     if quota_bytes is None:
         return
     used = users.used_bytes_core(conn, user_id)
-    reserved = uploads.reserved_bytes(conn, user_id, utcnow()) if include_reserved else 0
+    reserved = uploads.reserved_bytes(conn, user_id, utcnow(), completing)
     if used + reserved + new_bytes <= quota_bytes:
         return
     pending = f" (plus {format_size(reserved)} reserved by unfinished uploads)" if reserved else ""

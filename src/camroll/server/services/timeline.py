@@ -28,14 +28,21 @@ def encode_cursor(a: Asset) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+# Ours are about 60 characters; a longer one is not ours, and is not worth parsing.
+MAX_CURSOR = 300
+
+
 def decode_cursor(cursor: str) -> tuple[datetime, int]:
     try:
+        if len(cursor) > MAX_CURSOR:
+            raise ValueError
         body = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
         when, ident = datetime.fromisoformat(body["t"]), body["i"]
-        if not isinstance(ident, int) or when.tzinfo is None:
+        if (not isinstance(ident, int) or isinstance(ident, bool) or not 0 < ident <= wire.INT64_MAX
+                or when.tzinfo is None):
             raise TypeError
         return when.astimezone(UTC), ident
-    except (binascii.Error, ValueError, KeyError, TypeError):
+    except (binascii.Error, ValueError, KeyError, TypeError, RecursionError, OverflowError):
         raise ProblemError(400, "bad_request", "The cursor is not one this server handed out.", _CURSOR_FIX) from None
 
 
@@ -49,10 +56,12 @@ def parse_bound(text: str | None, name: str, *, end: bool) -> datetime | None:
             day = date.fromisoformat(text)
             return datetime.combine(day + timedelta(days=1) if end else day, time(), UTC)
         when = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise ProblemError(400, "bad_request", f"{name}={text!r} is not a date or time.",
-                           f"Pass {name} as YYYY-MM-DD or an ISO 8601 time such as 2024-05-01T12:00:00Z.") from None
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+        return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+    except (ValueError, OverflowError):
+        # OverflowError: the day after 9999-12-31, or a time whose offset moves it past year 1 or 9999.
+        raise ProblemError(400, "bad_request", f"{name}={text[:100]!r} is not a date or time camroll can use.",
+                           f"Pass {name} as YYYY-MM-DD or an ISO 8601 time such as 2024-05-01T12:00:00Z, "
+                           "between the years 1 and 9999.") from None
 
 
 def item(a: Asset, has_thumb: bool) -> wire.TimelineItem:

@@ -79,7 +79,22 @@ def parse_metadata(header: str | None) -> dict[str, str]:
         meta = wire.decode_upload_metadata(header or "")
     except ValueError as exc:
         raise ProblemError(400, "bad_request", f"Upload-Metadata is malformed: {exc}.",
-                           "Send comma-separated 'key base64value' pairs.") from None
+                           "Send comma-separated 'key base64value' pairs, at most "
+                           f"{wire.MAX_UPLOAD_METADATA_PAIRS} of them in {wire.MAX_UPLOAD_METADATA} "
+                           "characters.") from None
+    for key, limit in ((wire.META_PATH, wire.MAX_PATH), (wire.META_FILENAME, wire.MAX_FILENAME)):
+        if len(meta.get(key, "")) > limit:
+            raise ProblemError(400, "bad_request", f"Upload-Metadata {key} has {len(meta[key])} characters, "
+                               f"more than the {limit} this server keeps.", f"Send a {key} of at most {limit} "
+                               "characters.")
+    for key, signed in ((wire.META_MTIME_NS, True), (wire.META_SIZE, False)):
+        if meta.get(key):
+            try:
+                wire.parse_int64(meta[key], signed=signed)
+            except ValueError as exc:
+                raise ProblemError(400, "bad_request", f"Upload-Metadata {key} is not usable: {exc}.",
+                                   f"Send {key} as a decimal integer in the 64-bit range "
+                                   "(mtime_ns: nanoseconds since 1970), or leave it out.") from None
     if wire.META_SHA256 in meta:
         sha = meta[wire.META_SHA256].strip().lower()
         if not _HEX64.match(sha):
@@ -134,7 +149,7 @@ def _insert(ctx: Context, conn: Connection, who: Principal, length: int, meta: d
     now = utcnow()
     expires = _expiry(ctx, now)
     declared = meta.get(wire.META_SHA256)
-    quota.ensure_fits(conn, who.user_id, length, include_reserved=True)
+    quota.ensure_fits(conn, who.user_id, length)
     ctx.parts.create(upload_id)
     try:
         repo.insert_row(conn, {
@@ -256,7 +271,7 @@ def complete(ctx: Context, upload_id: str, hasher: Any | None, known: UploadStat
             # (the part file is gone then) is finished by reconcile() from this column.
             with ctx.conn() as conn:
                 if asset_repo.asset_id_of(conn, known.user_id, digest) is None:
-                    quota.ensure_fits(conn, known.user_id, known.length, include_reserved=False)
+                    quota.ensure_fits(conn, known.user_id, known.length, completing=upload_id)
                 marked = repo.mark_hashed(conn, upload_id, digest, mime, known.length, advance_from, now,
                                           _expiry(ctx, now))
         except ProblemError:
@@ -280,8 +295,9 @@ def _finish(ctx: Context, upload_id: str, digest: str, known: UploadState, mime:
     path = meta.get(wire.META_PATH) or ""
     filename = meta.get(wire.META_FILENAME) or path.replace("\\", "/").rsplit("/", 1)[-1] or upload_id
     mtime: int | None = None
+    # Checked at creation; an upload row from before that check (or edited by hand) must not fail here.
     with contextlib.suppress(ValueError):
-        mtime = int(meta.get(wire.META_MTIME_NS, ""))
+        mtime = wire.parse_int64(meta.get(wire.META_MTIME_NS, ""), signed=True)
     with ctx.conn() as conn:
         asset_repo.ensure_blob(conn, digest, known.length)
         asset_id = asset_repo.get_or_create(conn, known.user_id, digest, known.length, mime, filename,
@@ -315,48 +331,72 @@ def sweep(ctx: Context) -> int:
     now = utcnow()
     with ctx.db() as db:
         expired = [u.id for u in repo.expired_active(db, now) if u.id not in ctx.busy]
+    swept = 0
     for upload_id in expired:
-        ctx.hashes.drop(upload_id)
-        ctx.parts.remove(upload_id)
-        with ctx.db() as db:
-            row = repo.get(db, upload_id)
-            if row is not None and row.state == repo.ACTIVE:
-                row.state = repo.EXPIRED
+        try:
+            _expire(ctx, upload_id)
+            swept += 1
+        except Exception:
+            # One upload that cannot be swept must not keep the others' bytes on disk.
+            log.exception("could not sweep expired upload %s", upload_id)
     with ctx.db() as db:
         repo.purge_finished(db, now - timedelta(days=TOMBSTONE_DAYS))
-    if expired:
-        log.info("swept %d expired uploads", len(expired))
-    return len(expired)
+    if swept:
+        log.info("swept %d expired uploads", swept)
+    return swept
+
+
+def _expire(ctx: Context, upload_id: str) -> None:
+    ctx.hashes.drop(upload_id)
+    ctx.parts.remove(upload_id)
+    with ctx.db() as db:
+        row = repo.get(db, upload_id)
+        if row is not None and row.state == repo.ACTIVE:
+            row.state = repo.EXPIRED
 
 
 def reconcile(ctx: Context) -> None:
-    """Make partial files and the database agree after a restart or crash."""
+    """Make partial files and the database agree after a restart or crash.
+
+    Runs before the server answers: an upload that cannot be reconciled is logged and given up
+    (expired, so its client starts over), never a reason for the server not to start.  A blob it
+    may have left in the store is removed by the orphan sweep."""
     with ctx.db() as db:
         rows = list(repo.active(db))
         known = set(repo.all_ids(db))
     for part in ctx.parts.root.glob("*.part"):
         if part.stem not in known:
             # Created just before a crash that lost its database row: nobody can resume it.
-            part.unlink(missing_ok=True)
+            try:
+                part.unlink(missing_ok=True)
+            except OSError as exc:
+                log.warning("could not remove the orphan part file %s: %s", part, exc)
     for row in rows:
-        size = ctx.parts.size(row.id)
         try:
-            if row.offset == row.length and (size is not None or row.computed_sha256):
-                complete(ctx, row.id, None)
-            elif size is None:
-                with ctx.db() as db:
-                    fresh = repo.get(db, row.id)
-                    if fresh is not None:
-                        fresh.state = repo.EXPIRED
-            elif size > row.offset:
-                # Bytes written but never acknowledged: the client will resend them.
-                ctx.parts.truncate(row.id, row.offset)
-            elif size < row.offset:
-                with ctx.db() as db:
-                    fresh = repo.get(db, row.id)
-                    if fresh is not None:
-                        fresh.offset = size
+            _reconcile_one(ctx, row)
         except ProblemError as exc:
             log.warning("upload %s could not be finished at start-up: %s", row.id, exc.detail)
-        except OSError as exc:
-            log.warning("upload %s could not be reconciled at start-up: %s", row.id, exc)
+        except Exception:
+            log.exception("upload %s could not be reconciled at start-up; it is given up and its client "
+                          "starts again", row.id)
+            with contextlib.suppress(Exception):
+                _expire(ctx, row.id)
+
+
+def _reconcile_one(ctx: Context, row: Upload) -> None:
+    size = ctx.parts.size(row.id)
+    if row.offset == row.length and (size is not None or row.computed_sha256):
+        complete(ctx, row.id, None)
+    elif size is None:
+        with ctx.db() as db:
+            fresh = repo.get(db, row.id)
+            if fresh is not None:
+                fresh.state = repo.EXPIRED
+    elif size > row.offset:
+        # Bytes written but never acknowledged: the client will resend them.
+        ctx.parts.truncate(row.id, row.offset)
+    elif size < row.offset:
+        with ctx.db() as db:
+            fresh = repo.get(db, row.id)
+            if fresh is not None:
+                fresh.offset = size

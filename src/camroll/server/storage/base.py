@@ -46,6 +46,9 @@ class ReadStream(Protocol):
 class BlobStat:
     sha256: str
     size: int
+    # When the blob's bytes were last written (Unix time), where the store knows; only ``list`` must
+    # fill it in.  The orphan sweep leaves blobs younger than its grace age alone.
+    modified: float | None = None
 
 
 @runtime_checkable
@@ -91,7 +94,8 @@ class BlobStore(Protocol):
         ...
 
     def list(self) -> Iterator[BlobStat]:
-        """Every stored blob, in no particular order.  Never yields a partially written blob."""
+        """Every stored blob, in no particular order, with ``modified`` set.  Never yields a partially
+        written blob."""
         ...
 
 

@@ -107,5 +107,8 @@ class LocalBlobStore:
                     continue
                 for blob in second.iterdir():
                     if len(blob.name) == 64 and blob.name.startswith(first.name + second.name):
-                        with contextlib.suppress(FileNotFoundError):
-                            yield BlobStat(blob.name, blob.stat().st_size)
+                        try:
+                            st = blob.stat()
+                        except FileNotFoundError:
+                            continue
+                        yield BlobStat(blob.name, st.st_size, st.st_mtime)

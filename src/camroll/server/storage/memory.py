@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from camroll.server.storage.base import BlobNotFound, BlobStat, RangeReader, Rea
 class MemoryBlobStore:
     def __init__(self) -> None:
         self._blobs: dict[str, bytes] = {}
+        self._put_at: dict[str, float] = {}
         self._lock = threading.Lock()
 
     def put_file(self, sha256: str, source: Path) -> BlobStat:
@@ -24,6 +26,7 @@ class MemoryBlobStore:
         data = source.read_bytes()
         with self._lock:
             data = self._blobs.setdefault(sha256, data)
+            self._put_at.setdefault(sha256, time.time())
         return BlobStat(sha256, len(data))
 
     def _get(self, sha256: str) -> bytes:
@@ -51,9 +54,10 @@ class MemoryBlobStore:
         check_key(sha256)
         with self._lock:
             self._blobs.pop(sha256, None)
+            self._put_at.pop(sha256, None)
 
     def list(self) -> Iterator[BlobStat]:
         with self._lock:
-            items = list(self._blobs.items())
-        for key, data in items:
-            yield BlobStat(key, len(data))
+            items = [(key, data, self._put_at.get(key)) for key, data in self._blobs.items()]
+        for key, data, put_at in items:
+            yield BlobStat(key, len(data), put_at)
