@@ -16,6 +16,18 @@ import httpx
 import pytest
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Agent commands without $CAMROLL_HOME use the platform's config and state dirs, and ``camroll up``
+    leaves a pointer there: every test (and every CLI it runs) gets throwaway ones instead of the user's."""
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(prefix="camroll-tests-xdg-"))
+    for var in ("XDG_CONFIG_HOME", "XDG_STATE_HOME", "XDG_DATA_HOME"):
+        os.environ[var] = str(base / var.lower())
+    os.environ.pop("CAMROLL_HOME", None)
+    os.environ.pop("CAMROLL_DATA", None)
+
+
 def require(ok: bool, message: str) -> None:
     """Skip a test whose outside program or package is missing on a developer machine, but fail it in CI
     (``CI`` set), where .ci/run installs everything: a broken CI image must not pass by skipping."""

@@ -2,8 +2,12 @@
 
 This is the one module that knows both sides.  It talks to the server the way any agent does (a
 ``camroll serve`` child process on loopback, over HTTP) so that what a new user tries is exactly what
-a multi-device set-up runs; it only reaches into the server's library to find the data directory and
-to create the first user.
+a multi-device set-up runs; it only reaches into the server's library to find the data directory, to
+see whether a server already runs on it (one library, one server), and to create the first user.
+
+One folder, one ``camroll up`` at a time (``uplock``), with one exception: while ``camroll up --watch``
+runs, a one-shot ``camroll up`` backs up through the watching run's server.  The agent's config always
+names the library's live server, so a running agent reloading it never loses its server.
 """
 
 from __future__ import annotations
@@ -21,16 +25,20 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import typer
 
+from camroll import uplock
 from camroll.agent.errors import AgentError
+from camroll.server.settings import DEFAULT_LISTEN
 
 if TYPE_CHECKING:
     from rich.console import Console
 
     from camroll.agent.events import Summary
     from camroll.agent.paths import AgentPaths
+    from camroll.server.lock import RunningServer
 
 LAYOUT_NOTE = "server/ (database, blobs/, uploads/), agent/ (config, state), credentials"
 
@@ -65,6 +73,10 @@ class UpLayout:
     def server_log(self) -> Path:
         return self.root / "server.log"
 
+    @property
+    def up_lock(self) -> Path:
+        return self.root / "up.lock"
+
 
 def default_root() -> Path:
     import platformdirs
@@ -81,23 +93,69 @@ def _port_free(host: str, port: int) -> bool:
     return True
 
 
-def _pick_listen(listen: str) -> tuple[str, int, bool]:
-    """The host and port to serve on; a busy default port is replaced by a free one."""
-    host, _, port_s = listen.rpartition(":")
-    if not host or not port_s.isdigit():
-        raise UpError(f"--listen {listen!r} is not HOST:PORT. Fix: use e.g. --listen 127.0.0.1:8420")
-    port = int(port_s)
-    if _port_free(host, port):
-        return host, port, False
+def _remembered_port(url: str | None) -> int | None:
+    """The port of the loopback URL the agent used last time, to serve on the same one again."""
+    if not url:
+        return None
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        return None
+    return port if parts.hostname in ("127.0.0.1", "localhost") else None
+
+
+def _pick_listen(listen: str | None, remembered: int | None) -> tuple[str, int, str | None]:
+    """The host and port to serve on, and a note when it is not the one asked for.  Without
+    ``--listen`` the port of the last run is kept (the agent's URL and the browser's bookmark stay
+    right), else the default; a busy port is replaced by a free one."""
+    if listen is not None:
+        host, _, port_s = listen.rpartition(":")
+        if not host or not port_s.isdigit():
+            raise UpError(f"--listen {listen!r} is not HOST:PORT. Fix: use e.g. --listen {DEFAULT_LISTEN}")
+        wanted = [(int(port_s), f"Port {port_s} is busy")]
+    else:
+        host = DEFAULT_LISTEN.rpartition(":")[0]
+        default_port = int(DEFAULT_LISTEN.rpartition(":")[2])
+        wanted = [(remembered, f"Port {remembered} (used last time) is busy")] if remembered else []
+        wanted.append((default_port, f"Port {default_port} is busy"))
+    for port, _ in wanted:
+        if port is not None and _port_free(host, port):
+            return host, port, None
     with socket.socket() as s:
         s.bind((host, 0))
-        return host, int(s.getsockname()[1]), True
+        port = int(s.getsockname()[1])
+    return host, port, f"{wanted[0][1]}; serving on {host}:{port} instead."
+
+
+def _wait_ready(url: str, proc: subprocess.Popen[bytes] | None, log: Path, timeout: float = 60) -> None:
+    """Until ``url`` answers as a camroll server; ``proc`` (our child) dying first is an error."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc is not None and proc.poll() is not None:
+            raise _ChildExited(proc.returncode)
+        try:
+            if httpx.get(f"{url}/api/v1/server", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise UpError(f"The camroll server at {url} did not answer within {timeout:g} s. Fix: see {log}.")
+        time.sleep(0.05)
+
+
+class _ChildExited(Exception):
+    def __init__(self, code: int) -> None:
+        self.code = code
 
 
 @contextlib.contextmanager
 def running_server(layout: UpLayout, host: str, port: int) -> Iterator[str]:
-    """Run ``camroll serve`` on ``layout``'s data until the block ends; yields its URL."""
-    import httpx
+    """Run ``camroll serve`` on ``layout``'s data until the block ends; yields its URL.  A child that stops
+    at start because another server took the library meanwhile raises :class:`_LostRace`."""
+    from camroll.server import lock
 
     layout.root.mkdir(parents=True, exist_ok=True)
     url = f"http://{host}:{port}"
@@ -108,19 +166,14 @@ def running_server(layout: UpLayout, host: str, port: int) -> Iterator[str]:
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise UpError(f"The camroll server stopped at start (exit code {proc.returncode}). "
-                              f"Fix: see the last lines of {layout.server_log}.")
-            try:
-                if httpx.get(f"{url}/api/v1/server", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise UpError(f"The camroll server did not answer within 60 s. Fix: see {layout.server_log}.")
-            time.sleep(0.05)
+        try:
+            _wait_ready(url, proc, layout.server_log)
+        except _ChildExited as exc:
+            other = lock.running(layout.server_data)
+            if other is not None and other.url:
+                raise _LostRace(other) from None
+            raise UpError(f"The camroll server stopped at start (exit code {exc.code}). "
+                          f"Fix: see the last lines of {layout.server_log}.") from None
         yield url
     finally:
         if proc.poll() is None:
@@ -130,6 +183,44 @@ def running_server(layout: UpLayout, host: str, port: int) -> Iterator[str]:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+class _LostRace(Exception):
+    def __init__(self, other: RunningServer) -> None:
+        self.other = other
+
+
+@dataclass(frozen=True)
+class ServerChoice:
+    """The server this run backs up to: ``url``, and ``how`` it came to be used (a sentence, or None when
+    this run started it)."""
+
+    url: str
+    how: str | None = None
+
+
+@contextlib.contextmanager
+def library_server(layout: UpLayout, listen: str | None, remembered: int | None, console: Console,
+                   ) -> Iterator[ServerChoice]:
+    """The library's server for this run: the one already running on it (a ``camroll serve`` started
+    by hand), else one this run starts and stops.  Never a second server on the same library."""
+    from camroll.server import lock
+
+    other = lock.running(layout.server_data)
+    if other is None or not other.url:
+        host, port, note = _pick_listen(listen, remembered)
+        if note:
+            console.print(note)
+        try:
+            with running_server(layout, host, port) as url:
+                yield ServerChoice(url)
+            return
+        except _LostRace as race:
+            other = race.other
+    assert other.url is not None
+    _wait_ready(other.url, None, layout.server_log)
+    yield ServerChoice(other.url, f"Using the camroll server already running on this library "
+                                  f"(process {other.pid}, {other.url}); it keeps running afterwards.")
 
 
 def _add_local_user(layout: UpLayout, username: str, password: str) -> None:
@@ -181,7 +272,7 @@ def _first_run(layout: UpLayout, url: str) -> str:
 
 
 def _point_agent(layout: UpLayout, url: str, folders: list[Path]) -> None:
-    """Make the agent's config name this run's server URL and folders."""
+    """Make the agent's config name the library's live server and this run's folders."""
     from camroll.agent.account import add_folder
     from camroll.agent.config import load_config, save_config
     from camroll.agent.paths import AgentPaths
@@ -191,7 +282,8 @@ def _point_agent(layout: UpLayout, url: str, folders: list[Path]) -> None:
     assert cfg.server is not None
     changed = False
     if cfg.server.url != url:
-        # The port may differ between runs; the server (and so the device token) is the same.
+        # Only ever towards the library's one live server (see library_server), so a running agent that
+        # reloads the config still reaches its server.  The server, and so the device token, is the same.
         cfg.server.url = url
         changed = True
     for folder in folders:
@@ -200,11 +292,82 @@ def _point_agent(layout: UpLayout, url: str, folders: list[Path]) -> None:
         save_config(paths.config_file, cfg)
 
 
+def _remember(layout: UpLayout, console: Console) -> None:
+    """Mark the agent home as this folder's, and point the agent commands (status, problems, why, doctor)
+    at it unless this device has an agent of its own or ``$CAMROLL_HOME`` says otherwise."""
+    from camroll.agent.paths import ALLINONE_FILE, HOME_ENV, AgentPaths, AllInOne, pointer_file, write_allinone
+
+    info = AllInOne(layout.root, layout.agent_home)
+    write_allinone(layout.agent_home / ALLINONE_FILE, info)
+    see = f"CAMROLL_HOME={layout.agent_home} camroll status"
+    home = os.environ.get(HOME_ENV)
+    if home:
+        if Path(home).expanduser().resolve() != layout.agent_home:
+            console.print(f"CAMROLL_HOME is set, so camroll status and doctor look at {home}; for this "
+                          f"library's backup run: {see}")
+        return
+    own = AgentPaths.platform()
+    if own.config_file.exists():
+        console.print(f"camroll status and doctor show this device's own agent ({own.config_file}); for this "
+                      f"library's backup run: {see}")
+        return
+    write_allinone(pointer_file(own), info)
+
+
+def _refuse_server_layout(layout: UpLayout) -> None:
+    from camroll.server.datadir import holds_library
+
+    if holds_library(layout.root):
+        raise UpError(
+            f"{layout.root} holds a server library made by 'camroll serve --data {layout.root}'; camroll up keeps "
+            f"its library in a server/ folder beside its agent, so it will not use this one. Fix: to back up "
+            f"this device into that library, run 'camroll serve --data {layout.root}', then 'camroll login URL "
+            f"--user NAME' and 'camroll folder add PATH'; or give camroll up another --data folder.")
+
+
+@dataclass
+class _Seat:
+    """How this run takes part: ``guest_of`` is the watching ``camroll up`` whose server it uses."""
+
+    held: uplock.Held | None = None
+    guest_of: uplock.UpRun | None = None
+
+
+@contextlib.contextmanager
+def _take_seat(layout: UpLayout, watch: bool, console: Console) -> Iterator[_Seat]:
+    """One ``camroll up`` per folder at a time, with one exception: while a watching run keeps its server,
+    a one-shot run backs up through that server (their passes take turns on the pass lock)."""
+    told: set[int | None] = set()
+    while True:
+        try:
+            with uplock.hold(layout.up_lock, watch=watch) as held:
+                yield _Seat(held=held)
+            return
+        except uplock.UpBusy as busy:
+            other = busy.other
+        if other.watch:
+            if watch:
+                raise UpError(
+                    f"camroll up --watch is already running on {layout.root} (process {other.pid}, serving "
+                    f"{other.url or 'soon'}); it backs up new photos by itself. Fix: use that one; to add a "
+                    f"folder to it, run 'camroll up FOLDER' without --watch; to restart it, stop it first "
+                    f"(kill {other.pid}).")
+            if other.url:
+                yield _Seat(guest_of=other)
+                return
+        elif other.pid not in told:
+            console.print(f"Waiting for the camroll up in process {other.pid} to finish (it stops its server "
+                          "when its backup ends)...")
+            told.add(other.pid)
+        time.sleep(0.25)
+
+
 def up(
     folders: list[Path] = typer.Argument(None, help="Folders of photos and videos to back up."),
     example: bool = typer.Option(False, "--example", help="Generate an example camera roll and back it up."),
     data: Path | None = typer.Option(None, "--data", help="Where to keep the library (default: the user data dir)."),
-    listen: str = typer.Option("127.0.0.1:8420", "--listen", help="Address for the server (loopback by default)."),
+    listen: str | None = typer.Option(
+        None, "--listen", help=f"Address for the server (default: the port of the last run, else {DEFAULT_LISTEN})."),
     json_out: bool = typer.Option(False, "--json", help="Print the backup summary as JSON on stdout."),
     watch: bool = typer.Option(False, "--watch",
                                help="After the first pass, keep the server running and back up new photos as "
@@ -214,48 +377,52 @@ def up(
     _up(list(folders or []), example, data, listen, json_out, watch)
 
 
-def _up(folders: list[Path], example: bool, data: Path | None, listen: str, json_out: bool,
+def _up(folders: list[Path], example: bool, data: Path | None, listen: str | None, json_out: bool,
         watch: bool = False) -> None:
     from rich.console import Console
 
     from camroll.agent.config import load_config
-    from camroll.agent.engine import run_backup
+    from camroll.agent.lock import agent_lock
     from camroll.agent.paths import AgentPaths
-    from camroll.agent.progress import ProgressRenderer
 
     layout = UpLayout((data or default_root()).expanduser().resolve())
+    _refuse_server_layout(layout)
     console = Console(stderr=True)
     paths = AgentPaths.in_dir(layout.agent_home)
-    if example:
-        from camroll.example import make_example_roll
-
-        with console.status("Writing an example camera roll..."):
-            make_example_roll(layout.example)
-        folders.append(layout.example)
-    if not folders and not load_config(paths.config_file).folders:
+    if not folders and not example and not load_config(paths.config_file).folders:
         raise UpError("No folder to back up. Fix: give one, e.g. 'camroll up ~/Pictures', "
                       "or try 'camroll up --example'.")
     from camroll.agent.account import checked_folder
 
     folders = [checked_folder(f) for f in folders]
-    host, port, moved = _pick_listen(listen)
-    if moved:
-        console.print(f"Port {listen.rpartition(':')[2]} is busy; serving on {host}:{port} instead.")
-    with running_server(layout, host, port) as url:
-        if load_config(paths.config_file).server is None:
-            username = _first_run(layout, url)
-            console.print(f"Created user '{username}' on the local server; its password is in "
-                          f"{layout.credentials}.")
-        _point_agent(layout, url, folders)
-        cfg = load_config(paths.config_file)
-        console.print(f"Backing up {', '.join(cfg.folders)} to {url}")
-        renderer = ProgressRenderer(console) if console.is_terminal else None
-        try:
-            summary = run_backup(paths, cfg, renderer)
-        finally:
-            if renderer is not None:
-                renderer.progress.stop()
-        _report(summary, layout, json_out, watch, url)
+    with contextlib.ExitStack() as stack:
+        seat = stack.enter_context(_take_seat(layout, watch, console))
+        if watch:
+            # Taken before anything starts: a `camroll agent` loop on the same state is refused with its pid.
+            stack.enter_context(agent_lock(paths.state_db))
+        if example:
+            from camroll.example import make_example_roll
+
+            with console.status("Writing an example camera roll..."):
+                make_example_roll(layout.example)
+            folders.append(layout.example)
+        if seat.guest_of is not None:
+            assert seat.guest_of.url is not None
+            _wait_ready(seat.guest_of.url, None, layout.server_log)
+            choice = ServerChoice(seat.guest_of.url, f"camroll up --watch is running on this library (process "
+                                                     f"{seat.guest_of.pid}); backing up through its server.")
+        else:
+            cfg = load_config(paths.config_file)
+            remembered = _remembered_port(cfg.server.url if cfg.server else None)
+            choice = stack.enter_context(library_server(layout, listen, remembered, console))
+            assert seat.held is not None
+            seat.held.set_url(choice.url)
+        if choice.how:
+            console.print(choice.how)
+        if listen is not None and choice.how:
+            console.print(f"(--listen {listen} is not used: one library has one server.)")
+        summary = _backup(layout, paths, choice.url, folders, console)
+        _report(summary, layout, json_out, watch, choice.url)
         if watch:
             _watch(paths, console, json_out)
             return
@@ -267,12 +434,44 @@ def _up(folders: list[Path], example: bool, data: Path | None, listen: str, json
         raise typer.Exit(1)
 
 
+def _backup(layout: UpLayout, paths: AgentPaths, url: str, folders: list[Path], console: Console) -> Summary:
+    """Log in on the first run, point the agent at ``url`` and the folders, and run one pass (after the
+    pass another process runs on the same state, if any: passes take turns)."""
+    from camroll.agent.config import load_config
+    from camroll.agent.engine import run_backup
+    from camroll.agent.lock import PassBusy
+    from camroll.agent.progress import ProgressRenderer
+
+    if load_config(paths.config_file).server is None:
+        username = _first_run(layout, url)
+        console.print(f"Created user '{username}' on the local server; its password is in "
+                      f"{layout.credentials}.")
+    _point_agent(layout, url, folders)
+    _remember(layout, console)
+    cfg = load_config(paths.config_file)
+    console.print(f"Backing up {', '.join(cfg.folders)} to {url}")
+    told: set[int | None] = set()
+    while True:
+        renderer = ProgressRenderer(console) if console.is_terminal else None
+        try:
+            return run_backup(paths, cfg, renderer)
+        except PassBusy as busy:
+            if busy.pid not in told:
+                console.print(f"Waiting for the backup pass running in process {busy.pid} to finish...")
+                told.add(busy.pid)
+        finally:
+            if renderer is not None:
+                renderer.progress.stop()
+        time.sleep(0.5)
+
+
 def _report(summary: Summary, layout: UpLayout, json_out: bool, watch: bool, url: str) -> None:
     from camroll.agent.progress import summary_text
 
     if json_out:
         out = summary.to_json()
         out["library"] = str(layout.server_data)
+        out["server_url"] = url
         typer.echo(json.dumps(out), nl=True)
         return
     typer.echo(summary_text(summary))
@@ -282,7 +481,8 @@ def _report(summary: Summary, layout: UpLayout, json_out: bool, watch: bool, url
         typer.echo(f"See it in a browser at {url} (the user name and password are in {layout.credentials}).")
     else:
         typer.echo("Run the same command again any time: only new and changed files are sent. Add --watch to "
-                   "keep going and to browse the library in a web browser while it runs.")
+                   "keep going and to browse the library in a web browser while it runs. 'camroll status' and "
+                   "'camroll doctor' tell how the backup is doing.")
 
 
 def _watch(paths: AgentPaths, console: Console, json_out: bool) -> None:

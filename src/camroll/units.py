@@ -36,3 +36,8 @@ def format_size(n: int) -> str:
         if value < 999.95 or unit == "PB":
             return f"{value:.1f} {unit}"
     raise AssertionError("unreachable")
+
+
+def plural(n: int, word: str) -> str:
+    """``1 file``, ``2 files``, ``1,000 files``: counts in sentences (agent and server alike)."""
+    return f"{n:,} {word}{'' if n == 1 else 's'}"

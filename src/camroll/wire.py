@@ -36,6 +36,10 @@ META_SHA256 = "sha256"
 META_SIZE = "size"
 META_MTIME_NS = "mtime_ns"
 META_PATH = "path"
+# A device path that is not valid UTF-8 (a latin-1 name from an old disk): ``path`` and ``filename`` then
+# hold its readable form (:func:`display_name`) and ``path_raw`` its exact bytes (:func:`raw_name_to_wire`),
+# so a restore can recreate the name byte for byte.  Absent for UTF-8 paths.
+META_PATH_RAW = "path_raw"
 
 # Answer header of the request that completes an upload (and of HEAD on a completed one): the asset id.
 ASSET_ID_HEADER = "Camroll-Asset-Id"
@@ -66,6 +70,23 @@ MAX_UPLOAD_METADATA_PAIRS = 32
 MAX_UPLOAD_METADATA_VALUE = 4 * MAX_PATH
 # Any JSON request body (a check batch of MAX_CHECK_BATCH long paths is the largest one the agent sends).
 MAX_JSON_BODY = 32 * 2**20
+
+
+def display_name(raw: bytes) -> str:
+    """A file name as people read it: UTF-8, each byte that is not UTF-8 shown as ``\\xNN``
+    (``IMG_caf\\xe9.jpg``).  Not U+FFFD, which would give two different names the same text; not a guess
+    at latin-1 or cp1252, which shows a Cyrillic or Shift-JIS name as plausible but wrong accented letters."""
+    return raw.decode("utf-8", "backslashreplace")
+
+
+def raw_name_to_wire(raw: bytes) -> str:
+    """The exact bytes of a name as JSON/header text (standard base64)."""
+    return base64.b64encode(raw).decode("ascii")
+
+
+def raw_name_from_wire(text: str) -> bytes:
+    """Inverse of :func:`raw_name_to_wire`; raises ``ValueError`` for text that is not base64."""
+    return base64.b64decode(text, validate=True)
 
 
 def encode_upload_metadata(meta: dict[str, str]) -> str:
@@ -257,6 +278,8 @@ class Heartbeat(_Model):
     failed_files: Count = 0
     skipped_files: Count = 0
     backed_up_files: Count = 0
+    left_out_files: Count = Field(default=0, description="Files left out by choice: hidden, in Android's trash, "
+                                  "or kept out by the include/exclude settings (not problems).")
     last_success_at: AwareDatetime | None = Field(default=None, description="End of the last pass that left "
                                                   "nothing to do.")
     problems: list[DeviceProblem] = Field(default_factory=list, max_length=MAX_HEARTBEAT_PROBLEMS)
@@ -281,6 +304,7 @@ class DeviceHealth(_Model):
     failed_files: int
     skipped_files: int
     backed_up_files: int
+    left_out_files: int = 0
     stalled: bool = Field(description="Pending work and no progress for longer than the stall limit.")
     problems: list[DeviceProblem]
 
@@ -321,6 +345,10 @@ class CheckItem(_Model):
     path: str | None = Field(default=None, max_length=MAX_PATH)
     filename: str | None = Field(default=None, max_length=MAX_FILENAME)
     mtime_ns: Int64 | None = None
+    # Base64 of MAX_PATH bytes is at most 4/3 as long.
+    path_raw: str | None = Field(default=None, max_length=MAX_PATH * 4 // 3 + 4,
+                                 description="Base64 of the path's exact bytes when they are not UTF-8 "
+                                             "(``path`` then shows them as \\xNN).")
 
 
 class CheckRequest(_Model):
@@ -338,6 +366,8 @@ class AssetFileInfo(_Model):
     path: str
     filename: str
     mtime_ns: int | None
+    path_raw: str | None = Field(default=None, description="Base64 of the path's exact bytes on the device "
+                                 "when they are not UTF-8; a restore recreates the name from these.")
 
 
 class AssetInfo(_Model):

@@ -9,6 +9,7 @@ import hashlib
 import json
 import threading
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import httpx
 
@@ -31,6 +32,10 @@ class FakeServer:
         self.paths: dict[int, set[str]] = {}
         self.next_id = 1
         self.requests: list[tuple[str, str]] = []
+        self.heartbeats: list[wire.Heartbeat] = []
+        self.metas: list[dict[str, str]] = []
+        # Raised instead of answering a heartbeat (a server that cannot take one).
+        self.heartbeat_error: Exception | None = None
         self.bytes_received = 0
         # Faults
         self.fail_next_patches = 0  # answer 503 to this many PATCHes
@@ -57,6 +62,14 @@ class FakeServer:
 
     def handle(self, req: httpx.Request) -> httpx.Response:
         with self.lock:
+            if req.url.path == "/api/v1/devices/current/heartbeat":
+                # Kept apart from ``requests``: every pass ends with one, and tests count the backup's own.
+                if self.heartbeat_error is not None:
+                    raise self.heartbeat_error
+                self.heartbeats.append(wire.Heartbeat.model_validate_json(req.content))
+                ack = wire.HeartbeatAck(server_time=datetime.now(UTC), interval_seconds=300)
+                return httpx.Response(200, content=ack.model_dump_json().encode(),
+                                      headers={"Content-Type": "application/json"})
             self.requests.append((req.method, req.url.path))
             return self._handle(req)
 
@@ -134,6 +147,7 @@ class FakeServer:
                                      "delete some files or ask the admin for more space")
             uid = f"u{len(self.requests)}"
             up = FakeUpload(length, wire.decode_upload_metadata(req.headers.get("Upload-Metadata", "")))
+            self.metas.append(up.meta)
             if self.refused_suffixes and up.meta.get(wire.META_FILENAME, "").endswith(self.refused_suffixes):
                 return self._problem(415, "unsupported_media_type", "It is not a type this server stores.",
                                      "Ask the admin to start it with --accept-other-files.")

@@ -31,6 +31,7 @@ from camroll.agent.lock import pass_lock
 from camroll.agent.paths import AgentPaths
 from camroll.agent.state import StateDB
 from camroll.agent.status import FileProblem, Status
+from camroll.agent.tally import Tally
 
 from .media import jpeg_bytes
 
@@ -107,7 +108,8 @@ def _status(**kw: Any) -> Status:
         bytes={"pending": 200, "uploading": 100, "backed_up": 1000, "failed": 5}, last_successful_backup_at=None,
         last_pass_at=1.0, stopped_reason=None,
         failed=[FileProblem("/p/bad.jpg", "boom", 2, 1_700_000_000.0)],
-        skipped=[FileProblem("/p/notes.txt", "not a photo or video", 0, None)])
+        skipped=[FileProblem("/p/notes.txt", "not a photo or video", 0, None)],
+        tally=Tally(backed_up=10, in_progress=3, failed=1, skipped=1))
     base.update(kw)
     return Status(**base)
 

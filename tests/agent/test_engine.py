@@ -6,6 +6,7 @@ import hashlib
 import os
 from pathlib import Path
 
+import httpx
 import pytest
 
 from camroll.agent.config import AgentConfig, PolicyConfig, ServerConfig
@@ -57,6 +58,18 @@ def _states(paths: AgentPaths) -> dict[str, tuple[str, str]]:
         return {os.path.basename(p): (db.get(r[0]).state, db.get(r[0]).reason) for p, r in db.index().items()}
 
 
+@pytest.mark.parametrize("error", [httpx.ConnectError("refused"), httpx.ReadTimeout("slow"),
+                                   RuntimeError("a bug in the report")])
+def test_a_heartbeat_that_cannot_be_sent_never_fails_the_pass(tmp_path: Path, error: Exception) -> None:
+    paths, cfg, photos = _setup(tmp_path)
+    write(photos / "a.jpg", jpeg_bytes(1))
+    srv = FakeServer()
+    srv.heartbeat_error = error
+    s = run_backup(paths, cfg, transport=srv.transport())
+    assert s.ok and s.files_uploaded == 1 and s.headline == "Everything is backed up"
+    assert srv.heartbeats == []
+
+
 def test_first_backup_then_nothing(tmp_path: Path) -> None:
     paths, cfg, photos = _setup(tmp_path)
     write(photos / "a.jpg", jpeg_bytes(1))
@@ -86,6 +99,10 @@ def test_first_backup_then_nothing(tmp_path: Path) -> None:
     n = len(srv.requests)
     s2 = run_backup(paths, cfg, transport=srv.transport())
     assert s2.files_uploaded == 0 and s2.bytes_sent == 0 and len(srv.requests) == n
+    # ...but each pass reported to the server once, with the same counts as the state DB (a cron backup
+    # must not leave the devices page at "Never connected").
+    assert len(srv.heartbeats) == 2
+    assert (srv.heartbeats[-1].backed_up_files, srv.heartbeats[-1].skipped_files) == (3, 2)
 
 
 def test_same_photo_two_folders_one_upload(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from camroll.agent.conditions import Conditions
 from camroll.agent.conditions.network import NetworkKind
 from camroll.agent.config import PolicyConfig
 from camroll.agent.filepolicy import (
+    LEFT_OUT_CODES,
     ServerLimits,
     check_stat,
     check_type,
@@ -20,7 +21,7 @@ from camroll.agent.filepolicy import (
 )
 from camroll.agent.hasher import hash_file
 from camroll.agent.metered import MeteredMeter, cap_reason, is_metered
-from camroll.agent.state import StateDB
+from camroll.agent.state import NewFile, StateDB
 from camroll.agent.throttle import TokenBucket
 
 from .media import jpeg_bytes, png_bytes, write
@@ -69,6 +70,23 @@ def test_exclude_and_include_globs_are_case_blind_and_match_name_or_path() -> No
     # An absolute glob is matched against the full path.
     d = check_stat("/tmp/photos/a.jpg", "/tmp/photos", 1, 0, PolicyConfig(exclude=["/tmp/photos/*"]), NO_LIMITS)
     assert d is not None and d.code == "excluded"
+
+
+def test_hidden_and_android_trash_files_are_left_out_by_choice(tmp_path: Path) -> None:
+    for name, code in ((".hidden.jpg", "hidden"), ("._IMG_1.JPG", "hidden"),
+                       (".trashed-1733000000-IMG_9.jpg", "trashed")):
+        d = check_stat(f"/p/DCIM/{name}", "/p", 10, 0, PolicyConfig(), NO_LIMITS)
+        assert d is not None and (d.state, d.code) == ("skipped", code) and d.fix, name
+        assert code in LEFT_OUT_CODES
+    assert check_stat("/p/DCIM/IMG.trashed.jpg", "/p", 10, 0, PolicyConfig(), NO_LIMITS) is None
+    # The state DB's SQL list of left-out codes is the rules' list.
+    with StateDB(tmp_path / "s.db") as db:
+        db.apply_scan([NewFile(f"/p/{c}.jpg", "/p", 1, 1, i) for i, c in enumerate((*LEFT_OUT_CODES, "empty"))],
+                      [], [], [])
+        for row in db.work_items(0):
+            db.set_skipped(row.id, "x", code=row.path.rsplit("/", 1)[-1][:-4])
+        assert db.left_out_count() == len(LEFT_OUT_CODES)
+        assert [r.code for r in db.problem_files(10, excluded=False)] == ["empty"]
 
 
 def test_empty_file() -> None:

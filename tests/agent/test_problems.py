@@ -161,7 +161,7 @@ def test_excluded_files_are_a_choice_not_a_problem(home: Any, app: typer.Typer) 
     every = {os.path.basename(r["path"]): r["code"] for r in _json(app, "problems", "--all")}
     assert every == {"notes.txt": "unsupported_type", "shot.png": "excluded"}
     r = runner.invoke(app, ["problems"])
-    assert "1 more file left out by your include/exclude settings" in r.output and "--all" in r.output
+    assert "1 more file left out by choice" in r.output and "--all" in r.output
     assert _json(app, "status")["problems"] == 1
     # `why` still explains the excluded file.
     assert "exclude" in runner.invoke(app, ["why", str(photos / "shot.png")]).output
@@ -393,21 +393,32 @@ def test_history_is_bounded(tmp_path: Path) -> None:
         assert len(details) == EVENTS_PER_FILE and details[-1] == str(EVENTS_PER_FILE + 14)
 
 
-def test_names_that_are_not_utf8_are_listed_with_the_fix(home: Any, app: typer.Typer) -> None:
+def test_names_that_are_not_utf8_are_backed_up_and_shown_readably(home: Any, app: typer.Typer) -> None:
     paths, cfg, photos = home
     write(photos / "ok.jpg", jpeg_bytes(1))
-    fd = os.open(os.fsencode(photos) + b"/caf\xe9.jpg", os.O_WRONLY | os.O_CREAT, 0o644)
+    raw = os.fsencode(photos) + b"/caf\xe9.jpg"
+    fd = os.open(raw, os.O_WRONLY | os.O_CREAT, 0o644)
     os.write(fd, jpeg_bytes(2))
     os.close(fd)
-    s = run_backup(paths, cfg, transport=FakeServer().transport())
-    assert s.files_uploaded == 1
-    (row,) = _json(app, "problems")
-    assert row["path"] == f"{photos}/caf\\xe9.jpg" and row["state"] == "unreadable" and row["code"] == "bad_name"
-    assert row["fix"].startswith("Rename it")
-    st = _json(app, "status")
-    assert st["problems"] == 1 and "could not be read" in st["headline"]
-    story = _json(app, "why", f"{photos}/caf\\xe9.jpg")
-    assert story["state"] == "unreadable" and "UTF-8" in story["reason"]
+    srv = FakeServer()
+    s = run_backup(paths, cfg, transport=srv.transport())
+    assert s.files_uploaded == 2 and s.ok
+    # The server got the readable name and the exact bytes.
+    (uploaded,) = [m for m in srv.metas if m.get(wire.META_PATH_RAW)]
+    assert wire.raw_name_from_wire(uploaded[wire.META_PATH_RAW]) == raw
+    assert uploaded[wire.META_PATH] == f"{photos}/caf\\xe9.jpg" and uploaded[wire.META_FILENAME] == "caf\\xe9.jpg"
+    assert _json(app, "problems") == []
+    # 'why' takes the name as the shell passes it (sys.argv holds it surrogate-escaped).
+    story = _json(app, "why", os.fsdecode(raw))
+    assert story["state"] == "backed up" and story["path"] == f"{photos}/caf\\xe9.jpg"
+    assert story["path_raw"] is not None and wire.raw_name_from_wire(story["path_raw"]) == raw
+    # ...and as camroll printed it, copied from 'camroll problems' or 'status'.
+    assert _json(app, "why", f"{photos}/caf\\xe9.jpg")["path_raw"] == story["path_raw"]
+    text = runner.invoke(app, ["why", os.fsdecode(raw)])
+    assert text.exit_code == 0 and "caf\\xe9.jpg" in text.output, text.output
+    # An unchanged second pass finds it again by its bytes: nothing new, nothing sent.
+    s2 = run_backup(paths, cfg, transport=srv.transport())
+    assert (s2.files_new, s2.files_uploaded, s2.bytes_sent) == (0, 0, 0)
 
 
 def test_unreadable_file_is_retried_as_soon_as_it_opens(home: Any, app: typer.Typer,

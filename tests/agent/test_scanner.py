@@ -3,7 +3,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from camroll.agent.scanner import FILE_GONE, FOLDER_REMOVED, NOT_UTF8, normalise_folders, scan
+from camroll.agent.scanner import FILE_GONE, FOLDER_REMOVED, normalise_folders, scan
 from camroll.agent.state import StateDB
 
 
@@ -22,8 +22,9 @@ def test_new_unchanged_changed_vanished(tmp_path: Path) -> None:
     (root / ".thumbs" / "c.jpg").write_bytes(b"c")
     with StateDB(tmp_path / "s.db") as db:
         r = scan(db, [str(root)])
-        assert (r.files_seen, r.new, r.changed, r.vanished) == (2, 2, 0, 0)
-        assert set(_state(db)) == {str(a), str(root / "sub" / "b.jpg")}
+        # A hidden file is recorded (the file rules leave it out by choice); a hidden folder is not walked.
+        assert (r.files_seen, r.new, r.changed, r.vanished) == (3, 3, 0, 0)
+        assert set(_state(db)) == {str(a), str(root / "sub" / "b.jpg"), str(root / ".hidden.jpg")}
         for fid, *_ in db.index().values():
             db.set_backed_up(fid, 1, "ok")
         r = scan(db, [str(root)])
@@ -102,7 +103,7 @@ def test_symlink_loop_and_nested_folders(tmp_path: Path) -> None:
     assert normalise_folders(["/a/b", "/a", "/ab"]) == ["/a", "/ab"]
 
 
-def test_undecodable_name_and_symlink_loop_are_reported_not_fatal(tmp_path: Path) -> None:
+def test_undecodable_name_is_recorded_byte_for_byte_and_symlink_loop_reported(tmp_path: Path) -> None:
     root = tmp_path / "photos"
     root.mkdir()
     (root / "ok.jpg").write_bytes(b"\xff\xd8\xffok")
@@ -113,8 +114,11 @@ def test_undecodable_name_and_symlink_loop_are_reported_not_fatal(tmp_path: Path
     os.symlink(root / "loop_a", root / "loop_b")
     with StateDB(tmp_path / "s.db") as db:
         r = scan(db, [str(root)])
-        assert set(_state(db)) == {str(root / "ok.jpg")}
+        bad = os.fsdecode(os.fsencode(root) + b"/caf\xe9.jpg")
+        assert set(_state(db)) == {str(root / "ok.jpg"), bad}
+        # Stored as its exact bytes, and an unchanged rescan finds it again (no new row, no change).
+        assert db.find(bad) is not None and os.path.exists(db.find(bad).path)  # type: ignore[union-attr]
+        assert not scan(db, [str(root)]).anything_changed
         reasons = dict(r.unreadable)
-        assert reasons[f"{root}/caf\\xe9.jpg"] == NOT_UTF8
-        assert "rename" in NOT_UTF8
+        assert bad not in reasons
         assert {f"{root}/loop_a", f"{root}/loop_b"} <= set(reasons)

@@ -157,3 +157,28 @@ def test_original_supports_ranges(user: User) -> None:
     assert r.status_code == 200 and r.content == data
     r = user.session.get(url, headers={"Range": "bytes=0-1", "If-Range": '"stale"'})
     assert r.status_code == 200
+
+
+def test_raw_paths_are_kept_byte_for_byte_and_bad_ones_refused(user: User) -> None:
+    """A device path that is not UTF-8 arrives as ``path_raw``; the server keeps the bytes and makes the
+    readable path and file name from them, whatever readable text the client sent."""
+    raw = b"/DCIM/IMG_caf\xe9.jpg"
+    data = jpeg(2000, seed=101)
+    sha = hashlib.sha256(data).hexdigest()
+    asset_id = upload(user.client, data, path="/DCIM/IMG_caf?.jpg", path_raw=wire.raw_name_to_wire(raw))
+    raw2 = b"/Card/\xc9t\xe9.jpg"
+    r = user.client.post("/api/v1/assets/check", json={"items": [
+        {"sha256": sha, "path": "ignored", "path_raw": wire.raw_name_to_wire(raw2)}]})
+    assert r.status_code == 200, r.text
+    files = user.client.get(f"/api/v1/assets/{asset_id}").json()["files"]
+    got = {wire.raw_name_from_wire(f["path_raw"]): (f["path"], f["filename"]) for f in files}
+    assert got == {raw: ("/DCIM/IMG_caf\\xe9.jpg", "IMG_caf\\xe9.jpg"),
+                   raw2: ("/Card/\\xc9t\\xe9.jpg", "\\xc9t\\xe9.jpg")}
+
+    bad = {"items": [{"sha256": sha, "path": "/x.jpg", "path_raw": "not base64!"}]}
+    assert "path_raw" in str(assert_problem(user.client.post("/api/v1/assets/check", json=bad), 400,
+                                            "bad_request")["detail"])
+    meta = wire.encode_upload_metadata({wire.META_SHA256: sha, wire.META_PATH_RAW: "not base64!"})
+    r = user.client.post(wire.UPLOADS_PATH, headers={"Tus-Resumable": wire.TUS_VERSION, "Upload-Length": "5",
+                                                     "Upload-Metadata": meta})
+    assert "path_raw" in str(assert_problem(r, 400, "bad_request")["detail"])

@@ -13,7 +13,7 @@ Left out of the fuzz run, on purpose, and covered by ordinary tests instead:
 - ``POST /me/notifications`` would add alert URLs that the server then sends to, off this machine:
   tests/server/test_health.py and test_notify_cli.py.
 
-``CAMROLL_FUZZ_EXAMPLES`` sets the examples per operation and generation mode (default 25, which keeps
+``CAMROLL_FUZZ_EXAMPLES`` sets the examples per operation and generation mode (default 12, which keeps
 the whole run under three minutes on a loaded 2-core machine).
 """
 
@@ -42,7 +42,7 @@ from camroll import wire
 from .conftest import jpeg, make_user, upload
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
-EXAMPLES = int(os.environ.get("CAMROLL_FUZZ_EXAMPLES", "25"))
+EXAMPLES = int(os.environ.get("CAMROLL_FUZZ_EXAMPLES", "12"))
 EXCLUDED = {
     ("POST", "/api/v1/me/password"),
     ("POST", "/api/v1/auth/logout"),

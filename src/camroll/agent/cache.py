@@ -33,7 +33,7 @@ from camroll.agent.lock import pass_lock
 from camroll.agent.log import logger
 from camroll.agent.paths import AgentPaths
 from camroll.agent.state import StateDB
-from camroll.units import format_size
+from camroll.units import format_size, plural
 
 if TYPE_CHECKING:
     import httpx
@@ -294,7 +294,7 @@ def reset_text(result: ResetResult) -> str:
         head = (f"rebuilt: {known:,} file{'' if known == 1 else 's'}, all already on the server; "
                 f"{s.bytes_uploaded:,} bytes uploaded")
     else:
-        head = (f"rebuilt: {known:,} files; {s.files_already_on_server:,} already on the server, "
+        head = (f"rebuilt: {plural(known, 'file')}; {s.files_already_on_server:,} already on the server, "
                 f"{s.files_uploaded:,} new ones uploaded ({format_size(s.bytes_uploaded)})")
     extra = []
     if s.files_skipped:

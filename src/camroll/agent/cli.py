@@ -101,7 +101,9 @@ def login(
     from camroll.agent.config import load_config, save_config
 
     url = server_url(url)
-    paths = _paths()
+    # This device's own agent, never the all-in-one one that ``camroll up`` points at: logging that one
+    # in elsewhere would take it away from its library.
+    paths = AgentPaths.default(follow_up=False)
     cfg = load_config(paths.config_file)
     password = _read_password(password_file)
     reg = register_device(url, user, password, device_name)

@@ -43,7 +43,8 @@ def daemon_options(rescan_interval: float, condition_interval: float, debounce: 
 
 
 def run_daemon(paths: AgentPaths, options: DaemonOptions, *, quiet: bool, verbose: bool) -> None:
-    """Run the loop in the foreground until SIGTERM or Ctrl-C (shared with ``camroll up --watch``)."""
+    """Run the loop in the foreground until SIGTERM or Ctrl-C (shared with ``camroll up --watch``).  The
+    caller holds ``lock.agent_lock`` on the state database: one loop per state."""
     from camroll.agent.daemon import Daemon, stop_on_signals
     from camroll.agent.log import setup_file_logging, setup_stderr_logging
 
@@ -89,6 +90,13 @@ def agent(
         return
     paths = AgentPaths.default()
     opts = daemon_options(rescan_interval, condition_interval, debounce, retry_base, heartbeat_interval)
+    from camroll.agent.lock import agent_lock
+
+    with agent_lock(paths.state_db):
+        _announce_and_run(paths, opts, quiet=quiet, verbose=verbose)
+
+
+def _announce_and_run(paths: AgentPaths, opts: DaemonOptions, *, quiet: bool, verbose: bool) -> None:
     if not quiet:
         from camroll.agent.config import load_config
         from camroll.agent.errors import ConfigError

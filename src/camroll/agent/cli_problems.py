@@ -11,9 +11,12 @@ import typer
 
 from camroll.agent.cli import _paths, friendly
 from camroll.agent.errors import AgentError
+from camroll.agent.fsnames import shown
+from camroll.agent.tally import plural
 
 if TYPE_CHECKING:
     from camroll.agent.config import AgentConfig
+    from camroll.agent.problems import Outcome
     from camroll.agent.state import StateDB
 
 
@@ -55,20 +58,21 @@ def _retry_in(ts: float | None) -> str:
 
 def problems(json_out: bool = typer.Option(False, "--json", help="Print a JSON list."),
              limit: int = typer.Option(1000, "--limit", min=1, help="Show at most this many files."),
-             show_all: bool = typer.Option(False, "--all", help="Also list files your include/exclude settings "
-                                                               "keep out.")) -> None:
+             show_all: bool = typer.Option(False, "--all", help="Also list files left out by choice: hidden, "
+                                                               "in Android's trash, or kept out by your "
+                                                               "include/exclude settings.")) -> None:
     """List every file that is not backed up, with the reason and the fix, most important first."""
     from camroll.agent.problems import problem_rows
 
     _cfg, db = _open()
     with db:
         rows = problem_rows(db, limit, excluded=show_all)
-        hidden = 0 if show_all else db.excluded_count()
+        hidden = 0 if show_all else db.left_out_count()
     if json_out:
         typer.echo(json.dumps([r.to_json() for r in rows]))
         return
-    also = (f" ({hidden:,} more file{'s' if hidden != 1 else ''} left out by your include/exclude settings: "
-            "camroll problems --all lists them.)") if hidden else ""
+    also = (f" ({plural(hidden, 'more file')} left out by choice: hidden, in Android's trash or kept out by "
+            "your include/exclude settings; camroll problems --all lists them.)") if hidden else ""
     if not rows:
         typer.echo(f"No problems: every file camroll knows is backed up, on its way, or ignored.{also}")
         return
@@ -77,7 +81,8 @@ def problems(json_out: bool = typer.Option(False, "--json", help="Print a JSON l
     from rich.text import Text
 
     console = Console(highlight=False)
-    table = Table(title=f"{len(rows):,} file{'s' if len(rows) != 1 else ''} not backed up", title_justify="left")
+    title = f"{plural(len(rows), 'file')} not backed up" + (" or left out" if show_all else "")
+    table = Table(title=title, title_justify="left")
     table.add_column("State", no_wrap=True)
     table.add_column("File", overflow="fold")
     table.add_column("Reason", overflow="fold")
@@ -85,7 +90,7 @@ def problems(json_out: bool = typer.Option(False, "--json", help="Print a JSON l
     for r in rows:
         state = r.state
         if r.state == "failed" and r.attempts:
-            state += f"\n{r.attempts} tries"
+            state += f"\n{r.attempts} {'try' if r.attempts == 1 else 'tries'}"
             if (when := _retry_in(r.next_retry_at)):
                 state += f"\nretry {when}"
         table.add_row(Text(state), Text(r.path), Text(r.reason), Text(r.fix))
@@ -107,17 +112,16 @@ def retry(path: str | None = typer.Argument(None, help="A failed or skipped file
     with db:
         out = do_retry(db, cfg, None if all_files else path)
     if json_out:
-        typer.echo(json.dumps([o.__dict__ for o in out]))
+        typer.echo(json.dumps([_shown(o) for o in out]))
         return
     done = [o for o in out if o.done]
     if all_files and not out:
         typer.echo("Nothing to retry: no failed files and no files skipped by a rule.")
         return
     for o in out:
-        typer.echo(f"{o.path}: {o.message}")
+        typer.echo(f"{shown(o.path)}: {shown(o.message)}")
     if done:
-        n = len(done)
-        typer.echo(f"{n:,} file{'s' if n != 1 else ''} will be tried on the next backup, after new files "
+        typer.echo(f"{plural(len(done), 'file')} will be tried on the next backup, after new files "
                    "(camroll backup runs one now).")
 
 
@@ -131,9 +135,13 @@ def ignore(path: str = typer.Argument(..., help="A file in a backed-up folder.")
     with db:
         o = do_ignore(db, cfg, path, undo=undo)
     if json_out:
-        typer.echo(json.dumps(o.__dict__))
+        typer.echo(json.dumps(_shown(o)))
     else:
-        typer.echo(f"{o.path}: {o.message}")
+        typer.echo(f"{shown(o.path)}: {shown(o.message)}")
+
+
+def _shown(o: Outcome) -> dict[str, object]:
+    return {**o.__dict__, "path": shown(o.path), "message": shown(o.message)}
 
 
 def register(app: typer.Typer) -> None:

@@ -371,7 +371,9 @@ class Daemon:
         from camroll.agent.engine import run_backup
 
         try:
-            return PassOutcome(run_backup(self.paths, cfg, stop=stop, probes=self.probes, transport=self.transport))
+            # The loop sends the pass's heartbeat itself (with running/error set), so not run_backup.
+            return PassOutcome(run_backup(self.paths, cfg, stop=stop, probes=self.probes, transport=self.transport,
+                                          report=False))
         except AgentError as exc:
             if lock_busy(self.paths.state_db):
                 return PassOutcome(busy=True)

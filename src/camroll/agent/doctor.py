@@ -9,9 +9,12 @@ server is only asked ``GET`` questions.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import json
 import os
 import re
+import shlex
 import sqlite3
 import time
 from collections.abc import Callable
@@ -30,7 +33,7 @@ from camroll.agent.cache import (
 )
 from camroll.agent.config import AgentConfig, load_config
 from camroll.agent.errors import ConfigError
-from camroll.agent.paths import AgentPaths
+from camroll.agent.paths import AgentPaths, AllInOne
 from camroll.agent.reach import (
     PROBE_TIMEOUT,
     Finding,
@@ -182,13 +185,30 @@ def _quota_check(user: wire.UserInfo, last_stop: tuple[str, str]) -> Check:
     return q
 
 
+def _allinone_down(up: AllInOne, url: str) -> Check:
+    """An all-in-one server that is not running: normal between ``camroll up`` runs, so a warning whose fix
+    starts the same library (its ``--data``) on the same port."""
+    import platformdirs
+
+    # `camroll up`'s default folder needs no --data; any other one does, or the fix would start another library.
+    default = Path(platformdirs.user_data_dir("camroll"))
+    again = "camroll up" if up.data == default else f"camroll up --data {shlex.quote(str(up.data))}"
+    return Check("server", "warn",
+                 f"Nothing is serving {url} now: this device backs up with 'camroll up' (library in {up.data}), "
+                 "whose server runs only while 'camroll up' does.",
+                 f"run {again} for a backup now, or {again} --watch to keep backing up new photos")
+
+
 def _server_checks(cfg: AgentConfig, timeout: float, transport: httpx.BaseTransport | None,
-                   last_stop: tuple[str, str] = ("", "")) -> list[Check]:
+                   last_stop: tuple[str, str] = ("", ""), up: AllInOne | None = None) -> list[Check]:
     names = ("server", "version", "account", "quota", "clock")
     if cfg.server is None:
         return [Check(n, "skip", "Not checked: not logged in.") for n in names]
     s = cfg.server
     reach: Reach = probe_server(s.url, timeout=timeout, transport=transport)
+    if up is not None and reach.kind == "refused":
+        return [_allinone_down(up, s.url)] + [
+            Check(n, "skip", "Not checked: the all-in-one server is not running.") for n in names[1:]]
     out = [_from("server", reach)]
     if reach.info is None:
         return out + [Check(n, "skip", "Not checked: the server could not be reached.") for n in names[1:]]
@@ -318,9 +338,15 @@ def _stuck(conn: sqlite3.Connection, now: float, stuck_after_s: float) -> Check:
 
 
 def _problems(conn: sqlite3.Connection) -> Check:
+    # The same counts as 'camroll status' (agent/tally.py): files left out by choice (hidden, trashed,
+    # excluded) are not skipped ones, and paths the scan could not read are failures.
     counts = dict(conn.execute(
-        "SELECT state, COUNT(*) FROM files WHERE state IN ('failed','skipped') GROUP BY state").fetchall())
+        "SELECT state, COUNT(*) FROM files WHERE state IN ('failed','skipped') AND NOT (state='skipped' AND code"
+        " IN ('excluded', 'hidden', 'trashed')) GROUP BY state").fetchall())
     failed, skipped = int(counts.get("failed", 0)), int(counts.get("skipped", 0))
+    unreadable = conn.execute("SELECT value FROM meta WHERE key='scan_unreadable'").fetchone()
+    with contextlib.suppress(ValueError, TypeError):
+        failed += len(json.loads(unreadable[0])) if unreadable and unreadable[0] else 0
     skipped_text = (f"{skipped:,} file{'' if skipped == 1 else 's'} skipped on purpose (e.g. not a photo or "
                     "video)") if skipped else ""
     if failed:
@@ -346,7 +372,7 @@ def run_doctor(paths: AgentPaths, *, probes: Probes | None = None, timeout: floa
         report.checks.append(_enabled(paths, cfg))
         report.checks.append(_login(cfg))
         report.checks.append(_folders(cfg))
-        report.checks += _server_checks(cfg, timeout, transport, _last_stop(paths))
+        report.checks += _server_checks(cfg, timeout, transport, _last_stop(paths), paths.allinone)
         from camroll.agent.conditions import Probes as DefaultProbes
 
         report.checks += _condition_checks(cfg, probes or DefaultProbes(),

@@ -38,6 +38,7 @@ from camroll.agent.events import (
 )
 from camroll.agent.filepolicy import (
     DEFAULT_SETTLE_SECONDS,
+    LEFT_OUT_CODES,
     POLICY_CODES,
     UNREADABLE_FIX,
     Decision,
@@ -118,7 +119,7 @@ def _noop(event: Event) -> None:
 def run_backup(paths: AgentPaths, config: AgentConfig | None = None, on_event: EventCallback | None = None,
                *, retry_failed_now: bool = False, stop: threading.Event | None = None,
                transport: httpx.BaseTransport | None = None, probes: Probes | None = None,
-               settle_seconds: float = DEFAULT_SETTLE_SECONDS) -> Summary:
+               settle_seconds: float = DEFAULT_SETTLE_SECONDS, report: bool = True) -> Summary:
     """Run one backup pass and return its summary.
 
     ``config`` defaults to the file at ``paths.config_file``.  ``on_event`` receives progress events
@@ -130,6 +131,7 @@ def run_backup(paths: AgentPaths, config: AgentConfig | None = None, on_event: E
     Raises ``AgentError`` (with a user-facing message) only for problems that prevent the pass from
     starting, such as not being logged in; problems during the pass are in the summary.
     ``settle_seconds``: files modified more recently wait for a later pass (still being written).
+    ``report``: send a heartbeat once the pass is over (the daemon sends its own and passes False).
     """
     cfg = config if config is not None else load_config(paths.config_file)
     server = cfg.require_server()
@@ -191,13 +193,29 @@ def run_backup(paths: AgentPaths, config: AgentConfig | None = None, on_event: E
         db.prune_events()
         summary.files_parked = db.parked_count(time.time())
         summary.duration_s = time.monotonic() - started
+        from camroll.agent.tally import tally
+
+        summary.totals = tally(db)
         _finish(db, summary, result)
     if result.anything_changed or work:
         logger.info("pass: %s (%s)", summary.headline,
                     ", ".join(f"{k}={v}" for k, v in summary.to_json().items()
                               if k.startswith(("files_", "bytes_")) and v))
+    if report:
+        _report(paths, cfg, transport)
     emit(PassFinished(summary))
     return summary
+
+
+def _report(paths: AgentPaths, cfg: AgentConfig, transport: httpx.BaseTransport | None) -> None:
+    """Every pass reports to the server (a cron ``camroll backup`` too), so the devices page knows it;
+    best effort and bounded: a heartbeat that cannot be sent never fails the pass."""
+    from camroll.agent.heartbeat import PASS_SEND_TIMEOUT, HeartbeatSender, build_heartbeat
+
+    try:
+        HeartbeatSender(paths, transport=transport, timeout=PASS_SEND_TIMEOUT).send(cfg, build_heartbeat(paths, cfg))
+    except Exception as exc:  # a report must never turn a finished pass into a failed one
+        logger.warning("heartbeat after the pass not sent: %s", exc)
 
 
 def _record_unreadable(db: StateDB, result: ScanResult) -> None:
@@ -260,12 +278,18 @@ def _apply_file_policy(db: StateDB, cfg: AgentConfig, work: list[FileRow], limit
                 summary.files_waiting += 1
                 continue
             _record_decision(db, row, d)
-            if d.state == "skipped":
-                summary.files_skipped += 1
-                summary.skipped.append(Problem(row.path, f"{d.reason}. {d.fix}"))
-            else:
-                summary.files_waiting += 1
+            _count_decision(summary, row, d)
     return keep
+
+
+def _count_decision(summary: Summary, row: FileRow, d: Decision) -> None:
+    if d.code in LEFT_OUT_CODES:
+        summary.files_left_out += 1  # a choice: counted, not listed
+    elif d.state == "skipped":
+        summary.files_skipped += 1
+        summary.skipped.append(Problem(row.path, f"{d.reason}. {d.fix}"))
+    else:
+        summary.files_waiting += 1
 
 
 def _finish(db: StateDB, summary: Summary, result: ScanResult) -> None:
@@ -296,7 +320,8 @@ def _finish(db: StateDB, summary: Summary, result: ScanResult) -> None:
             summary.headline = (f"{n:,} file{'s' if n != 1 else ''} waiting: {held[0].reason}. {held[0].fix}" if held
                                 else f"{n:,} file{'s' if n != 1 else ''} waiting to upload")
         elif summary.files_parked:
-            summary.headline = f"{summary.files_parked:,} failed files waiting to be retried"
+            n = summary.files_parked
+            summary.headline = f"{n:,} failed file{'s' if n != 1 else ''} waiting to be retried"
         else:
             summary.headline = "Everything is backed up"
             db.set_meta(META_LAST_SUCCESS, f"{now:.3f}")
@@ -426,12 +451,12 @@ class _Pass:
                 self._abort(self.meter.reason)
 
     def _check_one(self, job: object) -> int | None:
-        from camroll import wire
         from camroll.agent.uploader import UploadJob
 
         assert isinstance(job, UploadJob)
-        item = wire.CheckItem(sha256=job.sha256, path=job.path, filename=os.path.basename(job.path),
-                              mtime_ns=job.stat_key[1])
+        from camroll.agent.fsnames import check_item
+
+        item = check_item(job.sha256, job.path, job.stat_key[1])
         from camroll.agent.api import with_retries
 
         resp = with_retries(lambda: self.api.check([item]), base_url=self.api.base_url,
@@ -540,8 +565,7 @@ class _Pass:
                     keep.append(row)
                 else:
                     _record_decision(self.db, row, d)
-                    self.summary.files_skipped += 1
-                    self.summary.skipped.append(Problem(row.path, f"{d.reason}. {d.fix}"))
+                    _count_decision(self.summary, row, d)
         self.work = keep
 
     def _start(self, item: _Item) -> None:
@@ -777,7 +801,6 @@ class _Pass:
             self._flush_checks_now()
 
     def _flush_checks_now(self) -> None:
-        from camroll import wire
         from camroll.agent.api import with_retries
 
         items, self.batch = self.batch.items, _Batch()
@@ -785,9 +808,9 @@ class _Pass:
             for it in items:
                 self._finish_item(it, "waiting", "not checked: the pass stopped")
             return
-        req = [wire.CheckItem(sha256=it.sha256 or "", path=it.row.path,
-                              filename=os.path.basename(it.row.path), mtime_ns=it.row.mtime_ns)
-               for it in items]
+        from camroll.agent.fsnames import check_item
+
+        req = [check_item(it.sha256 or "", it.row.path, it.row.mtime_ns) for it in items]
         try:
             resp = with_retries(lambda: self.api.check(req), base_url=self.api.base_url,
                                 should_stop=self.stop.is_set)

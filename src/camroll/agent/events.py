@@ -7,6 +7,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from camroll.agent.tally import Tally, plural
+
 Outcome = Literal["uploaded", "already_on_server", "skipped", "failed", "waiting"]
 
 
@@ -48,6 +50,12 @@ class Problem:
     path: str
     reason: str
 
+    def __post_init__(self) -> None:
+        from camroll.agent.fsnames import shown
+
+        # Summaries are printed and sent as JSON: a path that is not UTF-8 is kept in its readable form.
+        object.__setattr__(self, "path", shown(self.path))
+
 
 @dataclass
 class Summary:
@@ -61,6 +69,8 @@ class Summary:
     files_failed: int = 0
     files_waiting: int = 0
     files_parked: int = 0
+    # Left out by choice this pass (hidden, Android's trash, include/exclude settings); not in files_skipped.
+    files_left_out: int = 0
     bytes_sent: int = 0
     bytes_uploaded: int = 0
     duration_s: float = 0.0
@@ -74,6 +84,8 @@ class Summary:
     stopped_code: str | None = None
     problems: list[Problem] = field(default_factory=list)
     skipped: list[Problem] = field(default_factory=list)
+    # Every file's situation after the pass (the counts 'camroll status' shows), not only this pass's work.
+    totals: Tally = field(default_factory=Tally)
 
     @property
     def mb_per_s(self) -> float:
@@ -107,16 +119,28 @@ def _mb(n: int) -> str:
 def summary_text(s: Summary) -> str:
     """The end-of-pass report as plain text (no Rich import: the no-change path stays fast)."""
     lines = [s.headline]
+    left_out = f", {s.files_left_out:,} left out (hidden, trashed or excluded)" if s.files_left_out else ""
     lines.append(
-        f"Scanned {s.files_scanned:,} files ({s.files_new:,} new, {s.files_changed:,} changed, "
+        f"Scanned {plural(s.files_scanned, 'file')} ({s.files_new:,} new, {s.files_changed:,} changed, "
         f"{s.files_vanished:,} vanished): {s.files_uploaded:,} uploaded, "
         f"{s.files_already_on_server:,} already on the server, {s.files_skipped:,} skipped, "
-        f"{s.files_failed:,} failed, {s.files_waiting:,} waiting."
+        f"{s.files_failed:,} failed, {s.files_waiting:,} waiting{left_out}."
     )
+    t = s.totals
+    if t.problems or t.left_out:
+        parts = [f"{n:,} {word}" for n, word in ((t.failed, "failed"), (t.unreadable, "could not be read"),
+                                                  (t.waiting, "waiting"), (t.skipped, "skipped")) if n]
+        line = f"In all: {t.backed_up:,} backed up"
+        if parts:
+            line += f"; not backed up: {', '.join(parts)} ('camroll problems' lists them)"
+        if t.left_out:
+            line += f"; {t.left_out:,} left out by choice ('camroll problems --all')"
+        lines.append(line + ".")
     lines.append(f"Sent {_mb(s.bytes_sent)} in {s.duration_s:.1f} s ({s.mb_per_s:.1f} MB/s).")
     if s.files_parked:
-        lines.append(f"{s.files_parked:,} failed files wait for their retry time "
-                     "('camroll backup --retry-failed' tries them now).")
+        one = s.files_parked == 1
+        lines.append(f"{plural(s.files_parked, 'failed file')} {'waits for its' if one else 'wait for their'} "
+                     f"retry time ('camroll backup --retry-failed' tries {'it' if one else 'them'} now).")
     shown = s.problems[:10]
     for p in shown:
         lines.append(f"  {p.path}: {p.reason}")

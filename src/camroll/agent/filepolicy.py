@@ -4,7 +4,9 @@ each rule is tested without a server or a pass.
 
 Codes (stored in the state DB's ``code`` column):
 
-- skipped: ``empty``, ``unsupported_type``, ``too_large``, ``excluded``
+- skipped: ``empty``, ``unsupported_type``, ``too_large``; and left out by choice (counted, listed by
+  ``problems --all``, never problems): ``excluded`` (include/exclude settings), ``hidden`` (a name starting
+  with "."), ``trashed`` (Android's ``.trashed-*``: deleted on the phone, awaiting removal)
 - waiting: ``still_being_written`` (picked up by a later pass once it stops changing)
 - failed:  ``unreadable`` and the upload errors set by the engine
 
@@ -27,6 +29,10 @@ from camroll.units import format_size
 
 # Skips that only a change of policy (or server) can undo: they are looked at again when it changes.
 POLICY_CODES = ("too_large", "excluded", "unsupported_type")
+# Files left out by choice (the user's or camroll's design), not because anything is wrong with them.
+LEFT_OUT_CODES = ("excluded", "hidden", "trashed")
+# Android moves a deleted photo to ".trashed-<expiry>-<name>" and removes it after 30 days.
+TRASHED_PREFIX = ".trashed-"
 # A file modified this recently may still be being written.  0 by default: a one-off ``camroll backup``
 # right after copying photos should back them up, and a change during the read or since the scan is
 # caught anyway (see ``changed_since_scan``); a watching agent passes a few seconds.
@@ -95,6 +101,13 @@ def check_stat(path: str, folder: str, size: int, mtime_ns: int, policy: PolicyC
                limits: ServerLimits, now: float | None = None,
                settle_seconds: float = DEFAULT_SETTLE_SECONDS) -> Decision | None:
     """The rule a file breaks judging by its path and stat alone, or None if it should be hashed."""
+    name = os.path.basename(path)
+    if name.startswith(TRASHED_PREFIX):
+        return Decision("skipped", "trashed", "in Android's trash (deleted on the phone; Android removes it "
+                        "after 30 days)", "Nothing to do; to back it up, restore it in the phone's Gallery app.")
+    if name.startswith("."):
+        return Decision("skipped", "hidden", "hidden file (its name starts with '.'): camroll leaves those out",
+                        "Nothing to do; to back it up, rename it without the leading dot.")
     if policy.exclude and (g := _matches(policy.exclude, path, folder)) is not None:
         return Decision("skipped", "excluded", f"excluded by your exclude pattern {g!r}",
                         f"Remove {g!r} from exclude (camroll settings set exclude ...), then camroll retry.")

@@ -27,6 +27,8 @@ DEFAULT_INTERVAL = 300.0
 # day would make it look silent.
 MIN_INTERVAL, MAX_INTERVAL = 10.0, 3600.0
 SEND_TIMEOUT = 10.0
+# After a one-off pass (cron, `camroll up`): the command waits for it, so it is kept short.
+PASS_SEND_TIMEOUT = 5.0
 
 # Per-file states that are not "still to do".
 _DONE_STATES = frozenset({"backed_up", "skipped", "failed", "vanished", "ignored"})
@@ -58,8 +60,9 @@ def _clip(text: str | None, limit: int = wire.MAX_TEXT) -> str | None:
 
 
 def from_status(st: Status, *, running: bool = False, error: str | None = None) -> wire.Heartbeat:
-    """The heartbeat for ``camroll status``'s view of the device.  The one place that maps local
-    state onto the wire: switch it to ``problems.problem_rows`` when that exists."""
+    """The heartbeat for ``camroll status``'s view of the device: the one place that maps local state onto
+    the wire.  Problems are those status lists (failed, unreadable, waiting, skipped; never files left out
+    by choice), paths in their readable form."""
     pending_files = sum(n for s, n in st.files.items() if s not in _DONE_STATES)
     pending_bytes = sum(n for s, n in st.bytes.items() if s not in _DONE_STATES)
     blocker_code = blocker = None
@@ -76,7 +79,8 @@ def from_status(st: Status, *, running: bool = False, error: str | None = None) 
         state = "backing_up"
     else:
         state = "idle"
-    groups = (("failed", st.failed), ("waiting", getattr(st, "waiting", [])), ("skipped", st.skipped))
+    groups = (("failed", st.failed), ("unreadable", st.unreadable), ("waiting", st.waiting),
+              ("skipped", st.skipped))
     problems = [
         wire.DeviceProblem(path=_clip(p.path, wire.MAX_PATH) or "", state=kind, reason=_clip(p.reason) or "",
                            fix=_clip(getattr(p, "fix", "") or None),
@@ -87,8 +91,10 @@ def from_status(st: Status, *, running: bool = False, error: str | None = None) 
         agent_version=__version__, state=state, headline=_clip(error or st.headline) or "",
         blocker_code=_clip(blocker_code, wire.MAX_CODE), blocker=_clip(blocker),
         pending_files=pending_files, pending_bytes=pending_bytes,
-        failed_files=st.files.get("failed", 0), skipped_files=st.files.get("skipped", 0),
-        backed_up_files=st.files.get("backed_up", 0),
+        # The same counts as 'camroll status' (agent/tally.py): files the scan could not read are failures,
+        # files left out by choice are not skipped ones.
+        failed_files=st.tally.failed + st.tally.unreadable, skipped_files=st.tally.skipped,
+        left_out_files=st.tally.left_out, backed_up_files=st.files.get("backed_up", 0),
         last_success_at=_ts(st.last_successful_backup_at), problems=problems,
     )
 
@@ -118,8 +124,9 @@ class HeartbeatSender:
     endpoint at all."""
 
     def __init__(self, paths: AgentPaths, default_interval: float = DEFAULT_INTERVAL,
-                 transport: httpx.BaseTransport | None = None) -> None:
+                 transport: httpx.BaseTransport | None = None, timeout: float = SEND_TIMEOUT) -> None:
         self.paths = paths
+        self.timeout = timeout
         self.interval = default_interval
         self.transport = transport
         self.unsupported = False
@@ -135,7 +142,7 @@ class HeartbeatSender:
         if cfg.server is None:
             return None
         client = make_client(cfg.server.url, cfg.server.token, max_connections=1, transport=self.transport)
-        client.timeout = httpx.Timeout(SEND_TIMEOUT)
+        client.timeout = httpx.Timeout(self.timeout)
         try:
             sent_at = time.time()
             ack = Api(client).heartbeat(body)

@@ -11,6 +11,15 @@ from camroll.agent.paths import AgentPaths
 logger = logging.getLogger("camroll.agent")
 
 
+class _Readable(logging.Formatter):
+    """Paths that are not UTF-8 appear as \\xNN instead of breaking the UTF-8 log line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        from camroll.agent.fsnames import shown
+
+        return shown(super().format(record))
+
+
 def setup_file_logging(paths: AgentPaths) -> None:
     """Append to ``<log_dir>/agent.log`` (rotated at 5 MB, 3 kept).  Failing to open the log must not
     stop a backup, so errors here are ignored."""
@@ -23,7 +32,7 @@ def setup_file_logging(paths: AgentPaths) -> None:
         )
     except OSError:
         return
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    handler.setFormatter(_Readable("%(asctime)s %(levelname)s %(message)s"))
     handler._camroll = True  # type: ignore[attr-defined]
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
@@ -36,7 +45,7 @@ def setup_stderr_logging(level: int = logging.WARNING) -> None:
         return
     handler = logging.StreamHandler()
     handler.setLevel(level)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+    handler.setFormatter(_Readable("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
     handler._camroll_stderr = True  # type: ignore[attr-defined]
     logger.addHandler(handler)
     if logger.level == logging.NOTSET or logger.level > level:

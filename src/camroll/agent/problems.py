@@ -12,6 +12,7 @@ from typing import Any
 
 from camroll.agent.config import AgentConfig
 from camroll.agent.errors import AgentError
+from camroll.agent.fsnames import raw_for_wire, shown, unshown
 from camroll.agent.state import FileEvent, FileRow, FileState, NewFile, StateDB
 
 # How each stored state reads to a person.  ``hashing`` is work in progress like an upload; files
@@ -70,14 +71,10 @@ def scan_unreadable(db: StateDB) -> list[tuple[str, str]]:
         return []
 
 
-def _unreadable_row(path: str, reason: str) -> ProblemRow:
+def unreadable_row(path: str, reason: str) -> ProblemRow:
     from camroll.agent.filepolicy import UNREADABLE_FIX
-    from camroll.agent.scanner import NOT_UTF8
 
-    if reason == NOT_UTF8:
-        text, _, fix = reason.partition("; fix: ")
-        return ProblemRow(path, "unreadable", "bad_name", text, fix[:1].upper() + fix[1:] + ".")
-    return ProblemRow(path, "unreadable", "unreadable", f"cannot read: {reason}", UNREADABLE_FIX)
+    return ProblemRow(shown(path), "unreadable", "unreadable", f"cannot read: {reason}", UNREADABLE_FIX)
 
 
 def problem_rows(db: StateDB, limit: int = 1000, *, excluded: bool = True) -> list[ProblemRow]:
@@ -88,13 +85,13 @@ def problem_rows(db: StateDB, limit: int = 1000, *, excluded: bool = True) -> li
     failed = [r for r in rows if r.state == "failed"]
     rest = [r for r in rows if r.state != "failed"]
     out = [_row(r) for r in failed]
-    out += [_unreadable_row(p, why) for p, why in scan_unreadable(db)]
+    out += [unreadable_row(p, why) for p, why in scan_unreadable(db)]
     out += [_row(r) for r in rest]
     return out[:limit]
 
 
 def _row(r: FileRow) -> ProblemRow:
-    return ProblemRow(r.path, r.state, r.code or r.state, r.reason, default_fix(r), r.attempts, r.next_retry_at,
+    return ProblemRow(shown(r.path), r.state, r.code or r.state, r.reason, default_fix(r), r.attempts, r.next_retry_at,
                       r.updated_at or None)
 
 
@@ -121,6 +118,8 @@ class Story:
     # files still waiting for it.
     blocked_by: str = ""
     events: list[dict[str, Any]] = field(default_factory=list)
+    # Base64 of the path's exact bytes when they are not UTF-8 (``path`` shows them as \\xNN).
+    path_raw: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -136,6 +135,10 @@ def _candidates(path: str) -> list[str]:
     r = os.path.realpath(a)
     if r != a:
         out.append(r)
+    # A name that is not UTF-8, as camroll printed it (IMG_caf\\xe9.jpg), copied back by the user.
+    raw = unshown(a)
+    if raw is not None:
+        out.append(raw)
     return out
 
 
@@ -157,17 +160,18 @@ def folder_of(cfg: AgentConfig, path: str) -> str | None:
 
 def unknown_file(cfg: AgentConfig, path: str) -> AgentError:
     """The error for a path the state DB does not know, saying why not."""
-    p = normalise(path)
+    raw = normalise(path)
+    p = shown(raw)
     folder = folder_of(cfg, path)
     if folder is None:
-        parent = os.path.dirname(p) if not os.path.isdir(p) else p
+        parent = shown(os.path.dirname(raw) if not os.path.isdir(raw) else raw)
         return AgentError(f"camroll has not seen {p}: it is not under a backed-up folder (camroll folder list). "
                           f"Fix: camroll folder add {parent}")
-    if not os.path.lexists(p):
+    if not os.path.lexists(raw):
         return AgentError(f"{p} does not exist. Fix: check the path.")
-    if os.path.isdir(p):
+    if os.path.isdir(raw):
         return AgentError(f"{p} is a folder; camroll tracks files. Fix: name a file in it.")
-    rel = os.path.relpath(p, folder)
+    rel = os.path.relpath(raw, folder)
     if any(part.startswith(".") for part in rel.split(os.sep)):
         return AgentError(f"camroll does not back up {p}: hidden files and folders (names starting with '.') "
                           "are left out. Fix: rename it without the leading dot.")
@@ -181,8 +185,8 @@ def why(db: StateDB, cfg: AgentConfig, path: str) -> Story:
         p = normalise(path)
         for bad, reason in scan_unreadable(db):
             if bad in _candidates(path) or p.startswith(bad.rstrip(os.sep) + os.sep):
-                pr = _unreadable_row(bad, reason)
-                return Story(p, "unreadable", "unreadable", pr.code, pr.reason, pr.fix)
+                pr = unreadable_row(bad, reason)
+                return Story(shown(p), "unreadable", "unreadable", pr.code, pr.reason, pr.fix, path_raw=raw_for_wire(p))
         raise unknown_file(cfg, path)
     events: list[FileEvent] = db.events(row.id)
     blocked = ""
@@ -191,7 +195,8 @@ def why(db: StateDB, cfg: AgentConfig, path: str) -> Story:
     story = [{"at": row.first_seen_at, "event": "seen", "detail": f"found by a scan ({row.size:,} bytes)"}]
     story += [{"at": e.at, "event": e.kind, "detail": e.detail} for e in events]
     return Story(
-        path=row.path, state=DISPLAY.get(row.state, row.state), stored_state=row.state, code=row.code,
+        path=shown(row.path), path_raw=raw_for_wire(row.path), state=DISPLAY.get(row.state, row.state),
+        stored_state=row.state, code=row.code,
         reason=row.reason, fix=default_fix(row), warning=row.warning, size=row.size, sha256=row.sha256,
         media_type=row.mime, asset_id=row.asset_id, attempts=row.attempts, next_retry_at=row.next_retry_at,
         first_seen_at=row.first_seen_at, backed_up_at=row.backed_up_at, upload_offset=row.upload_offset,

@@ -25,6 +25,7 @@ from camroll.agent.events import (
     UploadStarted,
 )
 from camroll.agent.events import summary_text as _summary_text
+from camroll.units import plural
 
 
 class ProgressRenderer:
@@ -55,7 +56,7 @@ class ProgressRenderer:
         self.progress.stop()
 
     def _describe(self) -> str:
-        return f"Backing up {self.files_done:,}/{self.files_total:,} files"
+        return f"Backing up {self.files_done:,}/{plural(self.files_total, 'file')}"
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, ScanFinished):

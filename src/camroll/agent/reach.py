@@ -141,7 +141,8 @@ def classify(url: str, exc: BaseException, timeout: float) -> Reach:
                          "(log in again with the right URL if it changed)", "dns")
         if isinstance(e, ConnectionRefusedError):
             return Reach("fail", f"Nothing is listening at {where} (connection refused).",
-                         "start the camroll server (camroll serve) or check the host and port in the URL", "refused")
+                         "start the camroll server (camroll serve, or camroll up where it backs up this device) "
+                         "or check the host and port in the URL", "refused")
         if isinstance(e, httpx.TimeoutException | TimeoutError):
             stage = "connect" if isinstance(e, httpx.ConnectTimeout) else "answer"
             return Reach("fail", f"The server at {where} did not {stage} within {timeout:g} s (timeout).",

@@ -14,14 +14,6 @@ from camroll.agent.state import NewFile, StateDB
 
 FOLDER_REMOVED = "its folder is no longer in camroll's list"
 FILE_GONE = "the file no longer exists (deleted or moved)"
-# The state DB, the API and the server's records all hold paths as UTF-8 text.
-NOT_UTF8 = ("its name is not valid UTF-8 text, which camroll cannot record yet, so it is not backed up; "
-            "fix: rename it (for example with 'convmv -f latin1 -t utf8 --notest FILE')")
-
-
-def printable_path(path: str) -> str:
-    """``path`` with undecodable bytes shown as \\xNN, for messages."""
-    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 @dataclass
@@ -51,8 +43,10 @@ def normalise_folders(folders: list[str]) -> list[str]:
 
 def _walk(root: str, index: dict[str, str], result: ScanResult,
           differs: list[tuple[str, int, int, int]]) -> int:
-    """Stat every regular, non-hidden file under ``root``; remove the unchanged ones from ``index``
-    and append the new or different ones to ``differs`` as (path, size, mtime_ns, inode).
+    """Stat every regular file under ``root``; remove the unchanged ones from ``index`` and append the new
+    or different ones to ``differs`` as (path, size, mtime_ns, inode).  Hidden files (and Android's
+    ``.trashed-*``) are recorded too, so the per-file rules can count them as left out by choice; hidden
+    folders are not walked.  Names that are not UTF-8 are kept as ``os.fsdecode`` gives them.
 
     ``os.listdir`` + ``os.stat`` is the fastest pure-Python walk here (faster than ``DirEntry.stat``).
     Symlinks are followed; the (dev, inode) set of visited directories stops link loops."""
@@ -72,8 +66,6 @@ def _walk(root: str, index: dict[str, str], result: ScanResult,
             continue
         prefix = d + os.sep if not d.endswith(os.sep) else d
         for name in names:
-            if name[0] == ".":
-                continue
             path = prefix + name
             try:
                 s = stat(path)
@@ -88,7 +80,7 @@ def _walk(root: str, index: dict[str, str], result: ScanResult,
                 size, mtime, ino = s.st_size, s.st_mtime_ns, s.st_ino
                 if pop(path, None) != f"{size}:{mtime}:{ino}:0":
                     differs.append((path, size, mtime, ino))
-            elif s_isdir(mode):
+            elif s_isdir(mode) and name[0] != ".":
                 key = (s.st_dev, s.st_ino)
                 if key not in visited:
                     visited.add(key)
@@ -120,11 +112,6 @@ def scan(db: StateDB, folders: list[str]) -> ScanResult:
             continue
         # Only files that differ from the index cost a query.
         for path, size, mtime, ino in differs:
-            try:
-                path.encode("utf-8")
-            except UnicodeEncodeError:
-                result.unreadable.append((printable_path(path), NOT_UTF8))
-                continue
             row = db.lookup(path)
             if row is None:
                 new.append(NewFile(path, root, size, mtime, ino))

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal
 
+from camroll.agent.fsnames import from_db, shown, to_db
+
 SCHEMA_VERSION: Final = 2
 
 # ``hashing`` and ``uploading`` are the in-progress substates a person sees as "uploading" (``uploading``
@@ -73,6 +75,9 @@ CREATE TABLE IF NOT EXISTS file_events (
 CREATE INDEX IF NOT EXISTS file_events_file ON file_events(file_id, id)
 """
 
+# filepolicy.LEFT_OUT_CODES as SQL (state.py stays free of the rules module's imports).
+LEFT_OUT_SQL: Final = "('excluded', 'hidden', 'trashed')"
+
 # Stat identity of a file: a change in any of these means its bytes may have changed.
 StatKey = tuple[int, int, int]  # (size, mtime_ns, inode)
 
@@ -104,6 +109,15 @@ class FileRow:
     @property
     def stat_key(self) -> StatKey:
         return (self.size, self.mtime_ns, self.inode)
+
+
+def _row(r: tuple[object, ...]) -> FileRow:
+    """A row as read from the DB; a path stored as a BLOB (not UTF-8) becomes the ``os.fsdecode`` string
+    that opens the file (see ``agent/fsnames.py``)."""
+    row = FileRow(*r)  # type: ignore[arg-type]
+    if isinstance(row.path, bytes):
+        row.path = from_db(row.path)
+    return row
 
 
 _ROW_COLS = ("id, path, folder, size, mtime_ns, inode, sha256, mime, state, reason, attempts, "
@@ -242,24 +256,27 @@ class StateDB:
         """path -> (id, size, mtime_ns, inode, state, folder) for every known file."""
         with self._lock:
             cur = self._conn.execute("SELECT path, id, size, mtime_ns, inode, state, folder FROM files")
-            return {r[0]: r[1:] for r in cur}
+            return {from_db(r[0]): r[1:] for r in cur}
 
     def stat_index(self) -> dict[str, str]:
         """path -> "size:mtime_ns:inode:V" (V is 1 for vanished files) for every known file, in one
         query built by SQLite and turned into a dict in C: the scanner formats the same string from
         each ``stat`` and compares, which keeps a no-change scan of 100,000 files well under a
         second."""
+        key = "size || ':' || mtime_ns || ':' || inode || ':' || (state = 'vanished')"
         with self._lock:
-            return dict(self._conn.execute(
-                "SELECT path, size || ':' || mtime_ns || ':' || inode || ':' || (state = 'vanished')"
-                " FROM files"
-            ))
+            out: dict[str, str] = dict(self._conn.execute(f"SELECT path, {key} FROM files"))
+            # Paths that are not UTF-8 are BLOBs (see agent/fsnames.py): key them as the scanner sees them.
+            for raw, value in self._conn.execute(f"SELECT path, {key} FROM files WHERE typeof(path) = 'blob'"):
+                del out[raw]
+                out[from_db(raw)] = value
+            return out
 
     def lookup(self, path: str) -> tuple[int, int, int, int, str, str] | None:
         """(id, size, mtime_ns, inode, state, folder) of one known file."""
         with self._lock:
             row = self._conn.execute(
-                "SELECT id, size, mtime_ns, inode, state, folder FROM files WHERE path=?", (path,)
+                "SELECT id, size, mtime_ns, inode, state, folder FROM files WHERE path=?", (to_db(path),)
             ).fetchone()
         return None if row is None else (row[0], row[1], row[2], row[3], row[4], row[5])
 
@@ -273,7 +290,7 @@ class StateDB:
             c.executemany(
                 "INSERT INTO files (path, folder, size, mtime_ns, inode, state, reason, first_seen_at,"
                 " updated_at) VALUES (?, ?, ?, ?, ?, 'pending', 'new file', ?, ?)",
-                ((f.path, f.folder, f.size, f.mtime_ns, f.inode, now, now) for f in new),
+                ((to_db(f.path), f.folder, f.size, f.mtime_ns, f.inode, now, now) for f in new),
             )
             c.executemany(
                 "UPDATE files SET size=?, mtime_ns=?, inode=?, sha256=NULL, mime=NULL,"
@@ -306,7 +323,7 @@ class StateDB:
                 " ORDER BY (state='failed' OR attempts > 0), id",
                 (1 if include_parked else 0, now),
             )
-            return [FileRow(*r) for r in cur]
+            return [_row(r) for r in cur]
 
     def parked_count(self, now: float) -> int:
         with self._lock:
@@ -318,9 +335,14 @@ class StateDB:
     def get(self, file_id: int) -> FileRow:
         with self._lock:
             row = self._conn.execute(f"SELECT {_ROW_COLS} FROM files WHERE id=?", (file_id,)).fetchone()
-        return FileRow(*row)
+        return _row(row)
 
     def _update(self, file_id: int, **cols: object) -> None:
+        for k in ("reason", "fix", "warning"):
+            v = cols.get(k)
+            if isinstance(v, str):
+                # A sentence may quote a path that is not UTF-8; SQLite TEXT needs it readable.
+                cols[k] = shown(v)
         cols["updated_at"] = time.time()
         sets = ", ".join(f"{k}=?" for k in cols)
         with self._tx() as c:
@@ -331,7 +353,7 @@ class StateDB:
         :meth:`prune_events`, so a pass pays one small insert per step and nothing per unchanged file."""
         with self._tx() as c:
             c.execute("INSERT INTO file_events (file_id, at, kind, detail) VALUES (?, ?, ?, ?)",
-                      (file_id, time.time(), kind, detail))
+                      (file_id, time.time(), kind, shown(detail)))
             self._events_written = True
 
     def prune_events(self) -> None:
@@ -404,7 +426,7 @@ class StateDB:
             c.execute(
                 "UPDATE files SET state='failed', reason=?, code=?, fix=?, attempts=attempts+1, next_retry_at=?,"
                 " updated_at=? WHERE id=?",
-                (reason, code, fix, next_retry_at, time.time(), file_id),
+                (shown(reason), code, shown(fix), next_retry_at, time.time(), file_id),
             )
             row = c.execute("SELECT attempts FROM files WHERE id=?", (file_id,)).fetchone()
         self.add_event(file_id, "failed", reason)
@@ -412,8 +434,8 @@ class StateDB:
 
     def find(self, path: str) -> FileRow | None:
         with self._lock:
-            row = self._conn.execute(f"SELECT {_ROW_COLS} FROM files WHERE path=?", (path,)).fetchone()
-        return None if row is None else FileRow(*row)
+            row = self._conn.execute(f"SELECT {_ROW_COLS} FROM files WHERE path=?", (to_db(path),)).fetchone()
+        return None if row is None else _row(row)
 
     def add_file(self, f: NewFile, state: FileState, reason: str, code: str, fix: str) -> int:
         """Record a file the scanner has not seen yet directly in ``state`` (``camroll ignore``)."""
@@ -422,7 +444,8 @@ class StateDB:
             cur = c.execute(
                 "INSERT INTO files (path, folder, size, mtime_ns, inode, state, reason, code, fix, first_seen_at,"
                 " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (f.path, f.folder, f.size, f.mtime_ns, f.inode, state, reason, code, fix, now, now),
+                (to_db(f.path), f.folder, f.size, f.mtime_ns, f.inode, state, shown(reason), code, shown(fix), now,
+                 now),
             )
             fid = int(cur.lastrowid or 0)
         self.add_event(fid, state, reason)
@@ -474,34 +497,36 @@ class StateDB:
                 f"SELECT {_ROW_COLS} FROM files WHERE state='failed' ORDER BY updated_at DESC LIMIT ?",
                 (limit,),
             )
-            return [FileRow(*r) for r in cur]
+            return [_row(r) for r in cur]
 
     def rows_in_state(self, state: FileState, limit: int = 20) -> list[FileRow]:
         with self._lock:
             cur = self._conn.execute(
                 f"SELECT {_ROW_COLS} FROM files WHERE state=? ORDER BY id LIMIT ?", (state, limit)
             )
-            return [FileRow(*r) for r in cur]
+            return [_row(r) for r in cur]
 
     def problem_files(self, limit: int, *, excluded: bool = True) -> list[FileRow]:
         """Files not backed up for a reason a person should see: failed first, then waiting, then skipped;
-        the most recently changed first within each.  ``excluded=False`` leaves out files the user's own
-        include/exclude globs keep out (a choice, not a problem)."""
-        skip_excluded = "" if excluded else " AND NOT (state='skipped' AND code='excluded')"
+        the most recently changed first within each.  ``excluded=False`` leaves out files left out by
+        choice (include/exclude globs, hidden, Android's trash: ``filepolicy.LEFT_OUT_CODES``)."""
+        skip_excluded = "" if excluded else f" AND NOT (state='skipped' AND code IN {LEFT_OUT_SQL})"
         with self._lock:
             cur = self._conn.execute(
                 f"SELECT {_ROW_COLS} FROM files WHERE state IN ('failed','waiting','skipped'){skip_excluded}"
                 " ORDER BY CASE state WHEN 'failed' THEN 0 WHEN 'waiting' THEN 1 ELSE 2 END, updated_at DESC"
                 " LIMIT ?", (limit,))
-            return [FileRow(*r) for r in cur]
+            return [_row(r) for r in cur]
 
-    def excluded_count(self) -> int:
+    def left_out_count(self) -> int:
+        """Files skipped by choice (``filepolicy.LEFT_OUT_CODES``): counted, never problems."""
         with self._lock:
-            row = self._conn.execute("SELECT COUNT(*) FROM files WHERE state='skipped' AND code='excluded'").fetchone()
+            row = self._conn.execute(
+                f"SELECT COUNT(*) FROM files WHERE state='skipped' AND code IN {LEFT_OUT_SQL}").fetchone()
         return int(row[0])
 
     def rows_with(self, where: str, params: tuple[object, ...] = (), limit: int = 100_000) -> list[FileRow]:
         with self._lock:
             cur = self._conn.execute(f"SELECT {_ROW_COLS} FROM files WHERE {where} ORDER BY id LIMIT ?",
                                      (*params, limit))
-            return [FileRow(*r) for r in cur]
+            return [_row(r) for r in cur]

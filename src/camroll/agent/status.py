@@ -17,8 +17,10 @@ from camroll.agent.engine import (
     META_POLICY_CODE,
     META_POLICY_REASON,
 )
+from camroll.agent.fsnames import shown
 from camroll.agent.paths import AgentPaths
-from camroll.agent.state import STATES, FileRow, StateDB
+from camroll.agent.state import LEFT_OUT_SQL, STATES, FileRow, StateDB
+from camroll.agent.tally import Tally, plural, tally
 
 WAITING = ("pending", "hashing", "uploading", "waiting")
 
@@ -58,13 +60,16 @@ class Status:
     fix: str = ""
     # Sentences about what happened to the backup itself: when it was switched off, a rebuilt state DB.
     notes: list[str] = field(default_factory=list)
+    # The counts every view shows (status rows, pass summary, heartbeat): see agent/tally.py.
+    tally: Tally = field(default_factory=Tally)
+    # Paths the last scan saw but could not even stat (see engine.META_SCAN_UNREADABLE).
+    unreadable: list[FileProblem] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def _plural(n: int, word: str) -> str:
-    return f"{n:,} {word}{'' if n == 1 else 's'}"
+_plural = plural
 
 
 def _float(v: str | None) -> float | None:
@@ -87,7 +92,7 @@ def get_status(paths: AgentPaths, config: AgentConfig) -> Status:
     stop_code: str | None = None
     unreadable: list[tuple[str, str]] = []
     notes: list[str] = []
-    excluded = 0
+    counts = Tally()
     if not config.policy.enabled:
         notes.append(_switched_off_note(paths))
     if paths.state_db.exists():
@@ -104,14 +109,15 @@ def get_status(paths: AgentPaths, config: AgentConfig) -> Status:
                 paused = code
             stop_code = (db.get_meta(META_LAST_STOP_CODE) or None) if stopped else None
             failed = [_problem(r) for r in db.failed()]
-            skipped = [_problem(r) for r in db.rows_in_state("skipped")]
+            # Files left out by choice are counted, not listed as problems.
+            skipped = [_problem(r) for r in db.rows_with(f"state='skipped' AND code NOT IN {LEFT_OUT_SQL}", limit=20)]
             waiting_rows = [_problem(r) for r in db.rows_with("state='waiting'", limit=20)]
-            warnings = [FileProblem(r.path, r.warning, 0, None, "damaged")
+            warnings = [FileProblem(shown(r.path), r.warning, 0, None, "damaged")
                         for r in db.rows_with("warning != '' AND state='backed_up'", limit=20)]
             from camroll.agent.problems import scan_unreadable
 
             unreadable = scan_unreadable(db)
-            excluded = db.excluded_count()
+            counts = tally(db)
     waiting = sum(files[s] for s in WAITING)
     fix = ""
     # The single most important blocker first: what stopped the whole backup (policy pause, metered cap,
@@ -141,11 +147,11 @@ def get_status(paths: AgentPaths, config: AgentConfig) -> Status:
                     "(camroll problems lists them)")
     else:
         headline = f"All {_plural(files['backed_up'], 'file')} backed up"
-    # Files the user's include/exclude globs keep out are a choice, not a problem.
-    problems = files["failed"] + files["waiting"] + files["skipped"] - excluded + len(unreadable)
+    problems = counts.problems
     return Status(headline, config.server is not None, config.server.url if config.server else None,
                   list(config.folders), files, nbytes, last_ok, last_pass, stopped, paused, failed, skipped,
-                  stop_code, waiting_rows, problems, warnings, fix, notes)
+                  stop_code, waiting_rows, problems, warnings, fix, notes, counts,
+                  [_unreadable(p, why) for p, why in unreadable[:20]])
 
 
 def _switched_off_note(paths: AgentPaths) -> str:
@@ -169,10 +175,17 @@ def _rebuilt_note(db: StateDB) -> list[str]:
     return [notice_for(info)]
 
 
+def _unreadable(path: str, why: str) -> FileProblem:
+    from camroll.agent.problems import unreadable_row
+
+    pr = unreadable_row(path, why)
+    return FileProblem(shown(path), pr.reason, 0, None, pr.code, pr.fix)
+
+
 def _problem(r: FileRow) -> FileProblem:
     from camroll.agent.problems import default_fix
 
-    return FileProblem(r.path, r.reason, r.attempts, r.next_retry_at, r.code, default_fix(r))
+    return FileProblem(shown(r.path), r.reason, r.attempts, r.next_retry_at, r.code, default_fix(r))
 
 
 def _ago(ts: float | None) -> str:
@@ -189,6 +202,10 @@ def _ago(ts: float | None) -> str:
     return f"{when} ({secs / 86400:.1f} days ago)"
 
 
+def _row(label: str, n: int, tail: str = "") -> str:
+    return f"  {label:<18} {n:>9,} {'file ' if n == 1 else 'files'}{' ' + tail if tail else ''}".rstrip()
+
+
 def status_text(st: Status) -> str:
     lines = [st.headline]
     if st.fix:
@@ -201,9 +218,17 @@ def status_text(st: Status) -> str:
     labels = {"backed_up": "backed up", "pending": "new or changed", "hashing": "hashing",
               "uploading": "waiting to upload", "waiting": "waiting", "skipped": "skipped", "failed": "failed",
               "vanished": "vanished", "ignored": "ignored"}
+    t = st.tally
     for s in STATES:
-        if st.files[s]:
-            lines.append(f"  {labels[s]:<18} {st.files[s]:>9,} files {st.bytes[s] / 1e6:>12,.1f} MB")
+        # Skipped files left out by choice get a row of their own below.
+        n = st.files[s] - (t.left_out if s == "skipped" else 0)
+        if n:
+            size = f"{st.bytes[s] / 1e6:>12,.1f} MB" if s != "skipped" or not t.left_out else ""
+            lines.append(_row(labels[s], n, size))
+    if t.unreadable:
+        lines.append(_row("could not be read", t.unreadable))
+    if t.left_out:
+        lines.append(_row("left out", t.left_out, "  hidden, trashed or excluded: camroll problems --all"))
     lines.append(f"Last successful backup: {_ago(st.last_successful_backup_at)}")
     for p in st.failed[:10]:
         retry = ""
@@ -211,6 +236,8 @@ def status_text(st: Status) -> str:
             at = time.strftime("%H:%M:%S", time.localtime(p.next_retry_at))
             retry = f" (attempt {p.attempts}; retry after {at})"
         lines.append(f"  failed {p.path}: {p.reason}{retry}")
+    for p in st.unreadable[:5]:
+        lines.append(f"  unreadable {p.path}: {p.reason}")
     for p in st.waiting[:5]:
         lines.append(f"  waiting {p.path}: {p.reason}")
     for p in st.skipped[:5]:

@@ -71,12 +71,14 @@ class Stopped(Exception):
 
 
 def metadata_for(job: UploadJob) -> dict[str, str]:
+    from camroll.agent.fsnames import upload_metadata
+
     return {
-        wire.META_FILENAME: os.path.basename(job.path),
         wire.META_SHA256: job.sha256,
         wire.META_SIZE: str(job.size),
         wire.META_MTIME_NS: str(job.stat_key[1]),
-        wire.META_PATH: job.path,
+        # A path that is not UTF-8 goes as its readable form plus its exact bytes.
+        **upload_metadata(job.path),
     }
 
 

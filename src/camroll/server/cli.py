@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, NoReturn
 
 import typer
 
+from camroll.units import plural
+
 if TYPE_CHECKING:
     from camroll.server.context import Context
 
@@ -22,7 +24,8 @@ notify_app = typer.Typer(
 admin_app.add_typer(user_app, name="user")
 admin_app.add_typer(notify_app, name="notify")
 
-DATA_HELP = "Server data directory; default: $CAMROLL_DATA, else the per-user data directory."
+DATA_HELP = ("The folder of the camroll library, as given to 'camroll serve' or 'camroll up' (whose library is in "
+             "its server/ part); default: $CAMROLL_DATA, else the per-user data directory.")
 
 
 def _fail(message: str) -> NoReturn:
@@ -41,24 +44,36 @@ def _size(text: str | None, option: str) -> int | None:
         _fail(f"{option}: {exc}.")
 
 
-def _data_dir(data: Path | None) -> Path:
+def _library(data: Path | None, command: str, *, may_create: bool = False) -> tuple[Path, bool]:
+    """The server data dir that ``--data`` (or $CAMROLL_DATA, or the default) means, and whether it is a
+    new library.  Without ``may_create`` a folder with no library is refused with the fix; with it, only a
+    new or empty folder may become one (see datadir.py)."""
+    from camroll.server.datadir import Found, locate
     from camroll.server.settings import resolve_data_dir
 
-    path = resolve_data_dir(data)
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        where = locate(resolve_data_dir(data))
     except OSError as exc:
-        _fail(f"cannot use data directory {path}: {exc.strerror}. Pass a writable one with --data DIR.")
-    return path
+        _fail(f"cannot read data directory {exc.filename}: {exc.strerror}. Pass a readable one with --data DIR.")
+    if where.found is Found.OTHER or (where.found is Found.NEW and not may_create):
+        _fail(where.refusal(command=command))
+    try:
+        where.data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        _fail(f"cannot use data directory {where.data_dir}: {exc.strerror}. Pass a writable one with --data DIR.")
+    return where.data_dir, where.found is Found.NEW
 
 
-def _context(data: Path | None) -> Context:
+def _context(data: Path | None, command: str, *, may_create: bool = False) -> Context:
     from camroll.server import migrate
     from camroll.server.context import build
     from camroll.server.settings import Settings
 
+    data_dir, new = _library(data, command, may_create=may_create)
+    if new:
+        typer.echo(f"Started a new camroll library in {data_dir}.", err=True)
     try:
-        settings = Settings.for_data_dir(_data_dir(data))
+        settings = Settings.for_data_dir(data_dir)
     except ValueError as exc:
         _fail(f"{exc}.")
     ctx = build(settings)
@@ -124,12 +139,25 @@ def serve(
         overrides["name"] = name
     if min_client_version:
         overrides["min_client_version"] = min_client_version
+    data_dir, new = _library(data, "camroll serve", may_create=True)
     try:
-        settings = Settings.for_data_dir(_data_dir(data), **overrides)
+        settings = Settings.for_data_dir(data_dir, **overrides)
     except ValueError as exc:
         _fail(f"{exc}.")
-    _check_port(host, port)
-    run_server(settings, host, port, access_log=access_log)
+    from camroll.server.lock import ServerRunning, hold, local_url
+
+    url = local_url(host, port)
+    try:
+        with hold(data_dir, url):
+            _check_port(host, port)
+            if new:
+                typer.echo(f"No camroll library in {data_dir} yet: starting a new one.", err=True)
+            run_server(settings, host, port, access_log=access_log)
+    except ServerRunning as exc:
+        other = exc.other
+        stop = f" (kill {other.pid})" if other.pid is not None else ""
+        _fail(f"a camroll server is already running on the library in {data_dir} ({other.describe()}); one "
+              f"library is served by one server. Fix: use that one, or stop it first{stop}.")
 
 
 def _check_port(host: str, port: int) -> None:
@@ -176,7 +204,7 @@ def user_add(
     if not username or len(username) > 100:
         _fail("the username must be 1 to 100 characters.")
     quota_bytes = _size(quota, "--quota")
-    ctx = _context(data)
+    ctx = _context(data, "camroll admin user add", may_create=True)
     from camroll.server.repositories import users
     from camroll.server.services.accounts import UserExists, add_user
 
@@ -200,7 +228,7 @@ def user_list(
     data: Path | None = typer.Option(None, "--data", help=DATA_HELP),
 ) -> None:
     """List user accounts with their usage."""
-    ctx = _context(data)
+    ctx = _context(data, "camroll admin user list")
     from camroll.server.services.accounts import list_users
 
     people = list_users(ctx)
@@ -232,7 +260,7 @@ def user_set(
     """Change a user's quota or administrator flag (works while the server runs)."""
     if quota is None and admin is None:
         _fail("nothing to change; give --quota SIZE|unlimited and/or --admin/--no-admin.")
-    ctx = _context(data)
+    ctx = _context(data, "camroll admin user set")
     from camroll.server.services.accounts import update_user
     from camroll.units import format_size
 
@@ -275,7 +303,7 @@ def notify_add(
     data: Path | None = typer.Option(None, "--data", help=DATA_HELP),
 ) -> None:
     """Send USER's backup alerts to URL as well."""
-    ctx = _context(data)
+    ctx = _context(data, "camroll admin notify add")
     from camroll.server.problems import ProblemError
     from camroll.server.services import notify
 
@@ -294,7 +322,7 @@ def notify_list(
     data: Path | None = typer.Option(None, "--data", help=DATA_HELP),
 ) -> None:
     """List notification URLs (secrets masked) and how their last message went."""
-    ctx = _context(data)
+    ctx = _context(data, "camroll admin notify list")
     from camroll.server.services import notify
 
     if username is not None:
@@ -326,7 +354,7 @@ def notify_remove(
     data: Path | None = typer.Option(None, "--data", help=DATA_HELP),
 ) -> None:
     """Stop sending USER's alerts to a URL."""
-    ctx = _context(data)
+    ctx = _context(data, "camroll admin notify remove")
     from camroll.server.problems import ProblemError
     from camroll.server.services import notify
 
@@ -344,7 +372,7 @@ def notify_test(
     data: Path | None = typer.Option(None, "--data", help=DATA_HELP),
 ) -> None:
     """Send a test message to each of USER's URLs; exit 1 if any failed."""
-    ctx = _context(data)
+    ctx = _context(data, "camroll admin notify test")
     from camroll.server.services import notify
 
     user_id = _user_id(ctx, username)
@@ -369,7 +397,7 @@ def jobs(
     data: Path | None = typer.Option(None, "--data", help=DATA_HELP),
 ) -> None:
     """Background jobs (metadata, thumbnails): queue depth, done and failed assets, recent failures."""
-    ctx = _context(data)
+    ctx = _context(data, "camroll admin jobs")
     from camroll.server.jobs import status
 
     try:
@@ -383,8 +411,9 @@ def jobs(
         typer.echo(rep.model_dump_json(indent=2))
         return
     if retried is not None:
-        typer.echo(f"Queued {retried} failed assets again.")
-    typer.echo(f"Queue ({rep.backend}): {rep.queued} waiting, {rep.scheduled} retries scheduled")
+        typer.echo(f"Queued {plural(retried, 'failed asset')} again.")
+    retries = "retry" if rep.scheduled == 1 else "retries"
+    typer.echo(f"Queue ({rep.backend}): {rep.queued} waiting, {rep.scheduled} {retries} scheduled")
     typer.echo(f"Assets: {rep.done} done, {rep.waiting} waiting, {rep.failed} failed")
     if rep.recent_failures:
         typer.echo("Recent failures:")
@@ -402,7 +431,7 @@ def worker(
     Use the server's data dir and database (and $CAMROLL_REDIS_URL if the server uses Redis).
     Run the server with CAMROLL_JOB_WORKERS=0 to leave all the work to workers.
     SIGTERM lets running jobs finish; Ctrl-C stops at once."""
-    ctx = _context(data)
+    ctx = _context(data, "camroll worker")
     from camroll.server.jobs.queue import JobQueue
 
     try:

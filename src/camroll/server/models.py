@@ -15,6 +15,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     TypeDecorator,
     UniqueConstraint,
@@ -150,9 +151,12 @@ class AssetFile(Base):
     device_id: Mapped[int | None] = mapped_column(
         ForeignKey("devices.id", ondelete="SET NULL"), nullable=True, index=True
     )
+    # ``path`` is text a person reads; when the device's name is not UTF-8 it shows the other bytes as \xNN
+    # (wire.display_name) and ``path_raw`` holds the exact bytes, for a restore.
     path: Mapped[str] = mapped_column(String(4000))
     filename: Mapped[str] = mapped_column(String(1000))
     mtime_ns: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    path_raw: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     # When the server learnt of this copy (upload completed or hash check matched): a device's last
     # successful upload is the newest of these.  Null only for rows older than migration 0002's backfill.
     created_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True, default=utcnow)
@@ -203,6 +207,7 @@ class DeviceHealth(Base):
     failed_files: Mapped[int] = mapped_column(BigInteger, default=0)
     skipped_files: Mapped[int] = mapped_column(BigInteger, default=0)
     backed_up_files: Mapped[int] = mapped_column(BigInteger, default=0)
+    left_out_files: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     last_success_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     problems: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     # Last heartbeat that showed progress (fewer pending files, more backed up, or nothing pending).

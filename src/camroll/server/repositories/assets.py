@@ -68,8 +68,9 @@ def files_of(db: Session, asset_ids: Sequence[int]) -> dict[int, list[tuple[Asse
 
 
 def record_file(db: Session, asset_id: int, device_id: int | None, path: str, filename: str,
-                mtime_ns: int | None) -> None:
-    """Remember that ``device_id`` holds the asset at ``path``; idempotent."""
+                mtime_ns: int | None, path_raw: bytes | None = None) -> None:
+    """Remember that ``device_id`` holds the asset at ``path`` (``path_raw``: its exact bytes when they are
+    not UTF-8); idempotent."""
     existing = db.scalars(
         select(AssetFile).where(
             AssetFile.asset_id == asset_id,
@@ -79,7 +80,7 @@ def record_file(db: Session, asset_id: int, device_id: int | None, path: str, fi
     ).first()
     if existing is None:
         db.add(AssetFile(asset_id=asset_id, device_id=device_id, path=path, filename=filename,
-                         mtime_ns=mtime_ns))
+                         mtime_ns=mtime_ns, path_raw=path_raw))
     elif mtime_ns is not None and existing.mtime_ns != mtime_ns:
         existing.mtime_ns = mtime_ns
     db.flush()
@@ -130,7 +131,7 @@ def get_or_create(conn: Connection, user_id: int, sha256: str, size: int, mime: 
 
 
 def record_file_core(conn: Connection, asset_id: int, device_id: int | None, path: str, filename: str,
-                     mtime_ns: int | None) -> None:
+                     mtime_ns: int | None, path_raw: bytes | None = None) -> None:
     """Like :func:`record_file`, on a Core connection."""
     if device_id is None:
         existing = conn.execute(_FILE_AT_NO_DEVICE, {"b_asset": asset_id, "b_path": path}).first()
@@ -138,7 +139,7 @@ def record_file_core(conn: Connection, asset_id: int, device_id: int | None, pat
         existing = conn.execute(_FILE_AT, {"b_asset": asset_id, "b_device": device_id, "b_path": path}).first()
     if existing is None:
         conn.execute(_FILE_INSERT, {"asset_id": asset_id, "device_id": device_id, "path": path,
-                                    "filename": filename, "mtime_ns": mtime_ns})
+                                    "filename": filename, "mtime_ns": mtime_ns, "path_raw": path_raw})
     elif mtime_ns is not None and existing.mtime_ns != mtime_ns:
         conn.execute(_FILE_UPDATE, {"b_id": existing.id, "mtime_ns": mtime_ns})
 

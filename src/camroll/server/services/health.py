@@ -112,6 +112,7 @@ def record_heartbeat(ctx: Context, who: Principal, beat: wire.Heartbeat,
         hb.pending_bytes = beat.pending_bytes
         hb.failed_files = beat.failed_files
         hb.skipped_files = beat.skipped_files
+        hb.left_out_files = beat.left_out_files
         hb.backed_up_files = beat.backed_up_files
         hb.last_success_at = beat.last_success_at
         hb.problems = problems
@@ -134,7 +135,8 @@ def health_of(hb: DeviceHealth | None, last_upload_at: datetime | None, progress
         state=verdict.state,  # type: ignore[arg-type]  # one of AgentState, never_seen or silent
         headline=verdict.headline, blocker_code=hb.blocker_code, blocker=hb.blocker,
         pending_files=hb.pending_files, pending_bytes=hb.pending_bytes, failed_files=hb.failed_files,
-        skipped_files=hb.skipped_files, backed_up_files=hb.backed_up_files, stalled=verdict.stalled,
+        skipped_files=hb.skipped_files, backed_up_files=hb.backed_up_files,
+        left_out_files=hb.left_out_files or 0, stalled=verdict.stalled,
         problems=[wire.DeviceProblem.model_validate(p) for p in hb.problems or []])
 
 

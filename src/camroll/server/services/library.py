@@ -25,10 +25,26 @@ def check(ctx: Context, who: Principal, req: wire.CheckRequest) -> wire.CheckRes
         for item in req.items:
             asset = have.get(item.sha256)
             if asset is not None and item.path:
-                filename = item.filename or item.path.replace("\\", "/").rsplit("/", 1)[-1]
-                repo.record_file(db, asset.id, who.device_id, item.path, filename, item.mtime_ns)
+                path, filename, raw = device_name(item.path, item.filename, item.path_raw)
+                repo.record_file(db, asset.id, who.device_id, path, filename, item.mtime_ns, raw)
         missing = list(dict.fromkeys(i.sha256 for i in req.items if i.sha256 not in have))
         return wire.CheckResponse(present={h: a.id for h, a in have.items()}, missing=missing)
+
+
+def device_name(path: str, filename: str | None, path_raw: str | None) -> tuple[str, str, bytes | None]:
+    """(path, filename, raw bytes) to record for a device's copy.  With ``path_raw`` (a name that is not
+    UTF-8) the exact bytes are the truth and the readable texts are made from them here, so every device
+    path row shows the same form; a ``path_raw`` that is not base64 is refused."""
+    if path_raw is None:
+        return path, filename or path.replace("\\", "/").rsplit("/", 1)[-1], None
+    try:
+        raw = wire.raw_name_from_wire(path_raw)
+    except ValueError:
+        raise ProblemError(400, "bad_request", "path_raw is not base64.",
+                           "Send the path's exact bytes in standard base64, or leave path_raw out.") from None
+    name = raw.replace(b"\\", b"/").rsplit(b"/", 1)[-1]
+    # The readable form can be four times the bytes: clipped to the bounds of a path the API takes.
+    return wire.display_name(raw)[:wire.MAX_PATH], wire.display_name(name)[:wire.MAX_FILENAME], raw
 
 
 def _infos(ctx: Context, assets: Sequence[Asset]) -> list[wire.AssetInfo]:
@@ -38,7 +54,8 @@ def _infos(ctx: Context, assets: Sequence[Asset]) -> list[wire.AssetInfo]:
         wire.AssetInfo(
             id=a.id, sha256=a.sha256, size=a.size, mime=a.mime, filename=a.filename, created_at=a.created_at,
             files=[wire.AssetFileInfo(device_id=f.device_id, device_name=name, path=f.path,
-                                      filename=f.filename, mtime_ns=f.mtime_ns)
+                                      filename=f.filename, mtime_ns=f.mtime_ns,
+                                      path_raw=None if f.path_raw is None else wire.raw_name_to_wire(f.path_raw))
                    for f, name in files[a.id]],
         )
         for a in assets

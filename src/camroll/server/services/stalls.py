@@ -25,7 +25,7 @@ from camroll.server.repositories import notify as notify_repo
 from camroll.server.repositories import users as users_repo
 from camroll.server.services import notify
 from camroll.server.services.health import SILENT_FIX, ago, assess, when
-from camroll.units import format_size
+from camroll.units import format_size, plural
 
 log = logging.getLogger("camroll.server.stalls")
 
@@ -68,8 +68,8 @@ def _device_incidents(ctx: Context, now: datetime, devices: list[Device]) -> lis
         elif verdict.stalled:
             out.append(Wanted(d.user_id, d.id, f"device:{d.id}:stalled", "stalled",
                               f"camroll: backup stalled on '{d.name}'",
-                              f"Backup on '{d.name}' is stuck: {hb.pending_files} files "
-                              f"({format_size(hb.pending_bytes)}) wait and none was backed up since "
+                              f"Backup on '{d.name}' is stuck: {plural(hb.pending_files, 'file')} "
+                              f"({format_size(hb.pending_bytes)}) waiting and none backed up since "
                               f"{when(verdict.since)} ({ago(now - verdict.since)}). The device says: "
                               f"{hb.headline} Fix: run `camroll doctor` on that device."))
         elif verdict.blocked and hb.blocker:
@@ -77,7 +77,7 @@ def _device_incidents(ctx: Context, now: datetime, devices: list[Device]) -> lis
             out.append(Wanted(d.user_id, d.id, f"device:{d.id}:blocked:{code}", "blocked",
                               f"camroll: backup on '{d.name}' is {hb.state}",
                               f"Backup on '{d.name}' is {hb.state}: {_held_sentence(hb.state, hb.blocker)} "
-                              f"({hb.pending_files} files waiting since {when(verdict.since)})."))
+                              f"({plural(hb.pending_files, 'file')} waiting since {when(verdict.since)})."))
     return out
 
 

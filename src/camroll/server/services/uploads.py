@@ -24,6 +24,7 @@ from camroll.server.repositories import assets as asset_repo
 from camroll.server.repositories import uploads as repo
 from camroll.server.services import auth, quota
 from camroll.server.services.auth import Principal
+from camroll.server.services.library import device_name
 from camroll.units import format_size
 
 log = logging.getLogger("camroll.server.uploads")
@@ -101,6 +102,8 @@ def parse_metadata(header: str | None) -> dict[str, str]:
             raise ProblemError(400, "bad_request", "Upload-Metadata sha256 must be 64 hex characters, "
                                f"got {meta[wire.META_SHA256]!r}.", "Send the file's SHA-256 in hex.")
         meta[wire.META_SHA256] = sha
+    if wire.META_PATH_RAW in meta:
+        device_name(meta.get(wire.META_PATH, ""), None, meta[wire.META_PATH_RAW])  # refuses what is not base64
     return meta
 
 
@@ -294,6 +297,10 @@ def _finish(ctx: Context, upload_id: str, digest: str, known: UploadState, mime:
     meta = known.metadata
     path = meta.get(wire.META_PATH) or ""
     filename = meta.get(wire.META_FILENAME) or path.replace("\\", "/").rsplit("/", 1)[-1] or upload_id
+    raw: bytes | None = None
+    if (raw_text := meta.get(wire.META_PATH_RAW)) is not None:
+        with contextlib.suppress(ProblemError):  # checked when the upload was created
+            path, filename, raw = device_name(path, filename, raw_text)
     mtime: int | None = None
     # Checked at creation; an upload row from before that check (or edited by hand) must not fail here.
     with contextlib.suppress(ValueError):
@@ -302,7 +309,7 @@ def _finish(ctx: Context, upload_id: str, digest: str, known: UploadState, mime:
         asset_repo.ensure_blob(conn, digest, known.length)
         asset_id = asset_repo.get_or_create(conn, known.user_id, digest, known.length, mime, filename,
                                             _mtime(mtime))
-        asset_repo.record_file_core(conn, asset_id, known.device_id, path or filename, filename, mtime)
+        asset_repo.record_file_core(conn, asset_id, known.device_id, path or filename, filename, mtime, raw)
         repo.mark_complete(conn, upload_id, asset_id, known.length, now, _expiry(ctx, now))
     # After the commit, never inside it: a job must find the row, and a queue hiccup must not undo it.
     job_queue.asset_added(ctx, asset_id)

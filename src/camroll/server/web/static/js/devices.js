@@ -1,6 +1,6 @@
 // Devices: each device's backup health as the server sees it (heartbeats and uploads).
 import { api } from "./api.js";
-import { h, ago, size, dateTime, errorBox } from "./format.js";
+import { h, ago, size, dateTime, errorBox, plural } from "./format.js";
 import { columns } from "./charts.js";
 
 const DAYS = 14;
@@ -34,7 +34,7 @@ function card(d, days) {
       h("p", { class: "muted" }, `${d.platform || "unknown platform"} · last seen ${ago(d.last_seen_at)}`),
       h("p", { class: "muted" }, "This server does not report device health yet."), chart(d, days));
   }
-  const [tone, word] = STATES[health.state] || ["idle", health.state];
+  const [tone, word] = verdict(health);
   const problems = health.problems?.length || 0;
   return h("article", { class: `card device tone-${tone}`, dataset: { device: d.name, state: health.state } },
     h("div", { class: "device-head" }, h("h2", {}, d.name), h("span", { class: `pill ${tone}` }, health.stalled ? "Stalled" : word)),
@@ -43,11 +43,22 @@ function card(d, days) {
     h("dl", { class: "facts" },
       h("dt", {}, "Last seen"), h("dd", { title: dateTime(health.last_heartbeat_at || d.last_seen_at) }, ago(health.last_heartbeat_at || d.last_seen_at)),
       h("dt", {}, "Last upload"), h("dd", { title: dateTime(health.last_upload_at) }, ago(health.last_upload_at)),
-      h("dt", {}, "Waiting"), h("dd", {}, `${health.pending_files} file${health.pending_files === 1 ? "" : "s"} · ${size(health.pending_bytes)}`),
-      h("dt", {}, "Backed up"), h("dd", {}, `${health.backed_up_files} files`),
-      h("dt", {}, "Failed"), h("dd", {}, problems ? h("a", { href: "#/problems" }, `${health.failed_files} file${health.failed_files === 1 ? "" : "s"} (see Problems)`) : String(health.failed_files)),
+      h("dt", {}, "Waiting"), h("dd", {}, `${plural(health.pending_files, "file")} · ${size(health.pending_bytes)}`),
+      h("dt", {}, "Backed up"), h("dd", {}, plural(health.backed_up_files, "file")),
+      h("dt", {}, "Failed"), h("dd", {}, problems && health.failed_files ? h("a", { href: "#/problems" }, `${plural(health.failed_files, "file")} (see Problems)`) : String(health.failed_files)),
+      h("dt", {}, "Skipped"), h("dd", {}, problems && health.skipped_files ? h("a", { href: "#/problems" }, `${plural(health.skipped_files, "file")} (see Problems)`) : String(health.skipped_files)),
+      h("dt", {}, "Left out"), h("dd", { title: "Hidden files, Android's trash and files your include/exclude settings keep out: by choice, not problems." }, plural(health.left_out_files || 0, "file")),
       h("dt", {}, "Agent"), h("dd", {}, `${health.agent_version || "—"} · ${d.platform || "unknown platform"}`)),
     chart(d, days));
+}
+
+// An idle agent with files it could not back up is not "Up to date": the card says so in its colour.
+function verdict(health) {
+  if (health.state === "idle" && !health.stalled) {
+    if (health.failed_files) return ["bad", `${plural(health.failed_files, "file")} failing`];
+    if (health.skipped_files) return ["warn", `${plural(health.skipped_files, "file")} skipped`];
+  }
+  return STATES[health.state] || ["idle", health.state];
 }
 
 // The last DAYS days (UTC) as columns, days without uploads as flat ones.
@@ -60,5 +71,5 @@ function chart(d, days) {
   }
   const total = points.reduce((n, p) => n + p.value, 0);
   return h("figure", { class: "per-day" }, columns(points, `Uploads per day from ${d.name}, last ${DAYS} days`),
-    h("figcaption", { class: "muted" }, `${total} file${total === 1 ? "" : "s"} uploaded in the last ${DAYS} days`));
+    h("figcaption", { class: "muted" }, `${plural(total, "file")} uploaded in the last ${DAYS} days`));
 }

@@ -8,6 +8,12 @@ export function size(bytes) {
   return `${v >= 100 || i === 0 ? Math.round(v) : v.toFixed(1)} ${UNITS[i]}`;
 }
 
+// plural(1, "file") = "1 file", plural(2, "file") = "2 files"; "try" -> "tries".
+export function plural(n, word) {
+  const many = word.endsWith("y") ? `${word.slice(0, -1)}ies` : `${word}s`;
+  return `${n} ${n === 1 ? word : many}`;
+}
+
 export function dateTime(iso) {
   if (!iso) return "—";
   const d = new Date(iso);
@@ -26,7 +32,7 @@ export function ago(iso) {
   if (s < 60) return "just now";
   if (s < 3600) return `${Math.round(s / 60)} min ago`;
   if (s < 86400) return `${Math.round(s / 3600)} h ago`;
-  return `${Math.round(s / 86400)} days ago`;
+  return `${plural(Math.round(s / 86400), "day")} ago`;
 }
 
 export function duration(seconds) {

@@ -1,6 +1,6 @@
 // Storage: used against the quota, split by kind, as inline SVG.
 import { api, missingFeature } from "./api.js";
-import { h, size, errorBox } from "./format.js";
+import { h, size, errorBox, plural } from "./format.js";
 import { stackedBar, legend } from "./charts.js";
 
 const KINDS = { image: ["Photos", "k-image"], video: ["Videos", "k-video"], other: ["Other files", "k-other"] };
@@ -22,7 +22,7 @@ export async function render(main) {
     main.append(h("p", { class: "muted" }, "This server does not break storage down by kind yet (GET /api/v1/storage)."));
   }
   const parts = info.by_kind.filter((k) => k.files > 0).map((k) => ({
-    label: `${KINDS[k.kind][0]}: ${size(k.bytes)} in ${k.files} file${k.files === 1 ? "" : "s"}`, value: k.bytes, cls: KINDS[k.kind][1] }));
+    label: `${KINDS[k.kind][0]}: ${size(k.bytes)} in ${plural(k.files, "file")}`, value: k.bytes, cls: KINDS[k.kind][1] }));
   if (info.trashed_bytes) parts.push({ label: `Trash: ${size(info.trashed_bytes)}`, value: info.trashed_bytes, cls: "k-trash" });
   if (!parts.length) parts.push({ label: `Used: ${size(info.used_bytes)}`, value: info.used_bytes, cls: "k-image" });
   const total = info.quota_bytes || Math.max(1, info.used_bytes + info.trashed_bytes);

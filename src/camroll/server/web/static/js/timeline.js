@@ -4,7 +4,7 @@
 // only those within a screen or two of the viewport exist in the DOM.  Scrolling through 50,000 items
 // keeps a few dozen tiles in the page and does O(log n) work per frame.
 import { api, missingFeature, authHeaders, problemOf } from "./api.js";
-import { h, dayTitle, dateTime, duration, errorBox, toast } from "./format.js";
+import { h, dayTitle, dateTime, duration, errorBox, toast, plural } from "./format.js";
 import { openViewer } from "./viewer.js";
 
 const PAGE = 200;
@@ -159,7 +159,7 @@ export function render(main, params) {
       state.cursor = page.next_cursor;
       state.done = !page.next_cursor;
       state.total = page.total;
-      count.textContent = `${page.total} item${page.total === 1 ? "" : "s"}`;
+      count.textContent = plural(page.total, "item");
       const changed = Math.max(0, sections.length - 1);
       for (const day of page.days) addDay(day);
       list.dataset.loaded = String(state.items.length);
@@ -303,7 +303,7 @@ export function render(main, params) {
       state.selected.clear();
       rebuild();
       refreshSelection();
-      toast(`Moved ${res.changed} to the trash; restore from Trash within ${res.purge_after_days} days.`);
+      toast(`Moved ${plural(res.changed, "item")} to the trash; restore from Trash within ${plural(res.purge_after_days, "day")}.`);
     } catch (err) {
       toast(err.text || String(err));
     }

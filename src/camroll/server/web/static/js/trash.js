@@ -1,6 +1,6 @@
 // Trash: assets moved here stay 30 days; select and restore.
 import { api } from "./api.js";
-import { h, dateTime, errorBox, toast } from "./format.js";
+import { h, dateTime, errorBox, toast, plural } from "./format.js";
 import { thumbUrl } from "./timeline.js";
 
 function itemsOf(page) {
@@ -47,7 +47,7 @@ export async function render(main) {
       selected.clear();
       restore.disabled = true;
       restore.textContent = "Restore";
-      toast(`Restored ${res.changed} to the timeline.`);
+      toast(`Restored ${plural(res.changed, "item")} to the timeline.`);
     } catch (err) {
       toast(err.text || String(err));
     }

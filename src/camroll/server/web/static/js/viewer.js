@@ -178,7 +178,9 @@ function details(d, item) {
   const camera = [make, m.camera_model].filter(Boolean).join(" ");
   const dims = (m.width || item.width) ? `${m.width || item.width} × ${m.height || item.height}` : null;
   const place = m.latitude != null && m.longitude != null ? `${m.latitude.toFixed(5)}, ${m.longitude.toFixed(5)}` : null;
-  const files = (d.files || []).map((f) => h("li", {}, h("strong", {}, f.device_name || "web upload"), h("br"), h("code", {}, f.path)));
+  const files = (d.files || []).map((f) => h("li", {}, h("strong", {}, f.device_name || "web upload"), h("br"), h("code", {}, f.path),
+    // A name that is not UTF-8 shows its other bytes as \xNN; the server keeps the exact bytes for a restore.
+    f.path_raw ? h("div", { class: "muted" }, "The name on the device is not UTF-8 text; its exact bytes are kept.") : null));
   return h("div", {},
     h("h2", {}, d.filename),
     h("dl", {},
