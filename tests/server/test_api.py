@@ -170,7 +170,7 @@ def test_raw_paths_are_kept_byte_for_byte_and_bad_ones_refused(user: User) -> No
     r = user.client.post("/api/v1/assets/check", json={"items": [
         {"sha256": sha, "path": "ignored", "path_raw": wire.raw_name_to_wire(raw2)}]})
     assert r.status_code == 200, r.text
-    files = user.client.get(f"/api/v1/assets/{asset_id}").json()["files"]
+    files = user.session.get(f"/api/v1/assets/{asset_id}").json()["files"]
     got = {wire.raw_name_from_wire(f["path_raw"]): (f["path"], f["filename"]) for f in files}
     assert got == {raw: ("/DCIM/IMG_caf\\xe9.jpg", "IMG_caf\\xe9.jpg"),
                    raw2: ("/Card/\\xc9t\\xe9.jpg", "\\xc9t\\xe9.jpg")}
