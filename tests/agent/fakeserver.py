@@ -92,9 +92,11 @@ class FakeServer:
 
     def _receive(self, uid: str, up: FakeUpload, req: httpx.Request, status: int) -> httpx.Response:
         body = req.read()
-        algo, _, digest = req.headers.get("Upload-Checksum", "").partition(" ")
-        if algo != "sha256" or base64.b64decode(digest) != hashlib.sha256(body).digest():
-            return self._problem(460, "checksum_mismatch", "chunk checksum mismatch")
+        # Like the real server: a body without Upload-Checksum is accepted, the whole-file hash decides.
+        if "Upload-Checksum" in req.headers:
+            algo, _, digest = req.headers["Upload-Checksum"].partition(" ")
+            if algo != "sha256" or base64.b64decode(digest) != hashlib.sha256(body).digest():
+                return self._problem(460, "checksum_mismatch", "chunk checksum mismatch")
         if self.corrupt_next_patch:
             self.corrupt_next_patch = False
             return self._problem(460, "checksum_mismatch", "chunk checksum mismatch")

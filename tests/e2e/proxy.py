@@ -2,17 +2,52 @@
 
 It forwards bytes both ways and can throttle the client-to-server direction, count what it forwarded,
 cut every open connection, and flip one byte of the next PATCH body (after its HTTP headers) once.
+With a :class:`FaultPlan` it also cuts the connection carrying the byte at each of a seeded list of
+offsets of the client-to-server stream, and stalls the whole link at others: faults of timing only,
+never of order (bytes that get through arrive in order, as TCP delivers them).
 The byte count is how tests prove what was, or was not, sent again.
 """
 
 from __future__ import annotations
 
+import bisect
 import contextlib
+import random
 import socket
 import threading
 import time
+from dataclasses import dataclass, field
 
 _HEADER_END = b"\r\n\r\n"
+
+
+@dataclass
+class FaultPlan:
+    """Where the link fails, as offsets of the client-to-server byte stream: gaps drawn from an
+    exponential distribution (a memoryless link), so any byte is as likely as any other to be cut."""
+
+    seed: int
+    cut_every: float  # mean bytes between cuts
+    stall_every: float  # mean bytes between stalls
+    stall_seconds: tuple[float, float] = (0.2, 2.0)  # each stall lasts uniformly between these
+    horizon: int = 1 << 40  # plan faults up to this offset
+    cuts: list[int] = field(default_factory=list)
+    stalls: list[tuple[int, float]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        rng = random.Random(self.seed)
+        at = 0.0
+        while self.cut_every and len(self.cuts) < 100_000:
+            at += rng.expovariate(1 / self.cut_every)
+            if at >= self.horizon:
+                break
+            self.cuts.append(int(at))
+        at = 0.0
+        while self.stall_every and len(self.stalls) < 100_000:
+            at += rng.expovariate(1 / self.stall_every)
+            if at >= self.horizon:
+                break
+            self.stalls.append((int(at), round(rng.uniform(*self.stall_seconds), 3)))
 
 
 class _Conn:
@@ -32,11 +67,20 @@ class _Conn:
 
 
 class Proxy:
-    def __init__(self, upstream_port: int, *, rate: float | None = None) -> None:
+    def __init__(self, upstream_port: int, *, rate: float | None = None, faults: FaultPlan | None = None) -> None:
         self.upstream_port = upstream_port
         self.rate = rate  # bytes/s, client -> server, shared by all connections
+        self.faults = faults
         self.lock = threading.Lock()
         self.bytes_up = 0
+        self.bytes_in = 0  # client -> server bytes received from clients, forwarded or not (wire bytes)
+        self.cuts_done = 0
+        self.stalls_done = 0
+        self.stalled_s = 0.0
+        self._offset = 0  # where the fault plan's stream is: bytes up to the cuts, from every connection
+        self._next_cut = 0  # index into faults.cuts
+        self._next_stall = 0
+        self._stalled_until = 0.0
         self.bytes_down = 0
         self.corrupt_armed = False
         self.corrupted = 0
@@ -131,6 +175,44 @@ class Proxy:
         conn.tail = window[-8192:]
         return data
 
+    def _plan(self, n: int) -> tuple[int, float, bool]:
+        """For ``n`` bytes just received: how many to forward, a stall to make first, and whether to
+        cut the connection after them.  Claims the stream offsets under the lock, so concurrent
+        connections see one stream."""
+        with self.lock:
+            self.bytes_in += n
+            start = self._offset
+            self._offset += n
+            plan = self.faults
+            if plan is None:
+                return n, 0.0, False
+            stall = 0.0
+            i = bisect.bisect_left(plan.stalls, (start, -1.0), lo=self._next_stall)
+            j = bisect.bisect_left(plan.stalls, (start + n, -1.0), lo=i)
+            if j > i:
+                stall = sum(s for _, s in plan.stalls[i:j])
+                self.stalls_done += j - i
+                self.stalled_s += stall
+                self._next_stall = j
+            k = bisect.bisect_left(plan.cuts, start, lo=self._next_cut)
+            if k < len(plan.cuts) and plan.cuts[k] < start + n:
+                # Claim only the bytes up to the cut: the rest were never sent as far as the stream
+                # offsets go (the next connection's bytes continue from here).
+                self._next_cut = k + 1
+                self.cuts_done += 1
+                keep = plan.cuts[k] - start
+                self._offset = start + keep
+                return keep, stall, True
+            self._next_cut = k
+            return n, stall, False
+
+    def _wait_stall(self, extra: float) -> None:
+        if extra:
+            with self.lock:
+                self._stalled_until = max(self._stalled_until, time.monotonic()) + extra
+        while (left := self._stalled_until - time.monotonic()) > 0:
+            time.sleep(min(left, 0.05))
+
     def _pump_up(self, conn: _Conn) -> None:
         try:
             while True:
@@ -138,6 +220,9 @@ class Proxy:
                 data = conn.client.recv(size)
                 if not data:
                     break
+                keep, stall, cut = self._plan(len(data))
+                data = data[:keep]
+                self._wait_stall(stall)
                 if b"PATCH /" in conn.tail[-16:] + data[:4096]:
                     with self.lock:
                         self.patches_seen += 1
@@ -147,6 +232,8 @@ class Proxy:
                 conn.sent += len(data)
                 with self.lock:
                     self.bytes_up += len(data)
+                if cut:
+                    break
         except OSError:
             pass
         finally:
@@ -158,6 +245,7 @@ class Proxy:
                 data = conn.upstream.recv(65536)
                 if not data:
                     break
+                self._wait_stall(0.0)  # a stalled link holds both directions
                 conn.client.sendall(data)
                 with self.lock:
                     self.bytes_down += len(data)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import socket
+import threading
 import time
 from pathlib import Path
 
@@ -416,3 +417,54 @@ def test_chunk_checksum_right_but_declared_hash_wrong_discards_the_upload(user: 
     assert hashlib.sha256(data).hexdigest() in str(body["detail"])
     assert blob_files(user.data) == blobs_before
     assert user.client.head(url, headers=TUS).status_code == 404
+
+
+def test_a_new_upload_of_the_same_file_replaces_the_abandoned_one(shared_server: ServerProcess) -> None:
+    """A device killed during a small file's creation-with-upload never learns the upload's URL; its
+    next pass creates another.  The abandoned upload must not hold its part file and reserve the
+    file's size until it expires: on an account with room for the file once, that refused the file."""
+    u = make_user(shared_server, quota="1MB")
+    data = jpeg(600_000, seed=31)
+    first = create(u.client, data, path="/DCIM/a.jpg")
+    assert u.client.patch(first, headers={**TUS, "Content-Type": OCTET, "Upload-Offset": "0"},
+                          content=data[:100_000]).status_code == 204
+    parts = part_files(u.data)
+    second = create(u.client, data, path="/DCIM/a.jpg")  # refused as over quota before the fix
+    assert part_files(u.data) != parts and len(part_files(u.data)) == len(parts)
+    assert u.client.head(first, headers=TUS).status_code == 410
+    # Another file's unfinished upload is kept, and the replaced one is stored normally.
+    other = jpeg(1000, seed=32)
+    third = create(u.client, other, path="/DCIM/b.jpg")
+    offset = 0
+    for i in range(0, len(data), 200_000):
+        r = patch(u.client, second, offset, data[i:i + 200_000])
+        assert r.status_code == 204, r.text
+        offset = int(r.headers["Upload-Offset"])
+    assert u.client.get("/api/v1/me").json()["used_bytes"] == len(data)
+    assert u.client.head(third, headers=TUS).status_code == 200
+
+
+def test_head_after_a_cut_reports_the_bytes_that_arrived(user: User) -> None:
+    """A client asks HEAD at once after its connection broke, while the server is still writing what
+    arrived: the answer must be the offset after those bytes, or the client resends a whole body
+    from an older offset only to be answered 409."""
+    data = jpeg(6 * 2**20, seed=33)
+    url = create(user.client, data)
+    token = str(user.client.headers["Authorization"]).split()[1]
+    sock = socket.create_connection(("127.0.0.1", user.server.port))
+    head = (f"PATCH {url} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nTus-Resumable: 1.0.0\r\n"
+            f"Content-Type: {OCTET}\r\nUpload-Offset: 0\r\nContent-Length: {len(data)}\r\n\r\n")
+    sock.sendall(head.encode() + data[:5 * 2**20])
+    time.sleep(0.5)  # the server is inside the request, waiting for the rest of the body
+
+    answers: list[str] = []
+
+    def ask() -> None:
+        answers.append(user.client.head(url, headers=TUS).headers["Upload-Offset"])
+
+    t = threading.Thread(target=ask)
+    t.start()
+    time.sleep(0.3)  # HEAD arrives while the writer still holds the upload...
+    sock.close()  # ...then the connection breaks
+    t.join(10)
+    assert answers == [str(5 * 2**20)]

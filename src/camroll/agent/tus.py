@@ -40,6 +40,9 @@ class FileRange:
     offset: int
     length: int
     sha256: bytes | None = None
+    # False: send no Upload-Checksum, so the server keeps every byte that arrives before a cut (a
+    # checksummed body that is cut is discarded whole); the whole-file SHA-256 still decides.
+    checksum: bool = True
 
     def _pieces(self) -> Iterator[bytes]:
         pos, end = self.offset, self.offset + self.length
@@ -111,7 +114,8 @@ class TusClient:
                    "Upload-Metadata": wire.encode_upload_metadata(metadata)}
         if body is not None:
             headers["Content-Type"] = OCTET
-            headers["Upload-Checksum"] = body.checksum_header()
+            if body.checksum:
+                headers["Upload-Checksum"] = body.checksum_header()
             # An explicit length makes httpx send a plain body rather than chunked encoding.
             headers["Content-Length"] = str(body.length)
             resp = self.client.post(wire.UPLOADS_PATH, headers=headers, content=iter(body))
@@ -137,7 +141,8 @@ class TusClient:
     def patch(self, url: str, offset: int, data: bytes | FileRange) -> PatchResult:
         headers = {**self._base, "Content-Type": OCTET, "Upload-Offset": str(offset)}
         if isinstance(data, FileRange):
-            headers["Upload-Checksum"] = data.checksum_header()
+            if data.checksum:
+                headers["Upload-Checksum"] = data.checksum_header()
             headers["Content-Length"] = str(data.length)
             resp = self.client.patch(url, headers=headers, content=iter(data))
         else:

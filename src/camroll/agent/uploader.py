@@ -101,7 +101,33 @@ class PacedRange(FileRange):
                 yield part
 
 
+# After a cut, a file larger than this is no longer sent in its creation request: the answer naming
+# the upload arrives only after the body, so a cut there loses the whole body; an upload created
+# first and filled by PATCH keeps what arrived.
+LOSSY_SINGLE_REQUEST = 1024 * 1024
+
+
+def _cut_mid_request(exc: Exception) -> bool:
+    """A connection that failed after it was made (reset, closed, timed out while sending or waiting),
+    as opposed to a server that cannot be reached at all."""
+    return isinstance(exc, httpx.TransportError) and not isinstance(
+        exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout)
+
+
 class Uploader:
+    """Uploads files for one pass.
+
+    A body sent by PATCH carries no per-chunk checksum at first: the server must discard a
+    checksummed body that is cut short (it cannot check it), so on a link that cuts connections every
+    cut would cost up to a whole chunk (64 MiB) and a large file might never get through.  Without it
+    the server keeps every byte that arrived, the next request resumes from the offset HEAD reports,
+    and the server's check of the whole file's SHA-256 still decides what is stored.  Once the server
+    has found damaged bytes in this pass (a whole-file mismatch, or a refused chunk), PATCH bodies
+    carry their chunk's SHA-256 for the rest of the pass, so damage costs one chunk, not a file.
+    A file sent in its creation request carries its own SHA-256 (known from the hash pass); once a
+    connection was cut mid-request in this pass (``lossy``), only files up to
+    :data:`LOSSY_SINGLE_REQUEST` go that way, larger ones are created first and filled by PATCH."""
+
     def __init__(self, tus: TusClient, db: StateDB, *, chunk_size: int, base_url: str,
                  check_present: Callable[[UploadJob], int | None],
                  on_bytes: Callable[[str, int], None] = lambda p, n: None,
@@ -120,12 +146,18 @@ class Uploader:
         self.should_stop = should_stop
         self.backoff = backoff
         self.sleep = sleep
+        self.lossy = False
+        self.chunk_checksums = False
 
     # --- helpers ------------------------------------------------------------------------------------
-    def _range(self, fd: int, offset: int, length: int, sha256: bytes | None) -> FileRange:
+    def _range(self, fd: int, offset: int, length: int, sha256: bytes | None, *, checksum: bool = True) -> FileRange:
         if self.pace is None:
-            return FileRange(fd, offset, length, sha256)
-        return PacedRange(fd, offset, length, sha256, self.pace)
+            return FileRange(fd, offset, length, sha256, checksum)
+        return PacedRange(fd, offset, length, sha256, checksum, self.pace)
+
+    def _note_failure(self, exc: Exception) -> None:
+        if _cut_mid_request(exc):
+            self.lossy = True
 
     def _pause(self, retry: int, exc: Exception) -> int:
         """Sleep before retry number ``retry``; re-raise once the attempts are used up."""
@@ -216,12 +248,12 @@ class Uploader:
 
     def _create(self, job: UploadJob, fd: int) -> tuple[str, int] | Done:
         meta = metadata_for(job)
-        small = job.size <= self.chunk_size
         retry = 0
         mismatches = 0
         while True:
             if self.should_stop():
                 raise Stopped()
+            small = job.size <= (min(self.chunk_size, LOSSY_SINGLE_REQUEST) if self.lossy else self.chunk_size)
             body: FileRange | None = None
             if small:
                 self._still_same(job, fd)
@@ -246,6 +278,7 @@ class Uploader:
                 retry = self._pause(retry, exc)
                 continue
             except TRANSIENT_ERRORS as exc:
+                self._note_failure(exc)
                 retry = self._pause(retry, exc)
                 continue
             finally:
@@ -289,7 +322,8 @@ class Uploader:
             n = min(self.chunk_size - offset % self.chunk_size, job.size - offset)
             if offset + n >= job.size:
                 self._still_same(job, fd)
-            data = self._range(fd, offset, n, None if rejected else job.known_digest(offset, n))
+            data = self._range(fd, offset, n, None if rejected else job.known_digest(offset, n),
+                               checksum=rejected or self.chunk_checksums)
             try:
                 try:
                     res = self.tus.patch(url, offset, data)
@@ -302,6 +336,7 @@ class Uploader:
             except ProblemError as exc:
                 if exc.status == wire.STATUS_CHECKSUM_MISMATCH:
                     logger.warning("%s: the server rejected the chunk at byte %d (%s)", job.path, offset, exc)
+                    self.chunk_checksums = True  # this link damages bytes: find them a chunk at a time
                     # Still there: this chunk was damaged, send it again.  Gone: the whole-file hash
                     # failed and the server discarded the upload.
                     try:
@@ -324,8 +359,15 @@ class Uploader:
                 offset = self._head(url)
                 continue
             except TRANSIENT_ERRORS as exc:
+                self._note_failure(exc)
                 retry = self._pause(retry, exc)
-                offset = self._head(url)
+                resumed = self._head(url)
+                if resumed > offset:
+                    # The server kept part of the cut request: the link works, it only breaks now and
+                    # then, so this is progress rather than another failed attempt.
+                    self.on_bytes(job.path, resumed - offset)
+                    retry = 0
+                offset = resumed
                 continue
             self.on_bytes(job.path, res.offset - offset)
             offset = res.offset

@@ -161,10 +161,20 @@ async def create(request: Request, ctx: Ctx,
     return Response(status_code=201, headers=headers)
 
 
+HEAD_WAITS_FOR_WRITER = 5.0  # seconds
+
+
 @tus.head(COLLECTION + "{upload_id}", response_class=Response,
           responses={200: {"description": "Upload-Offset, Upload-Length, Upload-Metadata and, once complete, "
                                           f"{wire.ASSET_ID_HEADER}; no body."}})
 async def head(ctx: Ctx, who: BackupCaller, upload_id: str) -> Response:
+    # A client asks right after its connection was cut, often before this server noticed: let the
+    # request still writing to the upload finish first, so the offset is where the bytes that arrived
+    # end.  Otherwise the client resumes from an older offset and sends a whole body only to be told
+    # 409 (or finds the upload busy).
+    deadline = anyio.current_time() + HEAD_WAITS_FOR_WRITER
+    while upload_id in ctx.busy and anyio.current_time() < deadline:
+        await anyio.sleep(0.02)
     try:
         state = await anyio.to_thread.run_sync(uploads.status, ctx, who, upload_id)
     except ProblemError as exc:

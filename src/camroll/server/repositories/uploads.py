@@ -9,6 +9,7 @@ from typing import Any, cast
 from sqlalchemy import Connection, Table, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
+from camroll import wire
 from camroll.server.models import Upload, UTCDateTime
 
 ACTIVE = "active"
@@ -53,6 +54,11 @@ _RESERVED = select(func.coalesce(func.sum(_U.length), 0)).where(
 _UPDATE_ACTIVE = update(UPLOADS).where(_U.id == bindparam("b_id"), _U.state == ACTIVE)
 _UPDATE_ACTIVE_AT = _UPDATE_ACTIVE.where(_U.offset == bindparam("b_offset"))
 _UPDATE = update(UPLOADS).where(_U.id == bindparam("b_id"))
+# Unfinished uploads of one file from one device that nothing is hashing or storing yet.
+_ABANDONED = select(_U.id, _U.metadata).where(
+    _U.user_id == bindparam("b_user"), _U.device_id == bindparam("b_device"),
+    _U.declared_sha256 == bindparam("b_sha"), _U.state == ACTIVE, _U.computed_sha256.is_(None),
+)
 
 
 def insert_row(conn: Connection, values: dict[str, Any]) -> None:
@@ -62,6 +68,18 @@ def insert_row(conn: Connection, values: dict[str, Any]) -> None:
 def get_row(conn: Connection, upload_id: str) -> Any:
     """The upload's row (columns as attributes; ``meta`` is ``metadata``'s key) or ``None``."""
     return conn.execute(_GET, {"b_id": upload_id}).first()
+
+
+def abandoned(conn: Connection, user_id: int, device_id: int, sha256: str, path: str) -> list[str]:
+    """Unfinished uploads of these bytes from this path of this device that nothing is storing yet."""
+    rows = conn.execute(_ABANDONED, {"b_user": user_id, "b_device": device_id, "b_sha": sha256})
+    return [str(i) for i, meta in rows if (meta or {}).get(wire.META_PATH, "") == path]
+
+
+def expire(conn: Connection, upload_ids: list[str], now: datetime) -> None:
+    """Mark active uploads expired (their tombstones answer 410); the caller removes their bytes."""
+    conn.execute(update(UPLOADS).where(_U.id.in_(upload_ids), _U.state == ACTIVE)
+                 .values(state=EXPIRED, updated_at=now))
 
 
 def reserved_bytes(conn: Connection, user_id: int, now: datetime, exclude: str = "") -> int:

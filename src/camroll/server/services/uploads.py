@@ -152,6 +152,8 @@ def _insert(ctx: Context, conn: Connection, who: Principal, length: int, meta: d
     now = utcnow()
     expires = _expiry(ctx, now)
     declared = meta.get(wire.META_SHA256)
+    if declared and who.device_id is not None:
+        _supersede(ctx, conn, who.user_id, who.device_id, declared, meta.get(wire.META_PATH, ""), now)
     quota.ensure_fits(conn, who.user_id, length)
     ctx.parts.create(upload_id)
     try:
@@ -164,6 +166,26 @@ def _insert(ctx: Context, conn: Connection, who: Principal, length: int, meta: d
         ctx.parts.remove(upload_id)
         raise
     return UploadState(upload_id, length, 0, expires, dict(meta), None, who.user_id, who.device_id, declared)
+
+
+def _supersede(ctx: Context, conn: Connection, user_id: int, device_id: int, sha256: str, path: str,
+               now: datetime) -> None:
+    """Expire this device's unfinished uploads of the same file (same bytes, same path) before it
+    starts a new one.
+
+    A device asks for a new upload of a file only when it lost the old one: killed before the
+    answer to its creation (a small file's whole body travels in that request) or given up on it.
+    Left alone, each such upload would hold a part file and reserve the file's size in the quota
+    until it expires, refusing the new upload to an account with room for the file only once.
+    An upload a request is still writing to, or one already hashed (being stored), is left alone."""
+    ids = [i for i in repo.abandoned(conn, user_id, device_id, sha256, path) if i not in ctx.busy]
+    if not ids:
+        return
+    repo.expire(conn, ids, now)
+    for upload_id in ids:
+        ctx.hashes.drop(upload_id)
+        ctx.parts.remove(upload_id)
+    log.info("expired %d abandoned upload(s) of %s from device %d", len(ids), sha256[:12], device_id)
 
 
 def _load(ctx: Context, who: Principal, upload_id: str) -> Any:
