@@ -67,6 +67,8 @@ class ServerProcess:
     data: Path
     port: int = field(default_factory=free_port)
     extra_args: tuple[str, ...] = ()
+    # Added to the environment the server starts with (e.g. CAMROLL_NOTIFY_* to reach loopback receivers).
+    env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -79,7 +81,7 @@ class ServerProcess:
             self.proc = subprocess.Popen(
                 camroll_cmd("serve", "--data", str(self.data), "--listen", f"127.0.0.1:{self.port}",
                             *self.extra_args),
-                stdout=log, stderr=subprocess.STDOUT,
+                stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.env},
             )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -133,8 +135,9 @@ class ServerProcess:
         r.raise_for_status()
         return str(r.json()["token"])
 
-    def device_token(self, name: str, password: str, device: str = "test-device") -> str:
-        session = self.login(name, password)
+    def device_token(self, name: str, password: str, device: str = "test-device", *,
+                     session: str | None = None) -> str:
+        session = session or self.login(name, password)
         r = httpx.post(f"{self.url}/api/v1/devices", json={"name": device, "platform": "test"},
                        headers={"Authorization": f"Bearer {session}"})
         r.raise_for_status()

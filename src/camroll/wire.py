@@ -160,6 +160,9 @@ ProblemCode = Literal[
     "offset_mismatch",
     "client_too_old",
     "tus_version",
+    "rate_limited",
+    "busy",
+    "request_too_large",
     "internal",
 ]
 
@@ -202,9 +205,13 @@ class ServerInfo(_Model):
 
 
 # --- Accounts and devices -------------------------------------------------------------------------
+MAX_USERNAME_LENGTH = 200
+MAX_PASSWORD_LENGTH = 1024
+
+
 class LoginRequest(_Model):
-    username: str
-    password: str
+    username: str = Field(max_length=MAX_USERNAME_LENGTH)
+    password: str = Field(max_length=MAX_PASSWORD_LENGTH)
 
 
 class UserInfo(_Model):

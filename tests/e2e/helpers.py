@@ -15,6 +15,9 @@ from conftest import camroll_cmd, run_camroll
 
 from camroll.agent.config import load_config, save_config
 
+# What a device token may call (server/api/deps.py, BackupCaller).
+BACKUP_PATHS = ("/me", "/server", "/assets/check", "/devices/current/heartbeat")
+
 
 @dataclass
 class Agent:
@@ -22,6 +25,7 @@ class Agent:
     server: Any  # tests/conftest.py's ServerProcess
     password: str
     user: str = "ann"
+    _session: str | None = None
 
     @property
     def env(self) -> dict[str, str]:
@@ -65,8 +69,17 @@ class Agent:
         return cfg.server.token
 
     def api(self, method: str, path: str, **kw: Any) -> httpx.Response:
+        """Call the API as the agent would (its device token) where a device token may, and as the user
+        (a login session) everywhere else: the library, devices and alerts need a session."""
+        backup = path in BACKUP_PATHS or path.startswith("/uploads")
+        token = self.token() if backup else self.session()
         return httpx.request(method, f"{self.server.url}/api/v1{path}",
-                             headers={"Authorization": f"Bearer {self.token()}"}, timeout=30, **kw)
+                             headers={"Authorization": f"Bearer {token}"}, timeout=30, **kw)
+
+    def session(self) -> str:
+        if self._session is None:
+            self._session = self.server.login(self.user, self.password)
+        return self._session
 
     def server_has(self, data_or_sha: bytes | str) -> int | None:
         sha = data_or_sha if isinstance(data_or_sha, str) else hashlib.sha256(data_or_sha).hexdigest()

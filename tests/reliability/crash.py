@@ -201,7 +201,7 @@ def run_crash_proof(work: Path, *, files: int, kills_agent: int, kills_server: i
         placed = _place(corpus, staging, r.photos, placed, 0, corpus.payload * 2)
         _clean_passes(r, run, log)
         _sweep(r, log)
-        run.audit = audit(corpus, api_url=r.server.url, token=r.agent.token(), state_db=r.state_db,
+        run.audit = audit(corpus, api_url=r.server.url, token=r.agent.session(), state_db=r.state_db,
                           data_dir=r.server.data)
     run.duration_s = time.monotonic() - t_start
     log(run.figures())

@@ -80,7 +80,7 @@ def run_network_proof(work: Path, *, files: int, large_files: int, large_size: i
             run.wire = proxy.bytes_in
         finally:
             proxy.close()
-        run.audit = audit(corpus, api_url=r.server.url, token=r.agent.token(), state_db=r.state_db,
+        run.audit = audit(corpus, api_url=r.server.url, token=r.agent.session(), state_db=r.state_db,
                           data_dir=r.server.data)
     run.duration_s = time.monotonic() - t0
     log(run.figures())

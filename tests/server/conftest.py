@@ -39,10 +39,18 @@ def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerPr
 
 @dataclass
 class User:
+    """``client`` holds a device token (what the agent has: uploads, checks, heartbeats); ``session`` a
+    login session (what the web UI has: the library, devices, alerts, trash)."""
+
     server: ServerProcess
     name: str
     password: str
     client: httpx.Client
+    session: httpx.Client
+
+    def close(self) -> None:
+        self.client.close()
+        self.session.close()
 
     @property
     def data(self) -> Path:
@@ -60,9 +68,11 @@ def make_user(srv: ServerProcess, *, quota: str | None = None, device: str = "te
     if srv.data not in _contexts:
         _contexts[srv.data] = build(Settings.for_data_dir(srv.data))
     add_user(_contexts[srv.data], name, pw, quota_bytes=parse_size(quota) if quota else None)
-    token = srv.device_token(name, pw, device)
+    session = srv.login(name, pw)
+    token = srv.device_token(name, pw, device, session=session)
     client = httpx.Client(base_url=srv.url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
-    return User(srv, name, pw, client)
+    return User(srv, name, pw, client,
+                httpx.Client(base_url=srv.url, headers={"Authorization": f"Bearer {session}"}, timeout=30))
 
 
 @pytest.fixture
@@ -71,7 +81,7 @@ def user(shared_server: ServerProcess) -> Iterator[User]:
     try:
         yield u
     finally:
-        u.client.close()
+        u.close()
 
 
 def meta(data: bytes, **extra: str) -> str:

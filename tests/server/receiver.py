@@ -12,6 +12,10 @@ from typing import Any
 
 import pytest
 
+# The server sends alerts only to public addresses and to https webhooks unless the admin widens that;
+# these tests' receiver is a plain-http json:// endpoint on loopback.
+LOOPBACK_ALERTS = {"CAMROLL_NOTIFY_SCHEMES": "default,json", "CAMROLL_NOTIFY_ALLOW_NETWORKS": "127.0.0.0/8"}
+
 
 @dataclass
 class Received:

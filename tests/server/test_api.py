@@ -45,18 +45,18 @@ def test_devices_and_revocation(shared_server: ServerProcess, user: User) -> Non
     assert created.token.startswith("crd_")
     phone = {"Authorization": f"Bearer {created.token}"}
     assert httpx.get(shared_server.url + "/api/v1/me", headers=phone).status_code == 200
-    listed = [wire.DeviceInfo.model_validate(d) for d in user.client.get("/api/v1/devices").json()]
+    listed = [wire.DeviceInfo.model_validate(d) for d in user.session.get("/api/v1/devices").json()]
     assert {d.name for d in listed} == {"test-device", "phone"}
     assert next(d for d in listed if d.name == "phone").last_seen_at is not None
 
-    assert user.client.delete(f"/api/v1/devices/{created.id}").status_code == 204
+    assert user.session.delete(f"/api/v1/devices/{created.id}").status_code == 204
     body = assert_problem(httpx.get(shared_server.url + "/api/v1/me", headers=phone), 401, "unauthorized")
     assert "revoked" in str(body["detail"])
-    listed = user.client.get("/api/v1/devices").json()
+    listed = user.session.get("/api/v1/devices").json()
     assert next(d for d in listed if d["name"] == "phone")["revoked"] is True
     # Another user's device is not yours to revoke.
     other = make_user(shared_server)
-    assert_problem(other.client.delete(f"/api/v1/devices/{listed[0]['id']}"), 404, "not_found")
+    assert_problem(other.session.delete(f"/api/v1/devices/{listed[0]['id']}"), 404, "not_found")
 
 
 def test_bad_tokens(shared_server: ServerProcess) -> None:
@@ -80,13 +80,13 @@ def test_client_too_old(shared_server: ServerProcess, user: User) -> None:
 def test_framework_errors_are_problems(shared_server: ServerProcess, user: User) -> None:
     body = assert_problem(httpx.get(shared_server.url + "/nowhere"), 404, "not_found")
     assert body["fix"]
-    assert_problem(user.client.put("/api/v1/me"), 405, "bad_request")
-    body = assert_problem(user.client.post("/api/v1/devices", json={"name": ""}), 422, "bad_request")
+    assert_problem(user.session.put("/api/v1/me"), 405, "bad_request")
+    body = assert_problem(user.session.post("/api/v1/devices", json={"name": ""}), 422, "bad_request")
     assert "name" in str(body["detail"])
     assert_problem(user.client.post("/api/v1/assets/check", content=b"{not json",
                                     headers={"Content-Type": "application/json"}), 422, "bad_request")
-    assert_problem(user.client.get("/api/v1/assets/999999"), 404, "not_found")
-    assert_problem(user.client.get("/api/v1/assets", params={"cursor": "garbage!"}), 400, "bad_request")
+    assert_problem(user.session.get("/api/v1/assets/999999"), 404, "not_found")
+    assert_problem(user.session.get("/api/v1/assets", params={"cursor": "garbage!"}), 400, "bad_request")
 
 
 def test_check_reports_and_records_paths(user: User) -> None:
@@ -99,7 +99,7 @@ def test_check_reports_and_records_paths(user: User) -> None:
         got = wire.CheckResponse.model_validate(user.client.post("/api/v1/assets/check", json=req).json())
         assert got.present == {sha: asset_id}
         assert got.missing == [missing]
-    files = user.client.get(f"/api/v1/assets/{asset_id}").json()["files"]
+    files = user.session.get(f"/api/v1/assets/{asset_id}").json()["files"]
     assert sorted(f["path"] for f in files) == ["/DCIM/x.jpg", "/Other/x.jpg"]
     assert next(f for f in files if f["path"] == "/Other/x.jpg")["filename"] == "x.jpg"
 
@@ -108,8 +108,8 @@ def test_assets_are_private(shared_server: ServerProcess, user: User) -> None:
     data = jpeg(1000, seed=101)
     asset_id = upload(user.client, data)
     other = make_user(shared_server)
-    assert_problem(other.client.get(f"/api/v1/assets/{asset_id}"), 404, "not_found")
-    assert_problem(other.client.get(f"/api/v1/assets/{asset_id}/original"), 404, "not_found")
+    assert_problem(other.session.get(f"/api/v1/assets/{asset_id}"), 404, "not_found")
+    assert_problem(other.session.get(f"/api/v1/assets/{asset_id}/original"), 404, "not_found")
     check = other.client.post("/api/v1/assets/check", json={"items": [{"sha256": hashlib.sha256(data).hexdigest()}]})
     assert check.json()["present"] == {}
 
@@ -122,40 +122,40 @@ def test_pagination_newest_first(user: User) -> None:
         params: dict[str, str | int] = {"limit": 2}
         if cursor:
             params["cursor"] = cursor
-        page = wire.AssetPage.model_validate(user.client.get("/api/v1/assets", params=params).json())
+        page = wire.AssetPage.model_validate(user.session.get("/api/v1/assets", params=params).json())
         seen += [a.id for a in page.items]
         cursor = page.next_cursor
         if cursor is None:
             break
     assert seen == sorted(ids, reverse=True)
-    assert_problem(user.client.get("/api/v1/assets", params={"limit": 1001}), 422, "bad_request")
+    assert_problem(user.session.get("/api/v1/assets", params={"limit": 1001}), 422, "bad_request")
 
 
 def test_original_supports_ranges(user: User) -> None:
     data = jpeg(100_000, seed=300)
     asset_id = upload(user.client, data, filename="holiday photo.jpg")
     url = f"/api/v1/assets/{asset_id}/original"
-    r = user.client.get(url)
+    r = user.session.get(url)
     assert r.status_code == 200 and r.content == data
     assert r.headers["ETag"] == f'"{hashlib.sha256(data).hexdigest()}"'
     assert r.headers["Accept-Ranges"] == "bytes"
     assert r.headers["Content-Type"] == "image/jpeg"
     assert "holiday%20photo.jpg" in r.headers["Content-Disposition"]
-    r = user.client.get(url, headers={"Range": "bytes=10-19"})
+    r = user.session.get(url, headers={"Range": "bytes=10-19"})
     assert r.status_code == 206 and r.content == data[10:20]
     assert r.headers["Content-Range"] == f"bytes 10-19/{len(data)}"
-    r = user.client.get(url, headers={"Range": "bytes=99990-"})
+    r = user.session.get(url, headers={"Range": "bytes=99990-"})
     assert r.status_code == 206 and r.content == data[99990:]
-    r = user.client.get(url, headers={"Range": "bytes=-5"})
+    r = user.session.get(url, headers={"Range": "bytes=-5"})
     assert r.status_code == 206 and r.content == data[-5:]
-    r = user.client.get(url, headers={"Range": "bytes=0-999999"})
+    r = user.session.get(url, headers={"Range": "bytes=0-999999"})
     assert r.status_code == 206 and r.content == data
-    r = user.client.get(url, headers={"Range": f"bytes={len(data)}-"})
+    r = user.session.get(url, headers={"Range": f"bytes={len(data)}-"})
     assert_problem(r, 416, "bad_request")
     assert r.headers["Content-Range"] == f"bytes */{len(data)}"
-    r = user.client.get(url, headers={"Range": "bytes=0-1,5-6"})
+    r = user.session.get(url, headers={"Range": "bytes=0-1,5-6"})
     assert r.status_code == 200 and r.content == data
-    r = user.client.get(url, headers={"Range": "bytes=0-1", "If-Range": '"stale"'})
+    r = user.session.get(url, headers={"Range": "bytes=0-1", "If-Range": '"stale"'})
     assert r.status_code == 200
 
 
@@ -170,7 +170,7 @@ def test_raw_paths_are_kept_byte_for_byte_and_bad_ones_refused(user: User) -> No
     r = user.client.post("/api/v1/assets/check", json={"items": [
         {"sha256": sha, "path": "ignored", "path_raw": wire.raw_name_to_wire(raw2)}]})
     assert r.status_code == 200, r.text
-    files = user.client.get(f"/api/v1/assets/{asset_id}").json()["files"]
+    files = user.session.get(f"/api/v1/assets/{asset_id}").json()["files"]
     got = {wire.raw_name_from_wire(f["path_raw"]): (f["path"], f["filename"]) for f in files}
     assert got == {raw: ("/DCIM/IMG_caf\\xe9.jpg", "IMG_caf\\xe9.jpg"),
                    raw2: ("/Card/\\xc9t\\xe9.jpg", "\\xc9t\\xe9.jpg")}

@@ -67,7 +67,7 @@ def test_upload_metadata_mtime_outside_64_bits_is_refused_before_any_byte(user: 
 def test_upload_metadata_extreme_but_valid_mtime_completes(user: User) -> None:
     data = jpeg(300, seed=3)
     asset_id = upload(user.client, data, mtime_ns=str(2**63 - 1))
-    assert user.client.get(f"/api/v1/assets/{asset_id}").status_code == 200
+    assert user.session.get(f"/api/v1/assets/{asset_id}").status_code == 200
 
 
 def test_check_mtime_outside_64_bits_is_422(user: User) -> None:
@@ -99,42 +99,42 @@ def test_client_version_header_of_5000_digits_is_400(user: User) -> None:
 
 def test_range_of_5000_digits_is_416(user: User) -> None:
     asset_id = upload(user.client, jpeg(500, seed=6))
-    r = user.client.get(f"/api/v1/assets/{asset_id}/original", headers={"Range": f"bytes={HUGE}-"})
+    r = user.session.get(f"/api/v1/assets/{asset_id}/original", headers={"Range": f"bytes={HUGE}-"})
     _problem(r, 416)
-    r = user.client.get(f"/api/v1/assets/{asset_id}/original", headers={"Range": f"bytes=0-{HUGE}"})
+    r = user.session.get(f"/api/v1/assets/{asset_id}/original", headers={"Range": f"bytes=0-{HUGE}"})
     _problem(r, 416)
-    assert user.client.get(f"/api/v1/assets/{asset_id}/original", headers={"Range": "bytes=0-9"}).status_code == 206
+    assert user.session.get(f"/api/v1/assets/{asset_id}/original", headers={"Range": "bytes=0-9"}).status_code == 206
 
 
 @pytest.mark.parametrize("path", ["/assets/{}", "/assets/{}/original", "/assets/{}/motion", "/assets/{}/thumbnail",
                                   "/devices/{}"])
 @pytest.mark.parametrize("ident", [BIG, 2**64, 0, -1])
 def test_ids_outside_64_bits_in_paths_are_422(user: User, path: str, ident: int) -> None:
-    assert_problem(user.client.get("/api/v1" + path.format(ident)), 422, "bad_request")
+    assert_problem(user.session.get("/api/v1" + path.format(ident)), 422, "bad_request")
 
 
 def test_revoke_device_with_huge_id_is_422(user: User) -> None:
-    assert_problem(user.client.delete(f"/api/v1/devices/{BIG}"), 422, "bad_request")
-    assert_problem(user.client.delete(f"/api/v1/me/notifications/{BIG}"), 422, "bad_request")
+    assert_problem(user.session.delete(f"/api/v1/devices/{BIG}"), 422, "bad_request")
+    assert_problem(user.session.delete(f"/api/v1/me/notifications/{BIG}"), 422, "bad_request")
 
 
 @pytest.mark.parametrize("route", ["/api/v1/assets/zip", "/api/v1/assets/trash", "/api/v1/assets/restore"])
 def test_id_lists_outside_64_bits_are_422(user: User, route: str) -> None:
-    assert_problem(user.client.post(route, json={"ids": [BIG]}), 422, "bad_request")
+    assert_problem(user.session.post(route, json={"ids": [BIG]}), 422, "bad_request")
 
 
 def test_zip_link_ids_outside_64_bits_are_4xx(user: User) -> None:
-    _problem(user.client.get("/api/v1/assets/zip", params={"ids": f"1,{BIG}"}), 400)
-    _problem(user.client.get("/api/v1/assets/zip", params={"ids": "9" * 4000}), 400)
-    _problem(user.client.get("/api/v1/assets/zip", params={"ids": "9" * 6000}), 422)
+    _problem(user.session.get("/api/v1/assets/zip", params={"ids": f"1,{BIG}"}), 400)
+    _problem(user.session.get("/api/v1/assets/zip", params={"ids": "9" * 4000}), 400)
+    _problem(user.session.get("/api/v1/assets/zip", params={"ids": "9" * 6000}), 422)
 
 
 def test_timeline_filters_outside_the_range_are_4xx(user: User) -> None:
-    assert_problem(user.client.get("/api/v1/timeline", params={"device": BIG}), 422, "bad_request")
+    assert_problem(user.session.get("/api/v1/timeline", params={"device": BIG}), 422, "bad_request")
     for bound in ("9999-12-31", "0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-05:00"):
-        body = _problem(user.client.get("/api/v1/timeline", params={"to": bound}), 400)
+        body = _problem(user.session.get("/api/v1/timeline", params={"to": bound}), 400)
         assert "to=" in str(body["detail"])
-    assert user.client.get("/api/v1/timeline", params={"to": "9999-12-30"}).status_code == 200
+    assert user.session.get("/api/v1/timeline", params={"to": "9999-12-30"}).status_code == 200
 
 
 def _cursor(value: object) -> str:
@@ -148,7 +148,7 @@ def _cursor(value: object) -> str:
 ])
 @pytest.mark.parametrize("route", ["/api/v1/assets", "/api/v1/timeline", "/api/v1/trash"])
 def test_cursors_that_are_not_ours_are_400(user: User, route: str, cursor: str) -> None:
-    body = _problem(user.client.get(route, params={"cursor": cursor}), 400)
+    body = _problem(user.session.get(route, params={"cursor": cursor}), 400)
     assert "cursor" in str(body["detail"])
 
 
@@ -172,12 +172,12 @@ def test_heartbeat_paths_are_bounded_so_devices_stays_small(user: User) -> None:
     assert_problem(user.client.put("/api/v1/devices/current/heartbeat", json=_beat(problems=long)), 422, "bad_request")
     fits = [{"path": "p" * wire.MAX_PATH, "state": "failed", "reason": "r" * wire.MAX_TEXT}] * 100
     assert user.client.put("/api/v1/devices/current/heartbeat", json=_beat(problems=fits)).status_code == 200
-    assert len(user.client.get("/api/v1/devices").content) < 2 * 2**20
+    assert len(user.session.get("/api/v1/devices").content) < 2 * 2**20
 
 
 def test_request_bodies_are_bounded(user: User) -> None:
     body = b'{"ids": [' + b"1," * (3 * 2**20) + b"1]}"
-    _problem(user.client.post("/api/v1/assets/trash", content=body,
+    _problem(user.session.post("/api/v1/assets/trash", content=body,
                               headers={"Content-Type": "application/json"}), 413)
 
     def chunked() -> object:
@@ -186,5 +186,5 @@ def test_request_bodies_are_bounded(user: User) -> None:
             yield b"1," * 1024
         yield b"1]}"
 
-    _problem(user.client.post("/api/v1/assets/trash", content=chunked(),  # type: ignore[arg-type]
+    _problem(user.session.post("/api/v1/assets/trash", content=chunked(),  # type: ignore[arg-type]
                               headers={"Content-Type": "application/json"}), 413)

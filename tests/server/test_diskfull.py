@@ -134,7 +134,8 @@ def test_a_disk_that_fills_mid_body_answers_507_and_keeps_no_partial_bytes(small
     done = _patch(small_server, auth, url, 0, data)
     assert done.status_code == 204, done.text
     asset = int(done.headers[wire.ASSET_ID_HEADER])
-    got = httpx.get(f"{small_server.url}/api/v1/assets/{asset}/original", headers=auth, timeout=30)
+    session = {"Authorization": f"Bearer {small_server.login('ann', 'correct horse battery')}"}
+    got = httpx.get(f"{small_server.url}/api/v1/assets/{asset}/original", headers=session, timeout=30)
     assert hashlib.sha256(got.content).digest() == hashlib.sha256(data).digest()
 
 

@@ -14,7 +14,7 @@ from conftest import ServerProcess
 from camroll import wire
 
 from .conftest import User, assert_problem, jpeg, make_user, upload
-from .receiver import Receiver, receiver
+from .receiver import LOOPBACK_ALERTS, Receiver, receiver
 
 __all__ = ["receiver"]
 
@@ -27,7 +27,7 @@ SILENCE_S = 2.5
 def alert_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     srv = ServerProcess(data=tmp_path_factory.mktemp("alerts") / "server-data", extra_args=(
         "--stall-minutes", str(STALL_S / 60), "--silence-hours", str(SILENCE_S / 3600),
-        "--stall-check-interval", "0.2", "--heartbeat-interval", "42"))
+        "--stall-check-interval", "0.2", "--heartbeat-interval", "42"), env=LOOPBACK_ALERTS)
     srv.start()
     try:
         yield srv
@@ -50,7 +50,7 @@ def subscribe(srv: ServerProcess, user: User, rx: Receiver) -> str:
 
 
 def device(user: User) -> wire.DeviceWithHealth:
-    devices = [wire.DeviceWithHealth.model_validate(d) for d in user.client.get("/api/v1/devices").json()]
+    devices = [wire.DeviceWithHealth.model_validate(d) for d in user.session.get("/api/v1/devices").json()]
     assert len(devices) == 1
     return devices[0]
 
@@ -85,11 +85,11 @@ def test_heartbeat_round_trips_into_device_health(alert_server: ServerProcess) -
     assert health.last_upload_at <= health.last_heartbeat_at
     assert got.last_seen_at is not None and got.last_seen_at >= health.last_heartbeat_at
     # Existing clients read the same body as a plain DeviceInfo.
-    assert wire.DeviceInfo.model_validate(user.client.get("/api/v1/devices").json()[0]).name == "pixel"
-    one = wire.DeviceWithHealth.model_validate(user.client.get(f"/api/v1/devices/{got.id}").json())
+    assert wire.DeviceInfo.model_validate(user.session.get("/api/v1/devices").json()[0]).name == "pixel"
+    one = wire.DeviceWithHealth.model_validate(user.session.get(f"/api/v1/devices/{got.id}").json())
     assert one.health.headline == "Backing up 3 files."
     other = make_user(alert_server)
-    assert_problem(other.client.get(f"/api/v1/devices/{got.id}"), 404, "not_found")
+    assert_problem(other.session.get(f"/api/v1/devices/{got.id}"), 404, "not_found")
 
 
 def test_heartbeat_needs_a_device_token(alert_server: ServerProcess) -> None:
@@ -192,7 +192,7 @@ def test_my_notification_urls_over_the_api(alert_server: ServerProcess, receiver
     assert receiver.at(f"api-{user.name}")[0]["title"] == "camroll: test message"
 
     other = make_user(alert_server)
-    assert_problem(other.client.delete(f"/api/v1/me/notifications/{added.id}"), 404, "not_found")
+    assert_problem(other.session.delete(f"/api/v1/me/notifications/{added.id}"), 404, "not_found")
     assert api.delete(f"/api/v1/me/notifications/{added.id}").status_code == 204
     assert api.get("/api/v1/me/notifications").json() == []
     api.close()

@@ -162,7 +162,7 @@ def test_hostile_media_through_a_real_server(tmp_path: Path, recorder: tuple[int
         uploaded = time.monotonic() - started
         deadline = time.monotonic() + 150
         while time.monotonic() < deadline:
-            details = {n: wire.AssetDetail.model_validate(user.client.get(f"/api/v1/assets/{i}").json())
+            details = {n: wire.AssetDetail.model_validate(user.session.get(f"/api/v1/assets/{i}").json())
                        for n, i in ids.items()}
             if all(d.has_thumbnail or d.job_error for d in details.values()):
                 break

@@ -100,7 +100,7 @@ def test_camroll_worker_reads_files_in_the_sandbox_too(tmp_path: Path, monkeypat
         while time.monotonic() < deadline:
             peak = max(peak, proc.memory_info().rss)
             children |= {" ".join(c.cmdline()) for c in proc.children()}
-            details = [wire.AssetDetail.model_validate(user.client.get(f"/api/v1/assets/{i}").json()) for i in ids]
+            details = [wire.AssetDetail.model_validate(user.session.get(f"/api/v1/assets/{i}").json()) for i in ids]
             if all(d.has_thumbnail or d.job_error for d in details):
                 break
             time.sleep(0.05)

@@ -72,7 +72,7 @@ def test_startup_survives_a_bad_upload_row_and_finishes_the_others(srv: ServerPr
     for url in urls[1:]:
         r = u.client.head(url, headers=TUS)
         assert r.status_code == 200 and r.headers.get(wire.ASSET_ID_HEADER), r.headers
-        assert u.client.get(f"/api/v1/assets/{r.headers[wire.ASSET_ID_HEADER]}").status_code == 200
+        assert u.session.get(f"/api/v1/assets/{r.headers[wire.ASSET_ID_HEADER]}").status_code == 200
     log = (srv.data.parent / f"{srv.data.name}-server.log").read_text()
     assert f"upload {_id(urls[0])} could not be reconciled" in log
 

@@ -72,14 +72,14 @@ def test_chunked_upload_becomes_an_asset(user: User) -> None:
     assert r.status_code == 204, r.text
     asset_id = int(r.headers["Camroll-Asset-Id"])
 
-    info = user.client.get(f"/api/v1/assets/{asset_id}").json()
+    info = user.session.get(f"/api/v1/assets/{asset_id}").json()
     assert info["sha256"] == hashlib.sha256(data).hexdigest()
     assert info["size"] == len(data)
     assert info["mime"] == "image/jpeg"
     assert info["filename"] == "a.jpg"
     assert [f["path"] for f in info["files"]] == ["/DCIM/a.jpg"]
     assert info["files"][0]["device_name"] == "test-device"
-    assert user.client.get(f"/api/v1/assets/{asset_id}/original").content == data
+    assert user.session.get(f"/api/v1/assets/{asset_id}/original").content == data
     # A client whose last response was lost learns the outcome from HEAD.
     h = user.client.head(url, headers=TUS)
     assert h.headers["Upload-Offset"] == str(len(data))
@@ -95,7 +95,7 @@ def test_creation_with_upload(user: User) -> None:
     assert r.headers["Upload-Offset"] == str(len(data))
     assert "Location" in r.headers and "Upload-Expires" in r.headers
     asset_id = int(r.headers["Camroll-Asset-Id"])
-    assert user.client.get(f"/api/v1/assets/{asset_id}").json()["size"] == len(data)
+    assert user.session.get(f"/api/v1/assets/{asset_id}").json()["size"] == len(data)
 
 
 def test_creation_with_partial_body_then_patch(user: User) -> None:
@@ -129,7 +129,7 @@ def test_bad_chunk_checksum_is_460_and_discarded(user: User, algorithm: str) -> 
     assert user.client.head(url, headers=TUS).headers["Upload-Offset"] == "500"
     r = patch(user.client, url, 500, data[500:], b64digest(algorithm, data[500:]))
     assert r.status_code == 204
-    info = user.client.get(f"/api/v1/assets/{r.headers['Camroll-Asset-Id']}").json()
+    info = user.session.get(f"/api/v1/assets/{r.headers['Camroll-Asset-Id']}").json()
     assert info["sha256"] == hashlib.sha256(data).hexdigest()
 
 
@@ -151,7 +151,7 @@ def test_whole_file_mismatch_stores_nothing(user: User) -> None:
     assert hashlib.sha256(data).hexdigest() in str(body["detail"])
     assert "agent retries" in str(body["fix"])
     assert blob_files(user.data) == blobs_before
-    assert user.client.get("/api/v1/assets").json()["items"] == []
+    assert user.session.get("/api/v1/assets").json()["items"] == []
     assert user.client.head(url, headers=TUS).status_code == 404
     assert not (user.data / "uploads" / (url.rsplit("/", 1)[1] + ".part")).exists()
 
@@ -161,7 +161,7 @@ def test_upload_without_declared_hash_uses_computed_hash(user: User) -> None:
     r = user.client.post(wire.UPLOADS_PATH, headers={
         **TUS, "Upload-Length": str(len(data)), "Upload-Metadata": wire.encode_upload_metadata({"filename": "x.jpg"})})
     r = patch(user.client, r.headers["Location"], 0, data)
-    info = user.client.get(f"/api/v1/assets/{r.headers['Camroll-Asset-Id']}").json()
+    info = user.session.get(f"/api/v1/assets/{r.headers['Camroll-Asset-Id']}").json()
     assert info["sha256"] == hashlib.sha256(data).hexdigest()
 
 
@@ -226,9 +226,9 @@ def test_same_content_twice_is_one_asset_with_two_paths(user: User) -> None:
     first = upload(user.client, data, path="/DCIM/one.jpg")
     second = upload(user.client, data, path="/Backup/one-copy.jpg", filename="one-copy.jpg")
     assert first == second
-    info = user.client.get(f"/api/v1/assets/{first}").json()
+    info = user.session.get(f"/api/v1/assets/{first}").json()
     assert sorted(f["path"] for f in info["files"]) == ["/Backup/one-copy.jpg", "/DCIM/one.jpg"]
-    assert len(user.client.get("/api/v1/assets").json()["items"]) == 1
+    assert len(user.session.get("/api/v1/assets").json()["items"]) == 1
     assert user.client.get("/api/v1/me").json()["used_bytes"] == len(data)
 
 
@@ -260,7 +260,7 @@ def test_disconnect_keeps_received_bytes(user: User) -> None:
     _wait_offset(user, url, 20_000)
     r = patch(user.client, url, 20_000, data[20_000:])
     assert r.status_code == 204
-    info = user.client.get(f"/api/v1/assets/{r.headers['Camroll-Asset-Id']}").json()
+    info = user.session.get(f"/api/v1/assets/{r.headers['Camroll-Asset-Id']}").json()
     assert info["sha256"] == hashlib.sha256(data).hexdigest()
 
 
@@ -285,7 +285,7 @@ def test_head_after_restart_returns_persisted_offset(server: ServerProcess) -> N
     assert u.client.head(url, headers=TUS).headers["Upload-Offset"] == "30000"
     r = patch(u.client, url, 30_000, data[30_000:])
     assert r.status_code == 204, r.text
-    info = u.client.get(f"/api/v1/assets/{r.headers['Camroll-Asset-Id']}").json()
+    info = u.session.get(f"/api/v1/assets/{r.headers['Camroll-Asset-Id']}").json()
     assert info["sha256"] == hashlib.sha256(data).hexdigest()
 
 
@@ -302,7 +302,7 @@ def test_startup_truncates_unacknowledged_bytes(server: ServerProcess) -> None:
     assert part.stat().st_size == 3000
     r = patch(u.client, url, 3000, data[3000:])
     assert r.status_code == 204
-    info = u.client.get(f"/api/v1/assets/{r.headers['Camroll-Asset-Id']}").json()
+    info = u.session.get(f"/api/v1/assets/{r.headers['Camroll-Asset-Id']}").json()
     assert info["sha256"] == hashlib.sha256(data).hexdigest()
 
 
@@ -360,8 +360,8 @@ def test_concurrent_uploads(user: User) -> None:
     assert len(set(ids)) == 5
     assert ids[4] == ids[5]
     for data, asset_id in zip(jobs, ids, strict=True):
-        assert user.client.get(f"/api/v1/assets/{asset_id}").json()["sha256"] == hashlib.sha256(data).hexdigest()
-    assert len(user.client.get(f"/api/v1/assets/{ids[4]}").json()["files"]) == 2
+        assert user.session.get(f"/api/v1/assets/{asset_id}").json()["sha256"] == hashlib.sha256(data).hexdigest()
+    assert len(user.session.get(f"/api/v1/assets/{ids[4]}").json()["files"]) == 2
 
 
 def test_sigterm_mid_patch_keeps_received_bytes(server: ServerProcess) -> None:
@@ -379,7 +379,7 @@ def test_sigterm_mid_patch_keeps_received_bytes(server: ServerProcess) -> None:
     assert u.client.head(url, headers=TUS).headers["Upload-Offset"] == "700000"
     r = patch(u.client, url, 700_000, data[700_000:])
     assert r.status_code == 204
-    info = u.client.get(f"/api/v1/assets/{r.headers['Camroll-Asset-Id']}").json()
+    info = u.session.get(f"/api/v1/assets/{r.headers['Camroll-Asset-Id']}").json()
     assert info["sha256"] == hashlib.sha256(data).hexdigest()
 
 
@@ -392,7 +392,7 @@ def test_whole_file_sha256_as_chunk_checksum(user: User, size: int) -> None:
         **TUS, "Upload-Length": str(len(data)), "Upload-Metadata": meta(data), "Content-Type": OCTET,
         "Upload-Checksum": b64digest("sha256", data)})
     assert r.status_code == 201, r.text
-    info = user.client.get(f"/api/v1/assets/{r.headers['Camroll-Asset-Id']}").json()
+    info = user.session.get(f"/api/v1/assets/{r.headers['Camroll-Asset-Id']}").json()
     assert info["sha256"] == hashlib.sha256(data).hexdigest()
 
     # A PATCH of the whole file from offset 0 whose checksum is wrong: only that chunk is dropped.
@@ -404,7 +404,7 @@ def test_whole_file_sha256_as_chunk_checksum(user: User, size: int) -> None:
     assert user.client.head(url, headers=TUS).headers["Upload-Offset"] == "0"
     r = patch(user.client, url, 0, other, b64digest("sha256", other))
     assert r.status_code == 204, r.text
-    info = user.client.get(f"/api/v1/assets/{r.headers['Camroll-Asset-Id']}").json()
+    info = user.session.get(f"/api/v1/assets/{r.headers['Camroll-Asset-Id']}").json()
     assert info["sha256"] == hashlib.sha256(other).hexdigest()
 
 

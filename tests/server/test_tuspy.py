@@ -26,8 +26,8 @@ def test_tuspy_upload_becomes_asset(user: User, tmp_path: Path, upload_checksum:
     uploader.upload()
     assert uploader.offset == len(data)
     got = user.client.post("/api/v1/assets/check", json={"items": [{"sha256": sha}]}).json()
-    asset = user.client.get(f"/api/v1/assets/{got['present'][sha]}").json()
+    asset = user.session.get(f"/api/v1/assets/{got['present'][sha]}").json()
     assert asset["sha256"] == sha
     assert asset["filename"] == "clip.jpg"
     assert asset["files"][0]["path"] == str(src)
-    assert user.client.get(f"/api/v1/assets/{asset['id']}/original").content == data
+    assert user.session.get(f"/api/v1/assets/{asset['id']}/original").content == data

@@ -70,7 +70,7 @@ def test_media_cookie_only_authenticates_media_gets(server: ServerProcess, tmp_p
     # A device token is never handed out as a cookie, and a forged cookie is refused.
     device = server.device_token("bob", PW)
     assert httpx.post(f"{server.url}/api/v1/auth/media-cookie",
-                      headers={"Authorization": f"Bearer {device}"}).status_code == 400
+                      headers={"Authorization": f"Bearer {device}"}).status_code == 403
     assert httpx.get(original, cookies={"camroll_media": device}).status_code == 401
     assert httpx.get(original, cookies={"camroll_media": "crs_forged"}).status_code == 401
     # Logging out ends the session, so the cookie stops working too.
@@ -112,7 +112,7 @@ def test_logout_refuses_device_tokens(server: ServerProcess) -> None:
     server.add_user("dan", PW)
     device = server.device_token("dan", PW)
     r = httpx.post(f"{server.url}/api/v1/auth/logout", headers={"Authorization": f"Bearer {device}"})
-    assert r.status_code == 400 and r.headers["content-type"] == wire.PROBLEM_CONTENT_TYPE
+    assert r.status_code == 403 and r.headers["content-type"] == wire.PROBLEM_CONTENT_TYPE
 
 
 def test_upload_activity_per_device_and_day(server: ServerProcess, tmp_path) -> None:  # type: ignore[no-untyped-def]

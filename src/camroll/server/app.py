@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 
 import anyio.to_thread
 from fastapi import Depends, FastAPI
+from starlette.types import ASGIApp
 
 from camroll import __version__, wire
 from camroll.server import bodylimit, openapi, problems, sweeper
@@ -17,6 +18,7 @@ from camroll.server.api import library as library_api
 from camroll.server.api import me as me_api
 from camroll.server.api.deps import check_client_version
 from camroll.server.context import Context
+from camroll.server.headers import SecurityHeaders
 from camroll.server.settings import Settings
 from camroll.server.web import media_cookie
 from camroll.server.web import routes as web_routes
@@ -47,6 +49,12 @@ async def _drain(ctx: Context, timeout: float = 10.0) -> None:
         await asyncio.sleep(0.05)
 
 
+class _App(FastAPI):
+    def build_middleware_stack(self) -> ASGIApp:
+        # Outside Starlette's error middleware too, so even an unexpected 500 carries the headers.
+        return SecurityHeaders(super().build_middleware_stack())
+
+
 def create_app(settings: Settings, ctx: Context | None = None) -> FastAPI:
     """The camroll server app for ``settings``; ``ctx`` lets tests swap the blob store."""
     from camroll.server.context import build
@@ -72,13 +80,15 @@ def create_app(settings: Settings, ctx: Context | None = None) -> FastAPI:
                     await task
             context.engine.dispose()
 
-    app = FastAPI(
+    app = _App(
         title="camroll",
         version=__version__,
         lifespan=lifespan,
         dependencies=[Depends(check_client_version)],
         openapi_url=f"{wire.API_PREFIX}/openapi.json",
-        docs_url=f"{wire.API_PREFIX}/docs",
+        # No docs page: Swagger UI would load scripts from a CDN on the web UI's origin.  The OpenAPI
+        # document above opens in any OpenAPI viewer.
+        docs_url=None,
         redoc_url=None,
     )
     app.state.ctx = context

@@ -15,11 +15,12 @@ from camroll.units import format_size
 # A heartbeat of MAX_HEARTBEAT_PROBLEMS problems with the longest fields fits; a check batch of
 # MAX_CHECK_BATCH items with long paths gets the larger limit.
 DEFAULT_LIMIT = 4 * 2**20
-LIMITS = {f"{wire.API_PREFIX}/assets/check": wire.MAX_JSON_BODY}
+# A login needs a few hundred bytes; it is also the one body anyone may send without a token.
+LIMITS = {f"{wire.API_PREFIX}/assets/check": wire.MAX_JSON_BODY, f"{wire.API_PREFIX}/auth/login": 16 * 2**10}
 
 
 def _too_large(limit: int, path: str) -> ProblemError:
-    return ProblemError(413, "bad_request", f"The request body is larger than the {format_size(limit)} "
+    return ProblemError(413, "request_too_large", f"The request body is larger than the {format_size(limit)} "
                         f"{path} accepts.", "Send a smaller body: fewer items, shorter texts.")
 
 

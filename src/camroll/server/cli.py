@@ -72,7 +72,10 @@ def _context(data: Path | None, command: str, *, may_create: bool = False) -> Co
     data_dir, new = _library(data, command, may_create=may_create)
     if new:
         typer.echo(f"Started a new camroll library in {data_dir}.", err=True)
-    settings = Settings.for_data_dir(data_dir)
+    try:
+        settings = Settings.for_data_dir(data_dir)
+    except ValueError as exc:
+        _fail(f"{exc}.")
     ctx = build(settings)
     try:
         migrate.upgrade(ctx.engine)
@@ -137,7 +140,10 @@ def serve(
     if min_client_version:
         overrides["min_client_version"] = min_client_version
     data_dir, new = _library(data, "camroll serve", may_create=True)
-    settings = Settings.for_data_dir(data_dir, **overrides)
+    try:
+        settings = Settings.for_data_dir(data_dir, **overrides)
+    except ValueError as exc:
+        _fail(f"{exc}.")
     from camroll.server.lock import ServerRunning, hold, local_url
 
     url = local_url(host, port)

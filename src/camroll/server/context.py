@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from camroll.server.services.partfiles import PartFiles
 from camroll.server.settings import Settings
 from camroll.server.storage.base import BlobStore
+from camroll.server.throttles import Throttles
 
 if TYPE_CHECKING:
     from camroll.server.jobs.queue import JobQueue
@@ -58,6 +59,8 @@ class Context:
     busy: set[str] = field(default_factory=set)
     # The background job queue while the server runs (None in admin commands and before start).
     jobs: JobQueue | None = None
+    # Login back-off, the password-verification limit and the alert-test interval (tests swap the clock).
+    throttles: Throttles = field(default_factory=Throttles)
     # SQLite has one writer at a time, and a connection that finds the database locked sleeps in
     # SQLite's busy handler (1, 2, 5, 10... ms) before it tries again.  Queueing this process's
     # transactions on a lock instead hands the database over as soon as it is free (2,000 small

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
@@ -12,6 +13,11 @@ if TYPE_CHECKING:
 
 SESSION_PREFIX = "crs_"
 DEVICE_PREFIX = "crd_"
+
+
+# Each hash or verification holds 19 MiB while it runs: bound how many run at once in this process.
+ARGON2_AT_ONCE = 2
+_argon2_slots = threading.BoundedSemaphore(ARGON2_AT_ONCE)
 
 
 @lru_cache(maxsize=1)
@@ -26,14 +32,16 @@ def _hasher() -> PasswordHasher:
 
 
 def hash_password(password: str) -> str:
-    return _hasher().hash(password)
+    with _argon2_slots:
+        return _hasher().hash(password)
 
 
 def verify_password(password_hash: str, password: str) -> bool:
     from argon2.exceptions import InvalidHashError, VerificationError
 
     try:
-        return _hasher().verify(password_hash, password)
+        with _argon2_slots:
+            return _hasher().verify(password_hash, password)
     except (VerificationError, InvalidHashError):
         return False
 

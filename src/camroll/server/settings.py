@@ -7,6 +7,8 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from camroll.server.egress import EgressPolicy
+
 DATA_ENV = "CAMROLL_DATA"
 DATABASE_URL_ENV = "CAMROLL_DATABASE_URL"
 
@@ -63,9 +65,13 @@ class Settings:
     silence_seconds: float = DEFAULT_SILENCE_HOURS * 3600
     stall_check_seconds: float = DEFAULT_STALL_CHECK_SECONDS
     notify_timeout_seconds: float = 30.0
+    # Which alert URLs may be sent to (schemes, addresses): $CAMROLL_NOTIFY_* through for_data_dir.
+    notify_policy: EgressPolicy = field(default_factory=EgressPolicy)
 
     @classmethod
     def for_data_dir(cls, data_dir: Path, **overrides: object) -> Settings:
+        """Settings for ``data_dir`` from the environment; ValueError names a variable that is wrong."""
+        overrides.setdefault("notify_policy", EgressPolicy.from_env())
         return cls(data_dir=data_dir, database_url=database_url(data_dir), **overrides)  # type: ignore[arg-type]
 
     @property

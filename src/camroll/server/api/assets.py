@@ -11,7 +11,7 @@ from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import StreamingResponse
 
 from camroll import wire
-from camroll.server.api.deps import Caller, Ctx, PathId
+from camroll.server.api.deps import BackupCaller, Caller, Ctx, PathId
 from camroll.server.problems import ProblemError
 from camroll.server.services import library
 from camroll.server.storage.base import ReadStream
@@ -32,7 +32,7 @@ _MAX_DIGITS = 19
 
 
 @router.post("/assets/check", response_model=wire.CheckResponse)
-def check(ctx: Ctx, who: Caller, body: wire.CheckRequest) -> wire.CheckResponse:
+def check(ctx: Ctx, who: BackupCaller, body: wire.CheckRequest) -> wire.CheckResponse:
     return library.check(ctx, who, body)
 
 

@@ -1,4 +1,9 @@
-"""Dependencies shared by the routers: the context, the caller, and the client-version gate."""
+"""Dependencies shared by the routers: the context, the caller, and the client-version gate.
+
+Two kinds of caller: ``Caller`` needs a login session and is what every route takes unless it is one of
+the few a backup agent needs (``BackupCaller``: a device token or a session).  A device token lives in a
+config file on a phone or a laptop; whoever copies it may back files up as that device and nothing more,
+so it cannot mint tokens, read the library, change alerts, revoke devices or trash anything."""
 
 from __future__ import annotations
 
@@ -30,10 +35,21 @@ Ctx = Annotated[Context, Depends(get_ctx)]
 
 
 async def current_principal(ctx: Ctx, authorization: Annotated[str | None, Header()] = None) -> Principal:
+    """Whoever the bearer token names: a login session or a device."""
     return await anyio.to_thread.run_sync(auth.authenticate, ctx, authorization)
 
 
-Caller = Annotated[Principal, Depends(current_principal)]
+async def session_principal(who: Annotated[Principal, Depends(current_principal)]) -> Principal:
+    """The caller, if it holds a login session; a device token is refused with 403."""
+    if who.device_id is not None:
+        raise auth.device_token_refused()
+    return who
+
+
+# The default for every route: a new route is an account action until someone decides otherwise.
+Caller = Annotated[Principal, Depends(session_principal)]
+# Only what a backup agent needs: server info, its quota (/me), hash checks, uploads, heartbeats.
+BackupCaller = Annotated[Principal, Depends(current_principal)]
 
 # Ids in paths: bounded like the database's 64-bit keys, so a huge number is a 422, never an overflow.
 PathId = Annotated[int, Path(ge=1, le=wire.INT64_MAX)]

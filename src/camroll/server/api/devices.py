@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from camroll import wire
-from camroll.server.api.deps import Caller, Ctx, PathId
+from camroll.server.api.deps import BackupCaller, Caller, Ctx, PathId
 from camroll.server.services import auth, health
 
 router = APIRouter()
@@ -22,13 +22,16 @@ def list_devices(ctx: Ctx, who: Caller) -> list[wire.DeviceWithHealth]:
 
 
 @router.put("/devices/current/heartbeat", response_model=wire.HeartbeatAck)
-def heartbeat(ctx: Ctx, who: Caller, body: wire.Heartbeat) -> wire.HeartbeatAck:
+def heartbeat(ctx: Ctx, who: BackupCaller, body: wire.Heartbeat) -> wire.HeartbeatAck:
     """Record the calling device's backup status; needs the device's own token."""
     return health.record_heartbeat(ctx, who, body)
 
 
 @router.get("/devices/{device_id}", response_model=wire.DeviceWithHealth)
-def get_device(ctx: Ctx, who: Caller, device_id: PathId) -> wire.DeviceWithHealth:
+def get_device(ctx: Ctx, who: BackupCaller, device_id: PathId) -> wire.DeviceWithHealth:
+    """A device token may read its own record (its health as the server sees it), no other."""
+    if who.device_id is not None and who.device_id != device_id:
+        raise auth.device_token_refused()
     return health.get_device(ctx, who, device_id)
 
 

@@ -8,9 +8,11 @@ from fastapi import APIRouter, Header, Response
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import delete
 
+from camroll import wire
 from camroll.server.api.deps import Caller, Ctx
 from camroll.server.models import SessionToken, User
 from camroll.server.problems import ProblemError
+from camroll.server.ratelimit import retry_after
 from camroll.server.security import SESSION_PREFIX, hash_password, token_hash, verify_password
 
 router = APIRouter()
@@ -20,18 +22,20 @@ MIN_PASSWORD_LENGTH = 8
 
 class PasswordChange(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    old: str = Field(description="The current password.")
-    new: str = Field(max_length=1000, description=f"At least {MIN_PASSWORD_LENGTH} characters.")
+    old: str = Field(max_length=wire.MAX_PASSWORD_LENGTH, description="The current password.")
+    new: str = Field(max_length=wire.MAX_PASSWORD_LENGTH, description=f"At least {MIN_PASSWORD_LENGTH} characters.")
 
 
 @router.post("/me/password", status_code=204)
 def change_password(ctx: Ctx, who: Caller, body: PasswordChange,
                     authorization: Annotated[str | None, Header()] = None) -> Response:
-    """Other sessions of this user end; this one and device tokens keep working."""
-    if who.device_id is not None:
-        # A stolen device token must not be enough to take over the account.
-        raise ProblemError(403, "forbidden", "A device token cannot change the account password.",
-                           "Log in with your username and password and change it from that session.")
+    """Other sessions of this user end; this one and device tokens keep working.  Wrong current passwords
+    count against the account like wrong logins (a stolen session must not become a guessing oracle)."""
+    account = who.username.casefold()
+    if wait := ctx.throttles.login_accounts.wait(account):
+        raise ProblemError(429, "rate_limited", f"Too many wrong passwords; try again in {retry_after(wait)} s.",
+                           "Wait, then type the password you logged in with.",
+                           headers={"Retry-After": retry_after(wait)})
     if len(body.new) < MIN_PASSWORD_LENGTH:
         raise ProblemError(400, "bad_request",
                            f"The new password has {len(body.new)} characters; it needs at least "
@@ -39,6 +43,7 @@ def change_password(ctx: Ctx, who: Caller, body: PasswordChange,
     with ctx.db() as db:
         user = db.get(User, who.user_id)
         if user is None or not verify_password(user.password_hash, body.old):
+            ctx.throttles.login_accounts.failed(account)
             raise ProblemError(403, "forbidden", "The current password is wrong; nothing was changed.",
                                "Type the password you logged in with.")
     new_hash = hash_password(body.new)

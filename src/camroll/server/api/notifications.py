@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import anyio.to_thread
 from fastapi import APIRouter, Response
 
 from camroll import wire
 from camroll.server.api.deps import Caller, Ctx, PathId
+from camroll.server.problems import ProblemError
+from camroll.server.ratelimit import retry_after
 from camroll.server.services import notify
 
 router = APIRouter()
@@ -30,5 +31,9 @@ def remove_target(ctx: Ctx, who: Caller, target_id: PathId) -> Response:
 
 @router.post("/me/notifications/test", response_model=list[wire.NotificationResult])
 async def test_targets(ctx: Ctx, who: Caller) -> list[wire.NotificationResult]:
-    """Send a test message to each URL and say how each went."""
-    return await anyio.to_thread.run_sync(notify.send_test, ctx, who.user_id, who.username)
+    """Send a test message to each URL and say how each went; once every few seconds per user (429)."""
+    if wait := ctx.throttles.notify_tests.take(who.user_id):
+        raise ProblemError(429, "rate_limited", f"A test message was sent moments ago; wait {retry_after(wait)} s.",
+                           "Try again after that; the results of the last test are in GET /api/v1/me/notifications.",
+                           headers={"Retry-After": retry_after(wait)})
+    return await notify.send_test_async(ctx, who.user_id, who.username)

@@ -16,7 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from camroll import wire
 from camroll.server import diskspace
-from camroll.server.api.deps import Caller, Ctx
+from camroll.server.api.deps import BackupCaller, Ctx
 from camroll.server.problems import ProblemError
 from camroll.server.services import receive, uploads
 from camroll.server.services.receive import BodyInterrupted
@@ -123,7 +123,7 @@ async def create(request: Request, ctx: Ctx,
                  upload_metadata: Annotated[str | None, Header()] = None,
                  upload_checksum: Annotated[str | None, Header()] = None) -> Response:
     # The token is checked in the same worker-thread call and transaction as the upload is created
-    # (instead of the Caller dependency's own); header errors are raised after it, as before.
+    # (instead of the BackupCaller dependency's own); header errors are raised after it, as before.
     # Content-Type and Content-Length are HTTP's own framing, read here rather than declared as
     # parameters of the operation (a client generated from the document sets them itself).
     with_body = (request.headers.get("content-type") or "").split(";")[0].strip().lower() == OCTET
@@ -171,7 +171,7 @@ HEAD_WAITS_FOR_WRITER = 5.0  # seconds
 @tus.head(COLLECTION + "{upload_id}", response_class=Response,
           responses={200: {"description": "Upload-Offset, Upload-Length, Upload-Metadata and, once complete, "
                                           f"{wire.ASSET_ID_HEADER}; no body."}})
-async def head(ctx: Ctx, who: Caller, upload_id: str) -> Response:
+async def head(ctx: Ctx, who: BackupCaller, upload_id: str) -> Response:
     # A client asks right after its connection was cut, often before this server noticed: let the
     # request still writing to the upload finish first, so the offset is where the bytes that arrived
     # end.  Otherwise the client resumes from an older offset and sends a whole body only to be told
@@ -198,7 +198,7 @@ async def head(ctx: Ctx, who: Caller, upload_id: str) -> Response:
 
 
 @tus.patch(COLLECTION + "{upload_id}", status_code=204, response_class=Response)
-async def patch(request: Request, ctx: Ctx, who: Caller, upload_id: str,
+async def patch(request: Request, ctx: Ctx, who: BackupCaller, upload_id: str,
                 upload_offset: Annotated[str | None, Header()] = None,
                 upload_checksum: Annotated[str | None, Header()] = None) -> Response:
     content_type = request.headers.get("content-type")
@@ -228,7 +228,7 @@ async def patch(request: Request, ctx: Ctx, who: Caller, upload_id: str,
 
 
 @tus.delete(COLLECTION + "{upload_id}", status_code=204, response_class=Response)
-async def terminate(ctx: Ctx, who: Caller, upload_id: str) -> Response:
+async def terminate(ctx: Ctx, who: BackupCaller, upload_id: str) -> Response:
     await anyio.to_thread.run_sync(uploads.terminate, ctx, who, upload_id)
     return Response(status_code=204)
 

@@ -36,6 +36,14 @@ class Principal:
     device_id: int | None
 
 
+def device_token_refused() -> ProblemError:
+    return ProblemError(403, "forbidden",
+                        "A device token can only back files up (check, upload, heartbeat); this needs a login "
+                        "session.",
+                        "Log in with your username and password (the web UI, or POST /api/v1/auth/login) and "
+                        "use that session token.")
+
+
 def _unauthorized(detail: str) -> ProblemError:
     return ProblemError(401, "unauthorized", detail, _RELOGIN, headers={"WWW-Authenticate": "Bearer"})
 

@@ -151,9 +151,10 @@ def check(ctx: Context, now: datetime | None = None) -> list[notify.Message]:
 
 
 def run_once(ctx: Context, now: datetime | None = None) -> int:
-    """One stall check plus its notifications; returns how many messages went out."""
+    """One stall check; its notifications are queued (each records how it went), never waited for, so a
+    hanging service cannot delay the next check.  Returns how many messages were queued."""
     messages = check(ctx, now)
     for m in messages:
         log.info("alert for user %d: %s", m.user_id, m.body)
-        notify.send(ctx, m)
+        notify.send(ctx, m, wait=False)
     return len(messages)

@@ -41,7 +41,7 @@ function passwordCard() {
 async function notifications(box) {
   const list = h("ul", { class: "rows", id: "notify-list" });
   const msg = h("div", { "aria-live": "polite" });
-  const url = h("input", { id: "notify-url", name: "url", placeholder: "ntfy://ntfy.sh/my-topic", required: true, autocomplete: "off" });
+  const url = h("input", { id: "notify-url", name: "url", placeholder: "ntfys://ntfy.sh/my-topic", required: true, autocomplete: "off" });
   const form = h("form", { class: "inline-form" }, url, h("button", { type: "submit" }, "Add"));
   box.replaceWith(h("section", { class: "card", id: "notify-card", "aria-labelledby": "notify-title" },
     h("h2", { id: "notify-title" }, "Backup alerts"),
