@@ -398,6 +398,11 @@ def terminate(ctx: Context, who: Principal, upload_id: str) -> None:
         row = repo.get(db, upload_id)
         if row is None or row.user_id != who.user_id:
             raise _not_found(upload_id)
+    if upload_id in ctx.busy:
+        # Deleting the row under a request that is writing or completing it would leave that request
+        # storing a blob and an asset for an upload that no longer exists.
+        raise ProblemError(409, "conflict", f"Another request is still writing to upload {upload_id}.",
+                           "Retry the DELETE after the request writing to it ends.")
     _discard(ctx, upload_id)
 
 

@@ -1,0 +1,55 @@
+"""Requests that race on one upload, and who may touch whose upload, against a real ``camroll serve``."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import httpx
+
+from camroll import wire
+
+from .conftest import OCTET, TUS, User, assert_problem, create, jpeg
+
+
+def _slow_patch(client: httpx.Client, url: str, first: bytes, rest: bytes,
+                release: threading.Event, result: list[httpx.Response]) -> threading.Thread:
+    """A PATCH whose body stalls after ``first`` until ``release`` is set: the upload is busy meanwhile."""
+
+    def body() -> Iterator[bytes]:
+        yield first
+        release.wait(20)
+        yield rest
+
+    def run() -> None:
+        result.append(client.patch(url, headers={**TUS, "Content-Type": OCTET, "Upload-Offset": "0",
+                                                 "Content-Length": str(len(first) + len(rest))},
+                                   content=body()))
+
+    t = threading.Thread(target=run)
+    t.start()
+    return t
+
+
+def test_delete_of_an_upload_a_request_is_writing_is_refused(user: User) -> None:
+    data = jpeg(200_000, seed=701)
+    url = create(user.client, data)
+    release = threading.Event()
+    result: list[httpx.Response] = []
+    with httpx.Client(base_url=user.server.url, headers=dict(user.client.headers), timeout=30) as writer:
+        t = _slow_patch(writer, url, data[:1000], data[1000:], release, result)
+        try:
+            time.sleep(0.5)
+            r = user.client.delete(url, headers=TUS)
+            body = assert_problem(r, 409, "conflict")
+            assert "retry" in str(body["fix"]).lower()
+        finally:
+            release.set()
+            t.join(30)
+    assert result[0].status_code == 204, result[0].text
+    assert wire.ASSET_ID_HEADER in result[0].headers
+    # Once the writer ended, the DELETE goes through.
+    assert user.client.delete(url, headers=TUS).status_code == 204
+    assert user.client.head(url, headers=TUS).status_code == 404
+
