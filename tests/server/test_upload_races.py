@@ -10,7 +10,7 @@ import httpx
 
 from camroll import wire
 
-from .conftest import OCTET, TUS, User, assert_problem, create, jpeg
+from .conftest import OCTET, TUS, User, assert_problem, create, jpeg, patch
 
 
 def _slow_patch(client: httpx.Client, url: str, first: bytes, rest: bytes,
@@ -53,3 +53,16 @@ def test_delete_of_an_upload_a_request_is_writing_is_refused(user: User) -> None
     assert user.client.delete(url, headers=TUS).status_code == 204
     assert user.client.head(url, headers=TUS).status_code == 404
 
+
+
+def test_patch_of_an_upload_whose_part_file_vanished_is_gone(user: User) -> None:
+    # As when a newer upload of the same file superseded it (or it expired) between the PATCH's
+    # checks and its first write: the bytes are gone, the client starts a new upload.
+    data = jpeg(5000, seed=702)
+    url = create(user.client, data)
+    (user.data / "uploads" / f"{url.rsplit('/', 1)[1]}.part").unlink()
+    assert_problem(patch(user.client, url, 0, data), 410, "gone")
+    big = jpeg(6 * 2**20, seed=703)  # more than one block: the streaming path
+    url = create(user.client, big)
+    (user.data / "uploads" / f"{url.rsplit('/', 1)[1]}.part").unlink()
+    assert_problem(patch(user.client, url, 0, big), 410, "gone")

@@ -77,3 +77,16 @@ def test_a_creation_that_succeeds_removes_the_bytes_of_the_upload_it_superseded(
     assert _create(device, data).status_code == 201  # type: ignore[attr-defined]
     assert device.head(old, headers=TUS).status_code == 410
     assert not ctx.parts.path(old.rsplit("/", 1)[1]).exists()
+
+
+def test_a_creation_whose_part_file_vanished_before_its_body_is_gone(
+        device: TestClient, ctx: Context, monkeypatch: pytest.MonkeyPatch) -> None:
+    # As when a newer upload of the same file superseded it between its creation and its body's first
+    # write: the body finds no part file.
+    monkeypatch.setattr(ctx.parts, "create", lambda upload_id: None)
+    data = jpeg(4000, seed=803)
+    r = device.post(wire.UPLOADS_PATH, content=data,
+                    headers={**TUS, "Content-Type": OCTET, "Upload-Length": str(len(data)),
+                             "Upload-Metadata": meta(data)})
+    assert r.status_code == 410, r.text
+    assert r.json()["code"] == "gone"

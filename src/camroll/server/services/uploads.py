@@ -76,6 +76,13 @@ def _gone(upload_id: str) -> ProblemError:
                         "Start a new upload; the agent does this automatically.")
 
 
+def vanished(upload_id: str) -> ProblemError:
+    """410 for an upload whose bytes were deleted while a request was on its way to write to it."""
+    return ProblemError(410, "gone", f"Upload {upload_id} was ended meanwhile (a newer upload of the same file "
+                        "replaced it, or it expired) and its bytes were deleted.",
+                        "Start a new upload; the agent does this automatically.")
+
+
 def parse_metadata(header: str | None) -> dict[str, str]:
     try:
         meta = wire.decode_upload_metadata(header or "")
