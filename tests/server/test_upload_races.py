@@ -66,3 +66,26 @@ def test_patch_of_an_upload_whose_part_file_vanished_is_gone(user: User) -> None
     url = create(user.client, big)
     (user.data / "uploads" / f"{url.rsplit('/', 1)[1]}.part").unlink()
     assert_problem(patch(user.client, url, 0, big), 410, "gone")
+
+
+def test_a_device_token_reaches_only_its_own_devices_uploads(user: User) -> None:
+    data = jpeg(5000, seed=704)
+    url = create(user.client, data)
+    assert patch(user.client, url, 0, data[:1000]).status_code == 204
+    token = user.server.device_token(user.name, user.password, "other-device")
+    with httpx.Client(base_url=user.server.url, headers={"Authorization": f"Bearer {token}"}, timeout=30) as other:
+        # The same user's other device: as if the upload did not exist.
+        assert other.head(url, headers=TUS).status_code == 404  # a HEAD answer has no body
+        assert_problem(patch(other, url, 1000, data[1000:]), 404, "not_found")
+        assert_problem(other.delete(url, headers=TUS), 404, "not_found")
+        # Nor does it reach an upload made with a login session (the web UI's).
+        web = create(user.session, data, path="/web/a.jpg")
+        assert other.head(web, headers=TUS).status_code == 404
+    # The device that made it resumes it (HEAD, then PATCH); a session reaches both uploads.
+    h = user.client.head(url, headers=TUS)
+    assert h.status_code == 200 and h.headers["Upload-Offset"] == "1000"
+    assert user.session.head(url, headers=TUS).status_code == 200
+    assert user.session.head(web, headers=TUS).status_code == 200
+    r = patch(user.client, url, 1000, data[1000:])
+    assert r.status_code == 204 and wire.ASSET_ID_HEADER in r.headers
+    assert user.session.delete(web, headers=TUS).status_code == 204

@@ -240,10 +240,16 @@ def _remove_superseded(ctx: Context, upload_ids: list[str]) -> None:
             log.warning("could not remove the part file of superseded upload %s: %s", upload_id, exc)
 
 
+def _owns(who: Principal, row: Any) -> bool:
+    """A session reaches all of its user's uploads (the web UI uploads with one); a device token only
+    the uploads of its own device, so a token copied off one device cannot touch another's."""
+    return bool(row.user_id == who.user_id and (who.device_id is None or row.device_id == who.device_id))
+
+
 def _load(ctx: Context, who: Principal, upload_id: str) -> Any:
     with ctx.conn() as conn:
         row = repo.get_row(conn, upload_id)
-    if row is None or row.user_id != who.user_id:
+    if row is None or not _owns(who, row):
         raise _not_found(upload_id)
     if row.state == repo.EXPIRED or (row.state == repo.ACTIVE and row.expires_at <= utcnow()):
         raise _gone(upload_id)
@@ -421,7 +427,7 @@ def _mtime(mtime_ns: int | None) -> datetime | None:
 def terminate(ctx: Context, who: Principal, upload_id: str) -> None:
     with ctx.db() as db:
         row = repo.get(db, upload_id)
-        if row is None or row.user_id != who.user_id:
+        if row is None or not _owns(who, row):
             raise _not_found(upload_id)
     if upload_id in ctx.busy:
         # Deleting the row under a request that is writing or completing it would leave that request
