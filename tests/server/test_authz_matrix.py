@@ -75,7 +75,8 @@ class World:
         return int(r.json()["id"])
 
     def new_upload(self) -> str:
-        return create(self.alice.client, b"x" * 100, length=100)
+        # A path of its own: a new upload of the same bytes from the same path supersedes the older one.
+        return create(self.alice.client, b"x" * 100, length=100, path=f"/matrix/{next(self.counter)}.jpg")
 
     def device_revoked(self, device_id: int) -> bool:
         return bool(self.alice.session.get(f"{API}/devices/{device_id}").json()["revoked"])

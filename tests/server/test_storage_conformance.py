@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -164,3 +165,21 @@ def test_local_layout_is_sharded(tmp_path: Path) -> None:
     store.put_file(key, src)
     assert (tmp_path / "blobs" / key[:2] / key[2:4] / key).read_bytes() == b"layout"
     assert not src.exists()  # moved, not copied
+
+
+def test_putting_an_existing_blob_again_refreshes_when_it_was_written(store: BlobStore, tmp_path: Path) -> None:
+    # A new upload that re-uses a stored blob must be spared by the orphan sweep's grace age until its
+    # asset row is committed, however old the blob is.
+    key, src = _source(tmp_path, b"old bytes")
+    store.put_file(key, src)
+    if isinstance(store, LocalBlobStore):
+        path = store.root / key[:2] / key[2:4] / key
+        os.utime(path, (1_000_000_000, 1_000_000_000))
+    else:
+        assert isinstance(store, MemoryBlobStore)
+        store._put_at[key] = 1_000_000_000.0
+    before = time.time() - 5
+    _, again = _source(tmp_path, b"old bytes", "again")
+    store.put_file(key, again)
+    (stat,) = store.list()
+    assert stat.modified is not None and stat.modified >= before

@@ -10,14 +10,13 @@ from sqlalchemy import delete
 
 from camroll import wire
 from camroll.server.api.deps import Caller, Ctx
-from camroll.server.models import SessionToken, User
+from camroll.server.models import SessionToken
 from camroll.server.problems import ProblemError
-from camroll.server.ratelimit import retry_after
-from camroll.server.security import SESSION_PREFIX, hash_password, token_hash, verify_password
+from camroll.server.security import SESSION_PREFIX, token_hash
+from camroll.server.services import password
+from camroll.server.services.password import MIN_PASSWORD_LENGTH
 
 router = APIRouter()
-
-MIN_PASSWORD_LENGTH = 8
 
 
 class PasswordChange(BaseModel):
@@ -27,33 +26,11 @@ class PasswordChange(BaseModel):
 
 
 @router.post("/me/password", status_code=204)
-def change_password(ctx: Ctx, who: Caller, body: PasswordChange,
-                    authorization: Annotated[str | None, Header()] = None) -> Response:
+async def change_password(ctx: Ctx, who: Caller, body: PasswordChange,
+                          authorization: Annotated[str | None, Header()] = None) -> Response:
     """Other sessions of this user end; this one and device tokens keep working.  Wrong current passwords
     count against the account like wrong logins (a stolen session must not become a guessing oracle)."""
-    account = who.username.casefold()
-    if wait := ctx.throttles.login_accounts.wait(account):
-        raise ProblemError(429, "rate_limited", f"Too many wrong passwords; try again in {retry_after(wait)} s.",
-                           "Wait, then type the password you logged in with.",
-                           headers={"Retry-After": retry_after(wait)})
-    if len(body.new) < MIN_PASSWORD_LENGTH:
-        raise ProblemError(400, "bad_request",
-                           f"The new password has {len(body.new)} characters; it needs at least "
-                           f"{MIN_PASSWORD_LENGTH}.", f"Choose a password of {MIN_PASSWORD_LENGTH} or more characters.")
-    with ctx.db() as db:
-        user = db.get(User, who.user_id)
-        if user is None or not verify_password(user.password_hash, body.old):
-            ctx.throttles.login_accounts.failed(account)
-            raise ProblemError(403, "forbidden", "The current password is wrong; nothing was changed.",
-                               "Type the password you logged in with.")
-    new_hash = hash_password(body.new)
-    current = token_hash(_token(authorization))
-    with ctx.db() as db:
-        user = db.get(User, who.user_id)
-        assert user is not None
-        user.password_hash = new_hash
-        db.execute(delete(SessionToken).where(SessionToken.user_id == who.user_id,
-                                              SessionToken.token_hash != current))
+    await password.change(ctx, who, body.old, body.new, token_hash(_token(authorization)))
     return Response(status_code=204)
 
 

@@ -173,6 +173,12 @@ async def receive(ctx: Context, upload_id: str, start: int, length: int, body: A
             )
         rest = _chain(first, None if ended else it, interrupted)
         return await _receive(ctx, upload_id, start, length, rest, checksum, known)
+    except FileNotFoundError as exc:
+        if ctx.parts.size(upload_id) is not None:
+            raise
+        # Its part file went between the caller's checks and this request joining ``ctx.busy``: a newer
+        # upload of the same file superseded it, or the sweeper expired it.  The bytes are gone.
+        raise uploads.vanished(upload_id) from exc
     except Exception as exc:
         if not diskspace.is_out_of_space(exc):
             raise

@@ -76,6 +76,13 @@ def _gone(upload_id: str) -> ProblemError:
                         "Start a new upload; the agent does this automatically.")
 
 
+def vanished(upload_id: str) -> ProblemError:
+    """410 for an upload whose bytes were deleted while a request was on its way to write to it."""
+    return ProblemError(410, "gone", f"Upload {upload_id} was ended meanwhile (a newer upload of the same file "
+                        "replaced it, or it expired) and its bytes were deleted.",
+                        "Start a new upload; the agent does this automatically.")
+
+
 def parse_metadata(header: str | None) -> dict[str, str]:
     try:
         meta = wire.decode_upload_metadata(header or "")
@@ -110,8 +117,11 @@ def parse_metadata(header: str | None) -> dict[str, str]:
 
 def create(ctx: Context, who: Principal, length: int, meta: dict[str, str]) -> UploadState:
     _check_size(ctx, length)
+    superseded: list[str] = []
     with ctx.conn() as conn:
-        return _insert(ctx, conn, who, length, meta)
+        state = _insert(ctx, conn, who, length, meta, superseded)
+    _remove_superseded(ctx, superseded)
+    return state
 
 
 def authenticate_and_create(ctx: Context, authorization: str | None,
@@ -121,6 +131,7 @@ def authenticate_and_create(ctx: Context, authorization: str | None,
     ``request`` is the parsed Upload-Length and metadata, or the error parsing them raised; it is
     raised only after the caller proved who they are, as if authentication had run first."""
     error: ProblemError | None = None
+    superseded: list[str] = []
     with ctx.conn() as conn:
         who = auth.authenticate_on(conn, authorization)
         if isinstance(request, ProblemError):
@@ -129,10 +140,11 @@ def authenticate_and_create(ctx: Context, authorization: str | None,
             length, meta = request
             try:
                 _check_size(ctx, length)
-                state = _insert(ctx, conn, who, length, meta)
+                state = _insert(ctx, conn, who, length, meta, superseded)
             except ProblemError as exc:
-                # Nothing was inserted; the last-seen update still commits.
+                # Nothing was inserted; the last-seen update (and any superseding) still commits.
                 error = exc
+    _remove_superseded(ctx, superseded)
     if error is not None:
         raise error
     return who, state
@@ -148,13 +160,17 @@ def _check_size(ctx: Context, length: int) -> None:
         )
 
 
-def _insert(ctx: Context, conn: Connection, who: Principal, length: int, meta: dict[str, str]) -> UploadState:
+def _insert(ctx: Context, conn: Connection, who: Principal, length: int, meta: dict[str, str],
+            superseded: list[str]) -> UploadState:
+    """Insert the upload row and create its part file; ``superseded`` gets the ids of the uploads it
+    expired, whose bytes the caller removes once its transaction has committed."""
     upload_id = secrets.token_urlsafe(24)
     now = utcnow()
     expires = _expiry(ctx, now)
     declared = meta.get(wire.META_SHA256)
     if declared and who.device_id is not None:
-        _supersede(ctx, conn, who.user_id, who.device_id, declared, meta.get(wire.META_PATH, ""), now)
+        superseded += _supersede(ctx, conn, who.user_id, who.device_id, declared, meta.get(wire.META_PATH, ""),
+                                 now)
     quota.ensure_fits(conn, who.user_id, length)
     ensure_disk_room(ctx, conn, length, now)
     ctx.parts.create(upload_id)
@@ -196,7 +212,7 @@ def offset_now(ctx: Context, upload_id: str) -> int | None:
 
 
 def _supersede(ctx: Context, conn: Connection, user_id: int, device_id: int, sha256: str, path: str,
-               now: datetime) -> None:
+               now: datetime) -> list[str]:
     """Expire this device's unfinished uploads of the same file (same bytes, same path) before it
     starts a new one.
 
@@ -204,21 +220,36 @@ def _supersede(ctx: Context, conn: Connection, user_id: int, device_id: int, sha
     answer to its creation (a small file's whole body travels in that request) or given up on it.
     Left alone, each such upload would hold a part file and reserve the file's size in the quota
     until it expires, refusing the new upload to an account with room for the file only once.
-    An upload a request is still writing to, or one already hashed (being stored), is left alone."""
+    An upload a request is still writing to, or one already hashed (being stored), is left alone.
+    Returns the expired ids; their part files are the caller's to remove after the commit."""
     ids = [i for i in repo.abandoned(conn, user_id, device_id, sha256, path) if i not in ctx.busy]
-    if not ids:
-        return
-    repo.expire(conn, ids, now)
-    for upload_id in ids:
+    if ids:
+        repo.expire(conn, ids, now)
+        log.info("expiring %d abandoned upload(s) of %s from device %d", len(ids), sha256[:12], device_id)
+    return ids
+
+
+def _remove_superseded(ctx: Context, upload_ids: list[str]) -> None:
+    # Only after the transaction that expired them committed: had it rolled back (a full disk creating
+    # the new part file, or failing the commit), they would be active again and need their bytes.
+    for upload_id in upload_ids:
         ctx.hashes.drop(upload_id)
-        ctx.parts.remove(upload_id)
-    log.info("expired %d abandoned upload(s) of %s from device %d", len(ids), sha256[:12], device_id)
+        try:
+            ctx.parts.remove(upload_id)
+        except OSError as exc:
+            log.warning("could not remove the part file of superseded upload %s: %s", upload_id, exc)
+
+
+def _owns(who: Principal, row: Any) -> bool:
+    """A session reaches all of its user's uploads (the web UI uploads with one); a device token only
+    the uploads of its own device, so a token copied off one device cannot touch another's."""
+    return bool(row.user_id == who.user_id and (who.device_id is None or row.device_id == who.device_id))
 
 
 def _load(ctx: Context, who: Principal, upload_id: str) -> Any:
     with ctx.conn() as conn:
         row = repo.get_row(conn, upload_id)
-    if row is None or row.user_id != who.user_id:
+    if row is None or not _owns(who, row):
         raise _not_found(upload_id)
     if row.state == repo.EXPIRED or (row.state == repo.ACTIVE and row.expires_at <= utcnow()):
         raise _gone(upload_id)
@@ -396,8 +427,13 @@ def _mtime(mtime_ns: int | None) -> datetime | None:
 def terminate(ctx: Context, who: Principal, upload_id: str) -> None:
     with ctx.db() as db:
         row = repo.get(db, upload_id)
-        if row is None or row.user_id != who.user_id:
+        if row is None or not _owns(who, row):
             raise _not_found(upload_id)
+    if upload_id in ctx.busy:
+        # Deleting the row under a request that is writing or completing it would leave that request
+        # storing a blob and an asset for an upload that no longer exists.
+        raise ProblemError(409, "conflict", f"Another request is still writing to upload {upload_id}.",
+                           "Retry the DELETE after the request writing to it ends.")
     _discard(ctx, upload_id)
 
 

@@ -68,7 +68,9 @@ class BlobStore(Protocol):
         Atomic: a concurrent ``open``/``stat`` sees either no blob or the whole blob, never a part.
         Durable: when this returns, the blob survives a crash or power loss (local: fsync of the file,
         rename, fsync of the directory; S3: the completed PUT).
-        Idempotent: putting a key that already exists succeeds and leaves the existing blob as it is.
+        Idempotent: putting a key that already exists succeeds and leaves the existing blob's bytes as
+        they are, but refreshes its ``modified`` time to now: the blob was just re-used by a new upload
+        whose asset row is not committed yet, and the orphan sweep must not take it meanwhile.
         Ownership: the store may move ``source`` instead of copying it; afterwards the caller must not
         use ``source`` again (it may or may not still exist).
         """

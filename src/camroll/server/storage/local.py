@@ -43,7 +43,13 @@ class LocalBlobStore:
 
     def put_file(self, sha256: str, source: Path) -> BlobStat:
         dest = self._path(sha256)
-        if dest.exists():
+        try:
+            # Re-used by a new upload: it counts as just written, so the orphan sweep's grace age spares
+            # it until the asset row pointing at it is committed.
+            os.utime(dest)
+        except FileNotFoundError:
+            pass  # not stored yet (or swept just now): store it below
+        else:
             with contextlib.suppress(FileNotFoundError):
                 source.unlink()
             return BlobStat(sha256, dest.stat().st_size)

@@ -21,12 +21,14 @@ class MemoryBlobStore:
         check_key(sha256)
         with self._lock:
             existing = self._blobs.get(sha256)
-        if existing is not None:
-            return BlobStat(sha256, len(existing))
+            if existing is not None:
+                # As in the local store: a re-used blob counts as just written (the orphan sweep's grace).
+                self._put_at[sha256] = time.time()
+                return BlobStat(sha256, len(existing))
         data = source.read_bytes()
         with self._lock:
             data = self._blobs.setdefault(sha256, data)
-            self._put_at.setdefault(sha256, time.time())
+            self._put_at[sha256] = time.time()
         return BlobStat(sha256, len(data))
 
     def _get(self, sha256: str) -> bytes:
