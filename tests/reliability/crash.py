@@ -33,6 +33,8 @@ Side = Literal["agent", "server"]
 # A very short upload expiry for the final sweep: abandoned uploads (created just before a kill, never
 # resumed) expire within seconds and the sweeper removes their bytes.
 SWEEP_EXPIRY_HOURS = "0.0003"
+# Seconds of sending placed beyond a pass's kill moment: its scan, hash and check come first.
+LEAD = 1.5
 
 
 @dataclass(frozen=True)
@@ -149,10 +151,12 @@ def run_crash_proof(work: Path, *, files: int, kills_agent: int, kills_server: i
     staging = work / "staging"
     corpus = make_corpus(staging, files, seed=seed, large_files=large_files)
     if bandwidth is None:
-        # Paced so that the corpus lasts about as long as the kills (a pass runs half the window on
-        # average before its kill, about half of it sending): every kill finds work, and little is
-        # left for the clean pass.
-        bandwidth = f"{max(250_000, int(corpus.payload / max(1, kills_agent + kills_server) / (window / 4)))}B/s"
+        # Paced so that the corpus lasts as long as the kills: before each pass the files for its
+        # moment plus LEAD seconds of sending are placed, and a pass whose server is killed goes on
+        # to send all of them, so each kill uses up to (window / 2 + LEAD) s of sending on average;
+        # the margin keeps work for every kill on a quiet machine, where nothing else slows a pass.
+        per_kill = window / 2 + LEAD
+        bandwidth = f"{max(100_000, int(corpus.payload / max(1, kills_agent + kills_server) / per_kill / 1.3))}B/s"
     log(f"crash proof: seed {seed}, {files} files, {kills_agent} agent + {kills_server} server kills, "
         f"moments uniform in [0.05, {window}] s after a pass starts, chunks {chunk_mib} MiB, {bandwidth}")
     log(f"corpus: {len(corpus.files)} files, {len(corpus.distinct)} distinct, {corpus.payload:,} bytes")
@@ -161,18 +165,19 @@ def run_crash_proof(work: Path, *, files: int, kills_agent: int, kills_server: i
     with rig(work) as r:
         r.configure(chunk_mib=chunk_mib, bandwidth=bandwidth)
         sides = _sides(rng, kills_agent, kills_server)
-        # Enough work in the folders that a pass is still busy at the latest moment, but no more, so
-        # the corpus lasts for all the kills: the files arrive as the backup goes.
-        target = int(parse_rate(bandwidth) * window * 1.2)
+        rate = parse_rate(bandwidth)
         placed = 0
         attempt = 0
         while len(run.kills) < len(sides):
             attempt += 1
             if attempt > 4 * len(sides) + 10:
                 raise AssertionError(f"only {len(run.kills)} kills landed in {attempt} passes: passes too short")
-            placed = _place(corpus, staging, r.photos, placed, _pending_bytes(corpus, placed, r.state_db), target)
             side = sides[len(run.kills)]
             delay = round(rng.uniform(0.05, window), 3)
+            # Enough work in the folders that this pass is still sending at its moment, but no more,
+            # so the corpus lasts for all the kills: the files arrive as the backup goes.
+            target = int(rate * (delay + LEAD))
+            placed = _place(corpus, staging, r.photos, placed, _pending_bytes(corpus, placed, r.state_db), target)
             p = _Backup(r, logs, attempt)
             if not p.wait_until(delay):
                 run.missed += 1
