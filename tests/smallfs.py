@@ -11,7 +11,7 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-from conftest import require
+from conftest import ServerProcess, require
 
 
 @contextlib.contextmanager
@@ -29,6 +29,19 @@ def small_filesystem(where: Path, size_mb: int) -> Iterator[Path]:
         if subprocess.run(["umount", str(where)], capture_output=True).returncode != 0:
             # Something still holds a file open (a server that would not stop): detach it anyway.
             subprocess.run(["umount", "-l", str(where)], capture_output=True)
+
+
+
+@contextlib.contextmanager
+def server_on_small_filesystem(data: Path, size_mb: int) -> Iterator[ServerProcess]:
+    """A real ``camroll serve`` whose data dir is a ``size_mb`` MB tmpfs (its log stays outside)."""
+    with small_filesystem(data, size_mb):
+        srv = ServerProcess(data=data)
+        srv.start()
+        try:
+            yield srv
+        finally:
+            srv.stop()
 
 
 def fill(path: Path, *, leave: int = 0, size: int | None = None) -> int:

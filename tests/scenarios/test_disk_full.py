@@ -21,7 +21,7 @@ import pytest
 from agent.media import write_mp4
 from conftest import ServerProcess
 from e2e.proxy import Proxy
-from smallfs import fill, small_filesystem
+from smallfs import fill, server_on_small_filesystem
 
 from camroll import wire
 
@@ -37,13 +37,8 @@ FILLER = 24 * MIB
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[ServerProcess]:
     """Overrides tests/conftest.py's: the data dir is a 60 MB tmpfs (the server's log stays outside)."""
-    with small_filesystem(tmp_path / "server-data", 60):
-        srv = ServerProcess(data=tmp_path / "server-data")
-        srv.start()
-        try:
-            yield srv
-        finally:
-            srv.stop()
+    with server_on_small_filesystem(tmp_path / "server-data", 60) as srv:
+        yield srv
 
 
 def _sha(path: Path) -> str:

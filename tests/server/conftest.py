@@ -14,6 +14,7 @@ import pytest
 from conftest import ServerProcess
 
 from camroll import wire
+from camroll.server import migrate
 from camroll.server.context import Context, build
 from camroll.server.services.accounts import add_user
 from camroll.server.settings import Settings
@@ -135,3 +136,14 @@ def jpeg(n: int, seed: int = 0) -> bytes:
     """``n`` bytes that sniff as JPEG and are unique per ``seed``."""
     body = hashlib.sha256(str(seed).encode()).digest() * (n // 32 + 1)
     return (b"\xff\xd8\xff\xe0" + body)[:n]
+
+
+@pytest.fixture
+def ctx(tmp_path: Path) -> Iterator[Context]:
+    """An in-process server context on a fresh, migrated SQLite library (no HTTP, no workers)."""
+    c = build(Settings.for_data_dir(tmp_path / "data"))
+    migrate.upgrade(c.engine)
+    try:
+        yield c
+    finally:
+        c.engine.dispose()

@@ -20,19 +20,17 @@ import httpx
 import pytest
 import sqlalchemy.exc
 from conftest import ServerProcess
-from smallfs import fill, small_filesystem
+from smallfs import fill, server_on_small_filesystem, small_filesystem
 
 from camroll import wire
 from camroll.media import thumbs
-from camroll.server import migrate
-from camroll.server.context import Context, build
+from camroll.server.context import Context
 from camroll.server.diskspace import is_out_of_space
 from camroll.server.jobs import status as job_status
 from camroll.server.jobs.config import thumbs_dir
 from camroll.server.jobs.queue import JobQueue
 from camroll.server.models import User
 from camroll.server.repositories import assets as repo
-from camroll.server.settings import Settings
 
 from .media_fixtures import photo
 
@@ -70,13 +68,8 @@ def test_a_thumbnail_that_cannot_be_written_for_lack_of_space_is_not_a_damaged_f
 @pytest.fixture
 def small_server(tmp_path: Path) -> Iterator[ServerProcess]:
     """A real ``camroll serve`` whose data dir is a 40 MB filesystem (its log stays outside)."""
-    with small_filesystem(tmp_path / "server-data", 40):
-        srv = ServerProcess(data=tmp_path / "server-data")
-        srv.start()
-        try:
-            yield srv
-        finally:
-            srv.stop()
+    with server_on_small_filesystem(tmp_path / "server-data", 40) as srv:
+        yield srv
 
 
 def _token(srv: ServerProcess) -> dict[str, str]:
@@ -172,15 +165,6 @@ class _Clock:
     def __call__(self) -> float:
         return self.now
 
-
-@pytest.fixture
-def ctx(tmp_path: Path) -> Iterator[Context]:
-    c = build(Settings.for_data_dir(tmp_path / "data"))
-    migrate.upgrade(c.engine)
-    try:
-        yield c
-    finally:
-        c.engine.dispose()
 
 
 def test_a_thumbnail_job_on_a_full_disk_waits_and_is_retried_with_back_off(ctx: Context,

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import subprocess
 import time
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -16,26 +15,14 @@ from conftest import ServerProcess, camroll_cmd
 from media import hostile
 
 from camroll import wire
-from camroll.server import migrate
-from camroll.server.context import Context, build
+from camroll.server.context import Context
 from camroll.server.jobs import status
 from camroll.server.jobs.queue import JobQueue
 from camroll.server.models import User
 from camroll.server.repositories import assets as repo
-from camroll.server.settings import Settings
 
 from .conftest import make_user, upload
 from .media_fixtures import photo
-
-
-@pytest.fixture
-def ctx(tmp_path: Path) -> Iterator[Context]:
-    c = build(Settings.for_data_dir(tmp_path / "data"))
-    migrate.upgrade(c.engine)
-    try:
-        yield c
-    finally:
-        c.engine.dispose()
 
 
 def _asset(ctx: Context, user_id: int, data: bytes, mime: str, name: str) -> int:

@@ -6,19 +6,17 @@ from __future__ import annotations
 import hashlib
 import itertools
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import cast
 
 import httpx
-import pytest
 from conftest import ServerProcess
 from sqlalchemy import Table, insert
 
 from camroll.media.metadata import MediaInfo
 from camroll.server import migrate
-from camroll.server.context import Context, build
+from camroll.server.context import Context
 from camroll.server.jobs.queue import JobQueue
 from camroll.server.models import Asset, Blob, User, utcnow
 from camroll.server.repositories import assets as repo
@@ -32,15 +30,6 @@ from .media_fixtures import photo
 T0 = datetime(2020, 1, 1, tzinfo=UTC)
 PASSWORD = "correct horse battery"
 
-
-@pytest.fixture
-def ctx(tmp_path: Path) -> Iterator[Context]:
-    c = build(Settings.for_data_dir(tmp_path / "data"))
-    migrate.upgrade(c.engine)
-    try:
-        yield c
-    finally:
-        c.engine.dispose()
 
 
 def _user(ctx: Context, name: str = "ann") -> Principal:
