@@ -337,6 +337,11 @@ def render(results: list[ToolResult], cstats: CorpusStats, warm_s: float | None)
         f"corpus: {cstats.path}: {cstats.files:,} files, {cstats.bytes / MB:,.1f} MB "
         f"({cstats.dirs:,} dirs, {cstats.symlinks} symlinks)"
     )
+    load = os.getloadavg()
+    lines.append(f"load average at the end: {load[0]:.2f}, {load[1]:.2f}, {load[2]:.2f} on {os.cpu_count()} CPUs "
+                 "(the machine is shared: figures are only comparable within one run)")
+    lines.append("camroll: small files (<= 1 MiB) through the batch path (POST /uploads/batch), larger ones "
+                 "through tus; thumbnail jobs on (the default); every SHA-256 verified and every blob fsynced")
     if warm_s is not None:
         lines.append(
             f"page cache: corpus read once before the first tool ({warm_s:.1f}s, "

@@ -13,6 +13,7 @@ It reports files/s, MB/s and the server process's CPU seconds (utime + stime fro
 commit) so before/after runs share the same client and conditions.
 
     .venv/bin/python bench/server_upload_bench.py --files 2000 --large-mib 1024 --repeat 3
+    .venv/bin/python bench/server_upload_bench.py --files 3000 --batch 250 --large-mib 0   # tus vs batch
 """
 
 from __future__ import annotations
@@ -183,6 +184,47 @@ def small_files(srv: Server, count: int, size: int, threads: int, checksum: bool
     return Result("small", count, sum(len(p) for p in payloads), seconds, cpu)
 
 
+def batched_files(srv: Server, count: int, size: int, threads: int, per_batch: int, seed: int) -> Result:
+    """The same payloads as ``small_files``, ``per_batch`` at a time through POST /uploads/batch."""
+    payloads = _payloads(count, size, seed + 1000)
+    batches = [list(range(i, min(count, i + per_batch))) for i in range(0, count, per_batch)]
+    next_batch = iter(batches)
+    lock = threading.Lock()
+    errors: list[str] = []
+
+    def worker() -> None:
+        with httpx.Client(base_url=srv.base, headers=_headers(srv.token), timeout=300) as client:
+            while True:
+                with lock:
+                    b = next(next_batch, None)
+                if b is None:
+                    return
+                entries = [{"size": len(payloads[i]), "sha256": hashlib.sha256(payloads[i]).hexdigest(),
+                            "path": f"DCIM/IMG_{i:05d}.jpg", "filename": f"IMG_{i:05d}.jpg",
+                            "mtime_ns": 1_700_000_000_000_000_000 + i} for i in b]
+                manifest = json.dumps({"files": entries}).encode()
+                body = wire.BATCH_MAGIC + len(manifest).to_bytes(4, "big") + manifest + b"".join(payloads[i] for i in b)
+                r = client.post(wire.BATCH_PATH, content=body, headers={"Content-Type": wire.BATCH_CONTENT_TYPE})
+                bad = [] if r.status_code != 200 else [x for x in r.json()["results"] if x["status"] != "created"]
+                if r.status_code != 200 or bad:
+                    with lock:
+                        errors.append(f"batch at {b[0]}: {r.status_code} {(bad or r.text)!s:.200}")
+                    return
+
+    cpu0 = srv.cpu_seconds()
+    t0 = time.perf_counter()
+    pool = [threading.Thread(target=worker) for _ in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    seconds = time.perf_counter() - t0
+    cpu = srv.cpu_seconds() - cpu0
+    if errors:
+        raise RuntimeError("; ".join(errors[:5]))
+    return Result(f"batch of {per_batch}", count, sum(len(p) for p in payloads), seconds, cpu)
+
+
 def large_file(srv: Server, mib: int, chunk_mib: int, seed: int) -> Result:
     block = JPEG_MAGIC + random.Random(seed).randbytes(chunk_mib * MiB - len(JPEG_MAGIC))
     chunks = (mib + chunk_mib - 1) // chunk_mib
@@ -230,6 +272,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=3, help="concurrent small uploads (default 3)")
     p.add_argument("--checksum", action="store_true",
                    help="send Upload-Checksum sha256 (the file's SHA-256) with each small file")
+    p.add_argument("--batch", type=int, default=0,
+                   help="also send the small files through POST /uploads/batch, this many per request (0 skips)")
     p.add_argument("--large-mib", type=int, default=1024, help="large file size in MiB (0 skips; default 1024)")
     p.add_argument("--chunk-mib", type=int, default=16, help="PATCH size in MiB (default 16)")
     p.add_argument("--repeat", type=int, default=1, help="runs, each on a fresh server (default 1)")
@@ -246,6 +290,8 @@ def main() -> None:
                 if args.files:
                     results.append(small_files(srv, args.files, args.size, args.threads, args.checksum,
                                                seed=run))
+                if args.files and args.batch:
+                    results.append(batched_files(srv, args.files, args.size, args.threads, args.batch, seed=run))
                 if args.large_mib:
                     results.append(large_file(srv, args.large_mib, args.chunk_mib, seed=run))
             for res in results:

@@ -1,24 +1,26 @@
-"""Shared fixtures: a real ``camroll serve`` process on a free loopback port."""
+"""Session hooks and the fixtures every directory shares (a real ``camroll serve`` on a free loopback
+port).  Helpers live in tests/support/ and are imported from there, never from this file."""
 
 from __future__ import annotations
 
 import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 import pytest
+from services import postgres
+
+# The session fixtures of the throwaway services, defined once here: a module that imported them itself
+# got an instance of its own, alive until the session ended (an idle SeaweedFS costs a quarter of a core).
+from services.redis import redis_service  # noqa: F401
+from services.s3 import rclone_s3, seaweedfs_s3  # noqa: F401
+from support.server import ON_POSTGRES, ServerProcess
 
 
 def pytest_configure(config: pytest.Config) -> None:
     """Agent commands without $CAMROLL_HOME use the platform's config and state dirs, and ``camroll up``
-    leaves a pointer there: every test (and every CLI it runs) gets throwaway ones instead of the user's."""
+    leaves a pointer there: every test (and every CLI it runs) gets throwaway ones instead of the user's.
+    Each pytest-xdist worker runs this in its own process, so each gets its own."""
     import tempfile
 
     base = Path(tempfile.mkdtemp(prefix="camroll-tests-xdg-"))
@@ -26,122 +28,64 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ[var] = str(base / var.lower())
     os.environ.pop("CAMROLL_HOME", None)
     os.environ.pop("CAMROLL_DATA", None)
+    os.environ.pop("CAMROLL_DATABASE_URL", None)
+    config.addinivalue_line("markers", "sqlite_only(reason): the test is about SQLite itself; skipped on PostgreSQL")
+    if ON_POSTGRES:
+        from camroll.server import settings
+
+        # In this process, a library's database is the one made for its data directory (a migration
+        # test gets an empty one, as a new SQLite file would be); camroll subprocesses are handed the
+        # same URL in $CAMROLL_DATABASE_URL (database_env).
+        settings.database_url = lambda data_dir: postgres.database_url_for(data_dir, migrated=False)
+        # The xdist controller (it runs no tests) starts one cluster for all its workers.
+        if not hasattr(config, "workerinput") and config.pluginmanager.hasplugin("xdist") \
+                and config.getoption("numprocesses", None) and postgres.missing_reason() is None:
+            postgres.share()
 
 
-def require(ok: bool, message: str) -> None:
-    """Skip a test whose outside program or package is missing on a developer machine, but fail it in CI
-    (``CI`` set), where .ci/run installs everything: a broken CI image must not pass by skipping."""
-    if ok:
+# Marked ``slow`` (the fast lane is ``-m "not slow"``, see README): whole modules whose tests each take
+# more than a few seconds because of what they start, a browser, an agent daemon, a cluster, a fuzzer or
+# a kill/restart rig, rather than because of a sleep.  Kept here, by path, so the mark needs no edit in
+# the modules themselves; a test elsewhere that takes that long gets ``@pytest.mark.slow`` where it is.
+SLOW_MODULES = (
+    "tests/scale/",  # PostgreSQL, SeaweedFS, Redis, nginx/HAProxy and three camroll processes per module
+    "tests/scenarios/",  # a real agent daemon per cause, waiting for it to notice and recover
+    "tests/reliability/",  # kill -9 and network-fault rigs
+    "tests/web/test_browser.py",  # Chromium
+    "tests/web/test_viewer_motion.py",  # Chromium
+    "tests/web/test_device_counts.py",  # Chromium and a real agent pass
+    "tests/e2e/test_faults.py",  # a fault proxy, kill -9 and restarts
+    "tests/e2e/test_watch.py",  # a watching agent daemon and a server restart
+    "tests/test_allinone.py",  # `camroll up`, the whole stack
+    "tests/server/test_fuzz.py",  # schemathesis over every operation
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    root = Path(str(config.rootpath))
+    for item in items:
+        where = Path(str(item.path)).relative_to(root).as_posix()
+        if where.startswith(SLOW_MODULES):
+            item.add_marker(pytest.mark.slow)
+    if not ON_POSTGRES:
         return
-    if os.environ.get("CI"):
-        pytest.fail(message)
-    pytest.skip(message)
+    for item in items:
+        marker = item.get_closest_marker("sqlite_only")
+        if marker is not None:
+            reason = marker.args[0] if marker.args else "about SQLite itself"
+            item.add_marker(pytest.mark.skip(reason=f"SQLite only: {reason}"))
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    postgres.stop()
 
 
-def camroll_cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "camroll", *args]
-
-
-def run_camroll(*args: str, env: dict[str, str] | None = None, check: bool = True,
-                input: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """Run the real CLI in a subprocess and return its result (stdout/stderr as text)."""
-    full_env = {**os.environ, **(env or {})}
-    proc = subprocess.run(camroll_cmd(*args), env=full_env, capture_output=True, text=True,
-                          input=input, timeout=timeout)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"camroll {' '.join(args)} exited {proc.returncode}\n"
-                             f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
-    return proc
-
-
-@dataclass
-class ServerProcess:
-    """A ``camroll serve`` subprocess that a test can stop, kill and restart on the same data."""
-
-    data: Path
-    port: int = field(default_factory=free_port)
-    extra_args: tuple[str, ...] = ()
-    # Added to the environment the server starts with (e.g. CAMROLL_NOTIFY_* to reach loopback receivers).
-    env: dict[str, str] = field(default_factory=dict)
-    proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        log_path = self.data.parent / f"{self.data.name}-server.log"
-        with open(log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                camroll_cmd("serve", "--data", str(self.data), "--listen", f"127.0.0.1:{self.port}",
-                            *self.extra_args),
-                stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **self.env},
-            )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"camroll serve exited {self.proc.returncode}; see {log_path}")
-            try:
-                if httpx.get(f"{self.url}/api/v1/server", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError("camroll serve did not become ready in 30 s")
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-    def kill(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-    def add_user(self, name: str, password: str = "correct horse battery", *, quota: str | None = None,
-                 admin: bool = False) -> str:
-        pw = self.data.parent / f"{name}.pw"
-        pw.write_text(password + "\n")
-        args = ["admin", "user", "add", name, "--password-file", str(pw), "--data", str(self.data)]
-        if quota:
-            args += ["--quota", quota]
-        if admin:
-            args.append("--admin")
-        run_camroll(*args)
-        return password
-
-    def run_admin(self, *args: str) -> subprocess.CompletedProcess[str]:
-        """``camroll admin ARGS --data <this server's data>`` (works while the server runs)."""
-        return run_camroll("admin", *args, "--data", str(self.data))
-
-    def login(self, name: str, password: str) -> str:
-        """A session token for ``name`` (via the real API)."""
-        r = httpx.post(f"{self.url}/api/v1/auth/login", json={"username": name, "password": password})
-        r.raise_for_status()
-        return str(r.json()["token"])
-
-    def device_token(self, name: str, password: str, device: str = "test-device", *,
-                     session: str | None = None) -> str:
-        session = session or self.login(name, password)
-        r = httpx.post(f"{self.url}/api/v1/devices", json={"name": device, "platform": "test"},
-                       headers={"Authorization": f"Bearer {session}"})
-        r.raise_for_status()
-        return str(r.json()["token"])
+@pytest.fixture(scope="module", autouse=True)
+def _module_databases() -> Iterator[None]:
+    """A module's PostgreSQL databases are dropped when it ends (its servers have stopped by then)."""
+    yield
+    if ON_POSTGRES:
+        postgres.drop_made()
 
 
 @pytest.fixture

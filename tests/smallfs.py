@@ -11,7 +11,8 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-from conftest import ServerProcess, require
+from support.env import require
+from support.server import ServerProcess
 
 
 @contextlib.contextmanager

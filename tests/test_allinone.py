@@ -14,7 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-from conftest import ServerProcess, camroll_cmd, free_port, run_camroll
+from support.env import free_port
+from support.server import ServerProcess, camroll_cmd, run_camroll
 
 
 def _up(root: Path, *args: str) -> dict[str, object]:
@@ -121,7 +122,7 @@ def _stop(proc: subprocess.Popen[str]) -> tuple[int, str, str]:
 
 
 def test_second_up_uses_the_watching_runs_server_and_nothing_else_starts(tmp_path: Path) -> None:
-    from camroll.agent.config import load_config
+    from camroll.agent.settings.config import load_config
 
     root, env = tmp_path / "camroll", _env(tmp_path)
     first, second = tmp_path / "first", tmp_path / "second"
@@ -312,7 +313,7 @@ def test_up_waits_for_a_running_up_and_for_a_running_pass(tmp_path: Path) -> Non
     import threading
 
     from camroll import uplock
-    from camroll.agent.lock import pass_lock
+    from camroll.agent.service.lock import pass_lock
 
     root, pics = tmp_path / "camroll", tmp_path / "pics"
     _photo(pics / "a.jpg", (40, 50, 60))

@@ -246,9 +246,9 @@ def _add_local_user(layout: UpLayout, username: str, password: str) -> None:
 def _first_run(layout: UpLayout, url: str) -> str:
     """Create the local user (random password kept in ``credentials``, mode 0600) and register this
     device.  Returns the user name."""
-    from camroll.agent.account import register_device
-    from camroll.agent.config import load_config, save_config
     from camroll.agent.paths import AgentPaths
+    from camroll.agent.settings.account import register_device
+    from camroll.agent.settings.config import load_config, save_config
 
     username = "".join(c for c in getpass.getuser() if c.isalnum() or c in "._-") or "me"
     if layout.credentials.exists():
@@ -273,9 +273,9 @@ def _first_run(layout: UpLayout, url: str) -> str:
 
 def _point_agent(layout: UpLayout, url: str, folders: list[Path]) -> None:
     """Make the agent's config name the library's live server and this run's folders."""
-    from camroll.agent.account import add_folder
-    from camroll.agent.config import load_config, save_config
     from camroll.agent.paths import AgentPaths
+    from camroll.agent.settings.account import add_folder
+    from camroll.agent.settings.config import load_config, save_config
 
     paths = AgentPaths.in_dir(layout.agent_home)
     cfg = load_config(paths.config_file)
@@ -381,9 +381,9 @@ def _up(folders: list[Path], example: bool, data: Path | None, listen: str | Non
         watch: bool = False) -> None:
     from rich.console import Console
 
-    from camroll.agent.config import load_config
-    from camroll.agent.lock import agent_lock
     from camroll.agent.paths import AgentPaths
+    from camroll.agent.service.lock import agent_lock
+    from camroll.agent.settings.config import load_config
 
     layout = UpLayout((data or default_root()).expanduser().resolve())
     _refuse_server_layout(layout)
@@ -392,7 +392,7 @@ def _up(folders: list[Path], example: bool, data: Path | None, listen: str | Non
     if not folders and not example and not load_config(paths.config_file).folders:
         raise UpError("No folder to back up. Fix: give one, e.g. 'camroll up ~/Pictures', "
                       "or try 'camroll up --example'.")
-    from camroll.agent.account import checked_folder
+    from camroll.agent.settings.account import checked_folder
 
     folders = [checked_folder(f) for f in folders]
     with contextlib.ExitStack() as stack:
@@ -437,10 +437,10 @@ def _up(folders: list[Path], example: bool, data: Path | None, listen: str | Non
 def _backup(layout: UpLayout, paths: AgentPaths, url: str, folders: list[Path], console: Console) -> Summary:
     """Log in on the first run, point the agent at ``url`` and the folders, and run one pass (after the
     pass another process runs on the same state, if any: passes take turns)."""
-    from camroll.agent.config import load_config
-    from camroll.agent.engine import run_backup
-    from camroll.agent.lock import PassBusy
-    from camroll.agent.progress import ProgressRenderer
+    from camroll.agent.backup.run import run_backup
+    from camroll.agent.cli.progress import ProgressRenderer
+    from camroll.agent.service.lock import PassBusy
+    from camroll.agent.settings.config import load_config
 
     if load_config(paths.config_file).server is None:
         username = _first_run(layout, url)
@@ -466,7 +466,7 @@ def _backup(layout: UpLayout, paths: AgentPaths, url: str, folders: list[Path], 
 
 
 def _report(summary: Summary, layout: UpLayout, json_out: bool, watch: bool, url: str) -> None:
-    from camroll.agent.progress import summary_text
+    from camroll.agent.cli.progress import summary_text
 
     if json_out:
         out = summary.to_json()
@@ -488,8 +488,8 @@ def _report(summary: Summary, layout: UpLayout, json_out: bool, watch: bool, url
 def _watch(paths: AgentPaths, console: Console, json_out: bool) -> None:
     """The ``camroll agent`` loop against the server child until Ctrl-C or SIGTERM; the caller's
     ``running_server`` block then stops the server."""
-    from camroll.agent.cli_daemon import run_daemon
-    from camroll.agent.daemon import DaemonOptions
+    from camroll.agent.cli.daemon import run_daemon
+    from camroll.agent.service.daemon import DaemonOptions
 
     console.print("Watching for new photos and videos; Ctrl-C stops (the server stops with it).")
     # The first pass just ran: the loop's own start pass only confirms it, quickly.
@@ -498,6 +498,6 @@ def _watch(paths: AgentPaths, console: Console, json_out: bool) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    from camroll.agent.cli import friendly
+    from camroll.agent.cli.common import friendly
 
     app.command("up")(friendly(up, again="camroll up"))

@@ -32,13 +32,16 @@ def _root(
 
 def _register() -> None:
     from camroll import allinone
-    from camroll.agent import cli as agent_cli
+    from camroll.agent.cli import app as agent_cli
     from camroll.server import cli as server_cli
 
     # Listed in --help in this order: the all-in-one first, then the agent, then the server.
     allinone.register(app)
     agent_cli.register(app)
     server_cli.register(app)
+    from camroll.server import cli_albums
+
+    cli_albums.register(server_cli.admin_app)
 
 
 _register()

@@ -163,6 +163,7 @@ ProblemCode = Literal[
     "rate_limited",
     "busy",
     "request_too_large",
+    "not_ready",
     "internal",
 ]
 
@@ -457,6 +458,15 @@ class AssetMetadata(_Model):
     error: str | None = Field(default=None, description="Why metadata could not (fully) be read.")
 
 
+class AssetCopy(_Model):
+    """One replica's copy of an asset's original (server/replicas/)."""
+    replica: str = Field(max_length=64)
+    state: Literal["pending", "copied", "verified", "failed"]
+    reason: str | None = Field(default=None, description="Why the last copy failed (a typed reason).")
+    copied_at: datetime | None = None
+    verified_at: datetime | None = Field(default=None, description="When this copy was last proven to hash right.")
+
+
 class AssetDetail(AssetInfo):
     kind: Literal["image", "video", "other"]
     metadata: AssetMetadata
@@ -466,6 +476,10 @@ class AssetDetail(AssetInfo):
     live_video_id: int | None = None
     motion_video_offset: int | None = Field(default=None, description="Where a Motion Photo's MP4 starts.")
     motion_video_length: int | None = Field(default=None, description="Its length; play it at /assets/{id}/motion.")
+    verified_at: datetime | None = Field(default=None, description="When scrub last proved the original intact "
+                                         "on the server (re-hashed to its SHA-256); null until then.")
+    copies: list[AssetCopy] = Field(default_factory=list, max_length=100,
+                                    description="Where the original's other copies are (replicas), and their state.")
 
 
 MAX_ASSET_IDS = 10_000
@@ -486,11 +500,24 @@ class StorageUse(_Model):
     bytes: int
 
 
+class ReplicaBacklog(_Model):
+    """A replica's backlog, for an admin's storage page (server/replicas/)."""
+    name: str = Field(max_length=64)
+    paused: bool
+    backlog_files: int
+    backlog_bytes: int
+    oldest_pending: datetime | None = Field(default=None, description="When the oldest original not yet "
+                                            "copied became durable here.")
+    failing: str | None = Field(default=None, max_length=4100, description="Why it fails, with the fix.")
+
+
 class StorageInfo(_Model):
     used_bytes: int
     quota_bytes: int | None
     by_kind: list[StorageUse]
     trashed_bytes: int
+    replicas: list[ReplicaBacklog] = Field(default_factory=list, max_length=1000,
+                                           description="The server's replicas and their backlog (admins only).")
 
 
 # --- Upload activity per device (the web UI's "uploads per day" charts) --------------------------------
@@ -503,3 +530,94 @@ class UploadDay(_Model):
 class DeviceActivity(_Model):
     device_id: int | None = Field(description="None for files uploaded from the web page.")
     days: list[UploadDay] = Field(description="Oldest first; days without uploads are left out.")
+
+
+# --- Albums --------------------------------------------------------------------------------------------
+MAX_ALBUM_NAME = 200
+MAX_ALBUMS_PER_USER = 10_000
+MAX_ALBUM_ITEMS = 200_000
+AlbumName = Annotated[str, Field(min_length=1, max_length=MAX_ALBUM_NAME,
+                                 description="Shown as given, without leading or trailing spaces; unique per user.")]
+
+
+class AlbumInfo(_Model):
+    id: int
+    name: str
+    item_count: int = Field(description="Items shown in the album: trashed ones are left out until restored.")
+    cover_asset_id: int | None = Field(
+        description="The chosen cover, or the newest item when none is chosen (or it is in the trash).")
+    cover_chosen: bool = Field(description="True when the user picked the cover.")
+    created_at: datetime
+    updated_at: datetime
+
+
+class AlbumCreate(_Model):
+    name: AlbumName
+    ids: list[Id] = Field(default_factory=list, max_length=MAX_ASSET_IDS, description="Assets to put in it.")
+
+
+class AlbumUpdate(_Model):
+    name: AlbumName | None = None
+    cover_asset_id: Id | None = Field(default=None, description="An asset in the album (see clear_cover).")
+    clear_cover: bool = Field(default=False, description="Go back to the newest item as the cover.")
+
+
+class AlbumChange(_Model):
+    changed: int = Field(description="How many items were added or removed; ids already so, or not yours, count 0.")
+    album: AlbumInfo
+
+
+# --- Batched uploads of small files (POST BATCH_PATH) -------------------------------------------------
+# One request carries many small files: BATCH_MAGIC, a 4-byte big-endian length, that many bytes of a
+# BatchManifest in JSON, then every file's bytes back to back in manifest order (exactly the declared
+# sizes, nothing between).  The server checks the manifest (bounds, sizes against the quota) before it
+# reads a byte of the files, verifies each file by its own SHA-256, stores the verified ones with one
+# round of fsyncs and records them in one transaction; each file gets its own BatchItemResult.
+BATCH_PATH = f"{UPLOADS_PATH}batch"
+BATCH_CONTENT_TYPE = "application/vnd.camroll.batch"
+BATCH_MAGIC = b"CRB1"
+MAX_BATCH_FILES = 1000
+MAX_BATCH_BYTES = 64 * 2**20
+# Larger files go through tus, one at a time, resumable mid-file.
+MAX_BATCH_FILE_SIZE = 4 * 2**20
+MAX_BATCH_MANIFEST = 8 * 2**20
+
+
+class BatchEntry(_Model):
+    size: int = Field(ge=0, le=MAX_BATCH_FILE_SIZE)
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    path: str = Field(default="", max_length=MAX_PATH)
+    filename: str | None = Field(default=None, max_length=MAX_FILENAME)
+    mtime_ns: Int64 | None = None
+    path_raw: str | None = Field(default=None, max_length=MAX_PATH * 4 // 3 + 4,
+                                 description="Base64 of the path's exact bytes when they are not UTF-8.")
+
+
+class BatchManifest(_Model):
+    files: list[BatchEntry] = Field(min_length=1, max_length=MAX_BATCH_FILES)
+
+
+BatchStatus = Literal["created", "duplicate", "refused"]
+# Why one file of a batch was refused; everything but the first four is worth sending again later.
+BatchRefusal = Literal[
+    "checksum_mismatch",       # its bytes do not hash to the declared SHA-256: read the file again
+    "unsupported_media_type",  # not a photo or video (recognised from its bytes)
+    "file_too_large",          # over the server's max file size
+    "quota_exceeded",          # the account has no room for it
+    "storage_full",            # the server's disk has no room for it
+    "not_stored",              # the store failed or its bytes were removed meanwhile: send it again
+]
+
+
+class BatchItemResult(_Model):
+    index: Count = Field(description="Position of the file in the manifest.")
+    sha256: str
+    status: BatchStatus
+    asset_id: int | None = None
+    code: BatchRefusal | None = None
+    detail: str | None = None
+    fix: str | None = None
+
+
+class BatchResponse(_Model):
+    results: list[BatchItemResult]

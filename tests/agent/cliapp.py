@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from camroll.agent import cli as agent_cli
+from camroll.agent.cli import app as agent_cli
 
 
 def agent_app() -> typer.Typer:

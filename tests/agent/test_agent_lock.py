@@ -8,7 +8,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from conftest import camroll_cmd, run_camroll
+from support.server import camroll_cmd, run_camroll
 
 
 def test_a_second_agent_on_the_same_state_is_refused_with_the_first_ones_pid(tmp_path: Path) -> None:

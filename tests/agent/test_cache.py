@@ -7,29 +7,28 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from support.media import jpeg_bytes, png_bytes, write
 
-from camroll.agent import cache
-from camroll.agent.cache import (
+from camroll.agent.backup.reset import reset_cache, reset_text
+from camroll.agent.backup.run import run_backup
+from camroll.agent.paths import AgentPaths
+from camroll.agent.settings.conditions import Probes, SubprocessRunner
+from camroll.agent.settings.config import AgentConfig, PolicyConfig, ServerConfig
+from camroll.agent.state import cache
+from camroll.agent.state.cache import (
     is_damage,
     open_state_db,
     rebuild_notice,
     rebuilt_info,
-    reset_cache,
-    reset_text,
 )
-from camroll.agent.conditions import Probes, SubprocessRunner
-from camroll.agent.config import AgentConfig, PolicyConfig, ServerConfig
-from camroll.agent.engine import run_backup
-from camroll.agent.paths import AgentPaths
-from camroll.agent.state import NewFile, StateDB
+from camroll.agent.state.db import NewFile, StateDB
 
 from .fakeserver import FakeServer
-from .media import jpeg_bytes, png_bytes, write
 
 
 @pytest.fixture(autouse=True)
 def _fast_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    from camroll.agent import retry
+    from camroll.agent.backup import retry
 
     monkeypatch.setattr(retry.Backoff, "delay", lambda self, n, rng=None: 0.0)
 

@@ -9,7 +9,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from camroll.agent.config import AgentConfig, ServerConfig, load_config, save_config
+from camroll.agent.settings.config import AgentConfig, ServerConfig, load_config, save_config
 
 from .cliapp import agent_app
 

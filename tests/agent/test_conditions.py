@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from camroll.agent.conditions import Probes, SubprocessRunner
+from camroll.agent.settings.conditions import Probes, SubprocessRunner
 
 
 class Machine:
@@ -382,7 +382,7 @@ def test_default_probes_follow_the_environment(m: Machine, monkeypatch: pytest.M
 def test_psutil_battery_reading() -> None:
     from collections import namedtuple
 
-    from camroll.agent.conditions.battery import from_psutil
+    from camroll.agent.settings.conditions.battery import from_psutil
 
     Sbattery = namedtuple("Sbattery", "percent secsleft power_plugged")
     b = from_psutil(lambda: Sbattery(14.2, 3000, False))

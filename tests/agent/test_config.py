@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from camroll.agent.config import AgentConfig, PolicyConfig, ServerConfig, load_config, save_config
 from camroll.agent.errors import ConfigError, NotLoggedIn
 from camroll.agent.paths import AgentPaths
+from camroll.agent.settings.config import AgentConfig, PolicyConfig, ServerConfig, load_config, save_config
 
 
 def test_missing_file_is_empty_config(tmp_path: Path) -> None:
@@ -117,7 +117,7 @@ def test_bad_policy_values_name_the_key(tmp_path: Path, line: str, key: str) -> 
 def test_time_window_wraps_past_midnight() -> None:
     import datetime as dt
 
-    from camroll.agent.config import in_time_window, parse_time_window
+    from camroll.agent.settings.config import in_time_window, parse_time_window
 
     night = parse_time_window("22:00-07:00")
     assert in_time_window(night, dt.time(23, 59)) and in_time_window(night, dt.time(3))

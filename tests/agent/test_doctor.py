@@ -12,19 +12,20 @@ from pathlib import Path
 
 import pytest
 import typer
-from conftest import ServerProcess, free_port
+from support.env import free_port
+from support.media import mp4_bytes, write
+from support.server import ServerProcess
 from typer.testing import CliRunner
 
-from camroll.agent.conditions import Probes, SubprocessRunner
-from camroll.agent.config import AgentConfig, PolicyConfig, ServerConfig, save_config
-from camroll.agent.doctor import DoctorReport, run_doctor
-from camroll.agent.engine import run_backup
+from camroll.agent.backup.run import run_backup
 from camroll.agent.paths import AgentPaths
-from camroll.agent.settings import set_setting
-from camroll.agent.state import NewFile, StateDB
+from camroll.agent.report.doctor import DoctorReport, run_doctor
+from camroll.agent.settings.conditions import Probes, SubprocessRunner
+from camroll.agent.settings.config import AgentConfig, PolicyConfig, ServerConfig, save_config
+from camroll.agent.settings.user_settings import set_setting
+from camroll.agent.state.db import NewFile, StateDB
 
 from .cliapp import agent_app
-from .media import mp4_bytes, write
 
 
 def _machine(tmp_path: Path, battery: tuple[int, str] | None = None) -> Probes:
@@ -180,7 +181,7 @@ def test_state_db_checks(tmp_path: Path) -> None:
 
 
 def test_rebuilt_db_is_reported(tmp_path: Path) -> None:
-    from camroll.agent.cache import open_state_db
+    from camroll.agent.state.cache import open_state_db
 
     paths, _ = _home(tmp_path, f"http://127.0.0.1:{free_port()}", "t")
     paths.state_db.write_bytes(b"garbage" * 1000)
@@ -250,7 +251,7 @@ def test_bundle_has_no_secrets(app: typer.Typer, tmp_path: Path) -> None:
 
 
 def test_bundle_leaves_a_damaged_db_alone(tmp_path: Path) -> None:
-    from camroll.agent.bundle import write_bundle
+    from camroll.agent.report.bundle import write_bundle
 
     paths, _ = _home(tmp_path, f"http://127.0.0.1:{free_port()}", "t")
     paths.state_db.write_bytes(b"garbage" * 1000)

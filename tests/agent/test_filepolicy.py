@@ -6,11 +6,9 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
+from support.media import jpeg_bytes, png_bytes, write
 
-from camroll.agent.conditions import Conditions
-from camroll.agent.conditions.network import NetworkKind
-from camroll.agent.config import PolicyConfig
-from camroll.agent.filepolicy import (
+from camroll.agent.backup.filepolicy import (
     LEFT_OUT_CODES,
     ServerLimits,
     check_stat,
@@ -19,12 +17,13 @@ from camroll.agent.filepolicy import (
     not_media,
     suggest_size,
 )
-from camroll.agent.hasher import hash_file
-from camroll.agent.metered import MeteredMeter, cap_reason, is_metered
-from camroll.agent.state import NewFile, StateDB
-from camroll.agent.throttle import TokenBucket
-
-from .media import jpeg_bytes, png_bytes, write
+from camroll.agent.backup.hasher import hash_file
+from camroll.agent.backup.throttle import TokenBucket
+from camroll.agent.settings.conditions import Conditions
+from camroll.agent.settings.conditions.network import NetworkKind
+from camroll.agent.settings.config import PolicyConfig
+from camroll.agent.settings.metered import MeteredMeter, cap_reason, is_metered
+from camroll.agent.state.db import NewFile, StateDB
 
 GB = 10**9
 NO_LIMITS = ServerLimits()
@@ -178,7 +177,7 @@ def test_token_bucket_holds_the_rate() -> None:
 def _net(kind: NetworkKind, metered: bool | None) -> Conditions:
     from dataclasses import replace
 
-    from camroll.agent.conditions import Probes, SubprocessRunner
+    from camroll.agent.settings.conditions import Probes, SubprocessRunner
 
     blank = Probes(root=Path("/nonexistent-root"), runner=SubprocessRunner(path="/nonexistent-root")).all()
     return replace(blank, network=replace(blank.network, kind=kind, metered=metered))

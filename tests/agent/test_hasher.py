@@ -5,11 +5,10 @@ import threading
 from pathlib import Path
 
 import pytest
+from support.media import jpeg_bytes, mp4_bytes
 
-from camroll.agent import hasher
-from camroll.agent.hasher import FileChanged, NotMedia, describe_head, hash_file
-
-from .media import jpeg_bytes, mp4_bytes
+from camroll.agent.backup import hasher
+from camroll.agent.backup.hasher import FileChanged, NotMedia, describe_head, hash_file
 
 
 def test_hash_and_sniff(tmp_path: Path) -> None:

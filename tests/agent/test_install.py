@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import run_camroll
+from support.server import run_camroll
 
-from camroll.agent.install import LAUNCHD_LABEL, UNIT_NAME, agent_command
+from camroll.agent.service.install import LAUNCHD_LABEL, UNIT_NAME, agent_command
 
 
 def _fake_tool(bin_dir: Path, name: str, log: Path, *, exit_code: int = 0, stdout: str = "") -> None:

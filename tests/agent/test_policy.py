@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from camroll.agent.conditions import Battery, Conditions, Network, NetworkKind, PowerSaver
-from camroll.agent.config import PolicyConfig
-from camroll.agent.policy import evaluate
+from camroll.agent.settings.conditions import Battery, Conditions, Network, NetworkKind, PowerSaver
+from camroll.agent.settings.config import PolicyConfig
+from camroll.agent.settings.policy import evaluate
 
 NOON = dt.datetime(2026, 11, 24, 12, 0)
 

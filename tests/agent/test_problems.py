@@ -13,19 +13,19 @@ from typing import Any
 
 import pytest
 import typer
+from support.media import jpeg_bytes, mp4_bytes, png_bytes, write
 from typer.testing import CliRunner
 
 from camroll import API_VERSION, wire
-from camroll.agent.conditions import Conditions, Probes, SubprocessRunner
-from camroll.agent.config import AgentConfig, PolicyConfig, ServerConfig, save_config
-from camroll.agent.engine import run_backup
+from camroll.agent.backup.run import run_backup
 from camroll.agent.events import Event, UploadStarted
 from camroll.agent.paths import AgentPaths
-from camroll.agent.state import StateDB
+from camroll.agent.settings.conditions import Conditions, Probes, SubprocessRunner
+from camroll.agent.settings.config import AgentConfig, PolicyConfig, ServerConfig, save_config
+from camroll.agent.state.db import StateDB
 
 from .cliapp import agent_app
 from .fakeserver import FakeServer
-from .media import jpeg_bytes, mp4_bytes, png_bytes, write
 from .test_engine import _fast_backoff, _no_machine_probes  # noqa: F401  (autouse fixtures)
 
 MIB = 1024 * 1024
@@ -241,7 +241,7 @@ def test_ignore_and_undo(home: Any, app: typer.Typer) -> None:
 
 def test_server_limits_and_types_come_from_the_server(home: Any, app: typer.Typer,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    from camroll.agent import engine
+    from camroll.agent.backup import rulegate
 
     paths, cfg, photos = home
     write(photos / "a.jpg", jpeg_bytes(1))
@@ -257,7 +257,7 @@ def test_server_limits_and_types_come_from_the_server(home: Any, app: typer.Type
     assert run_backup(paths, cfg, transport=srv.transport()).files_skipped == 0  # a day has not passed
     # The server's limit is raised: the skipped files are looked at again by themselves (daily).
     srv.server_info = _server_info(max_file_size=10 * MIB, mimes=("image/jpeg", "image/png", "video/mp4"))
-    monkeypatch.setattr(engine, "RECHECK_SKIPS_SECONDS", 0)
+    monkeypatch.setattr(rulegate, "RECHECK_SKIPS_SECONDS", 0)
     s = run_backup(paths, cfg, transport=srv.transport())
     assert s.files_uploaded == 2 and len(srv.assets) == 3
 
@@ -381,7 +381,7 @@ def test_version_1_state_db_is_upgraded_in_place(tmp_path: Path) -> None:
 
 
 def test_history_is_bounded(tmp_path: Path) -> None:
-    from camroll.agent.state import EVENTS_PER_FILE, NewFile
+    from camroll.agent.state.db import EVENTS_PER_FILE, NewFile
 
     with StateDB(tmp_path / "s.db") as db:
         db.apply_scan([NewFile("/p/a.jpg", "/p", 1, 1, 1)], [], [], [])
@@ -424,7 +424,7 @@ def test_names_that_are_not_utf8_are_backed_up_and_shown_readably(home: Any, app
 def test_unreadable_file_is_retried_as_soon_as_it_opens(home: Any, app: typer.Typer,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     # Root reads any file, so the permission error is injected; everything else is real.
-    from camroll.agent import hasher
+    from camroll.agent.backup import hasher
 
     paths, cfg, photos = home
     p = write(photos / "locked.jpg", jpeg_bytes(1))

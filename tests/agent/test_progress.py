@@ -4,6 +4,7 @@ import io
 
 from rich.console import Console
 
+from camroll.agent.cli.progress import ProgressRenderer, summary_text
 from camroll.agent.events import (
     BytesSent,
     FileFinished,
@@ -12,7 +13,6 @@ from camroll.agent.events import (
     ScanFinished,
     Summary,
 )
-from camroll.agent.progress import ProgressRenderer, summary_text
 
 
 def test_renderer_counts_files_and_bytes() -> None:

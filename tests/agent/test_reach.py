@@ -14,10 +14,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from conftest import ServerProcess, free_port
+from support.env import free_port
+from support.server import ServerProcess
 
 from camroll import __version__, wire
-from camroll.agent.reach import (
+from camroll.agent.report.reach import (
     check_version,
     clock_skew,
     disk_level,
@@ -106,7 +107,7 @@ def _serve_forever(sock: socket.socket, handle: object) -> threading.Thread:
 
 @pytest.fixture
 def self_signed_tls(tmp_path: Path) -> Iterator[int]:
-    from conftest import require
+    from support.env import require
 
     # ca-certificates, which .ci/run installs, depends on openssl.
     require(shutil.which("openssl") is not None, "the openssl command is needed to make a self-signed certificate")

@@ -6,8 +6,8 @@ import httpx
 import pytest
 
 from camroll.agent.api import with_retries
+from camroll.agent.backup.retry import ACROSS_PASSES_CAP, Backoff, next_retry_delay
 from camroll.agent.errors import ProblemError, ServerUnreachable
-from camroll.agent.retry import ACROSS_PASSES_CAP, Backoff, next_retry_delay
 
 
 def test_full_jitter_bounds() -> None:

@@ -3,8 +3,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from camroll.agent.scanner import FILE_GONE, FOLDER_REMOVED, normalise_folders, scan
-from camroll.agent.state import StateDB
+from camroll.agent.backup.scanner import FILE_GONE, FOLDER_REMOVED, normalise_folders, scan
+from camroll.agent.state.db import StateDB
 
 
 def _state(db: StateDB) -> dict[str, str]:

@@ -10,9 +10,9 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from camroll.agent import settings
-from camroll.agent.config import AgentConfig, PolicyConfig, ServerConfig, load_config, save_config
 from camroll.agent.paths import AgentPaths
+from camroll.agent.settings import user_settings as settings
+from camroll.agent.settings.config import AgentConfig, PolicyConfig, ServerConfig, load_config, save_config
 
 from .cliapp import agent_app
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from camroll.agent.state import NewFile, StateDB
+from camroll.agent.state.db import NewFile, StateDB
 
 
 def test_schema_and_meta(tmp_path: Path) -> None:

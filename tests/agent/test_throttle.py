@@ -6,11 +6,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from camroll.agent.config import AgentConfig, PolicyConfig, ServerConfig
-from camroll.agent.engine import run_backup
-from camroll.agent.paths import AgentPaths
+from support.media import mp4_bytes, write
 
-from .media import mp4_bytes, write
+from camroll.agent.backup.run import run_backup
+from camroll.agent.paths import AgentPaths
+from camroll.agent.settings.config import AgentConfig, PolicyConfig, ServerConfig
+
 from .test_engine import _no_machine_probes  # noqa: F401  (autouse fixture)
 
 MIB = 1024 * 1024

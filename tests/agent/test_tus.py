@@ -10,7 +10,7 @@ import pytest
 
 from camroll import wire
 from camroll.agent.api import make_client
-from camroll.agent.tus import FileRange, SourceChanged, TusClient, UploadGone
+from camroll.agent.backup.tus import FileRange, SourceChanged, TusClient, UploadGone
 
 
 def test_file_range_checksum_and_pieces(tmp_path: Path) -> None:

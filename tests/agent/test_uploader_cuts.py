@@ -8,14 +8,14 @@ import hashlib
 from pathlib import Path
 
 import httpx
+from support.media import mp4_bytes, write
 
 from camroll.agent.api import make_client
-from camroll.agent.state import StateDB
-from camroll.agent.tus import TusClient
-from camroll.agent.uploader import Uploader
+from camroll.agent.backup.tus import TusClient
+from camroll.agent.backup.uploader import Uploader
+from camroll.agent.state.db import StateDB
 
 from .fakeserver import FakeServer
-from .media import mp4_bytes, write
 from .test_engine import _job
 
 MIB = 1024 * 1024

@@ -7,9 +7,9 @@ import threading
 import time
 from pathlib import Path
 
-from camroll.agent.watch import ChangeBatcher, FolderWatcher, StatSig
+from support.media import jpeg_bytes
 
-from .media import jpeg_bytes
+from camroll.agent.service.watch import ChangeBatcher, FolderWatcher, StatSig
 
 
 class FakeClock:
@@ -78,12 +78,48 @@ def test_a_file_growing_without_events_is_waited_for_until_it_holds_still() -> N
     assert b.ready()
 
 
-def test_a_file_that_never_settles_does_not_hold_the_others_back_forever() -> None:
+def test_a_file_still_growing_holds_back_only_itself() -> None:
     b, clock, files = _batcher(quiet=2.0, stable=1.0, max_wait=30.0)
-    b.note("/p/a.jpg")
     files.sigs["/p/a.jpg"] = (1, 1)
+    b.note("/p/a.jpg")
     size = 0
-    while clock.now < 1029.0:
+    ready_at = None
+    while clock.now < 1010.0:
+        clock.now += 1.0
+        size += 10
+        files.sigs["/p/growing.mp4"] = (size, size)
+        b.note("/p/growing.mp4")
+        if ready_at is None and b.ready():
+            ready_at = clock.now
+            assert b.take() == ["/p/a.jpg"]
+    assert ready_at == 1002.0  # quiet after its own event, whatever the other file does
+    assert b.pending and not b.ready()  # the growing file stays noted
+
+
+def test_a_steady_stream_is_taken_file_by_file() -> None:
+    b, clock, files = _batcher(quiet=1.0, stable=1.0)
+    landed: dict[str, float] = {}
+    latency: dict[str, float] = {}
+    for i in range(22):  # one new photo every 1.5 s; the loop looks every 0.5 s
+        if i < 20:
+            path = f"/p/IMG_{i}.jpg"
+            files.sigs[path] = (100 + i, i)
+            b.note(path)
+            landed[path] = clock.now
+        for _ in range(3):
+            clock.now += 0.5
+            if b.ready():
+                for p in b.take():
+                    latency[p] = clock.now - landed[p]
+    # Each photo is ready a second after it landed, not once the stream stops.
+    assert sorted(latency) == sorted(landed)
+    assert max(latency.values()) <= 1.0
+
+
+def test_a_file_that_never_settles_goes_after_max_wait() -> None:
+    b, clock, files = _batcher(quiet=2.0, stable=1.0, max_wait=30.0)
+    size = 0
+    while clock.now < 1030.0:
         clock.now += 1.0
         size += 10
         files.sigs["/p/growing.mp4"] = (size, size)
@@ -91,6 +127,7 @@ def test_a_file_that_never_settles_does_not_hold_the_others_back_forever() -> No
         assert not b.ready()
     clock.now += 1.0
     assert b.ready()
+    assert b.take() == ["/p/growing.mp4"] and not b.pending
 
 
 def test_deleted_files_and_directories_need_no_stability_wait() -> None:

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from conftest import camroll_cmd, run_camroll
+from support.server import camroll_cmd, run_camroll
 
-from camroll.agent.config import load_config, save_config
+from camroll.agent.settings.config import load_config, save_config
 
 # What a device token may call (server/api/deps.py, BackupCaller).
 BACKUP_PATHS = ("/me", "/server", "/assets/check", "/devices/current/heartbeat")

@@ -7,7 +7,7 @@ import os
 import time
 from pathlib import Path
 
-from agent.media import jpeg_bytes, mp4_bytes, png_bytes, write
+from support.media import jpeg_bytes, mp4_bytes, png_bytes, write
 
 from .helpers import Agent, run_camroll
 

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from agent.media import jpeg_bytes, write
+from support.media import jpeg_bytes, write
 
 from .helpers import Agent
 

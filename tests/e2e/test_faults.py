@@ -8,7 +8,7 @@ import signal
 import time
 from pathlib import Path
 
-from agent.media import write_mp4
+from support.media import write_mp4
 
 from .helpers import Agent, sha_of_file
 from .proxy import Proxy

@@ -10,8 +10,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from agent.media import jpeg_bytes, write
-from conftest import camroll_cmd
+from support.media import jpeg_bytes, write
+from support.server import camroll_cmd
 
 from .helpers import Agent, sha_of_file
 

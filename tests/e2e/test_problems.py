@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from agent.media import jpeg_bytes, write, write_mp4
+from support.media import jpeg_bytes, write, write_mp4
 
 from .helpers import Agent, sha_of_file
 

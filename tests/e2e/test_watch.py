@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from agent.media import jpeg_bytes, write_mp4
-from conftest import camroll_cmd, free_port
+from support.env import free_port
+from support.media import jpeg_bytes, write_mp4
+from support.server import camroll_cmd, database_env
 
-from camroll.agent.config import load_config
+from camroll.agent.settings.config import load_config
 
 from .helpers import Agent, sha_of_file
 
@@ -126,7 +127,8 @@ def test_up_watch_keeps_the_server_and_backs_up_new_photos(tmp_path: Path) -> No
     port = free_port()
     proc = subprocess.Popen(camroll_cmd("up", str(pics), "--watch", "--data", str(root), "--listen",
                                         f"127.0.0.1:{port}"),
-                            env={**os.environ}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            env={**os.environ, **database_env(root)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
     try:
         config = root / "agent" / "config.toml"
         assert _until(lambda: config.exists() and bool(load_config(config).folders), 60)

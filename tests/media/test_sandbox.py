@@ -14,8 +14,8 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import require
 from PIL import Image
+from support.env import require
 
 from camroll.media import thumbs
 from camroll.media.metadata import extract
@@ -71,11 +71,15 @@ def test_a_file_over_the_time_limit_is_stopped_and_the_child_replaced(tmp_path: 
         box.close()
 
 
-def test_a_file_over_the_cpu_limit_is_stopped_by_the_kernel(tmp_path: Path, bomb: Path) -> None:
-    box = Sandbox(Limits(timeout_seconds=60, cpu_seconds=1))
+def test_a_file_over_the_cpu_limit_is_stopped_by_the_kernel(tmp_path: Path) -> None:
+    # Memory out of the way (the 1 GiB default ran out before 1 s of CPU on a fast machine), and a bomb
+    # just under the pixel limit: ~1.5 s of CPU to decode and shrink on a fast machine, more on a slow one.
+    big = tmp_path / "big-bomb.png"
+    big.write_bytes(hostile.png_bomb(14000, 14000))
+    box = Sandbox(Limits(timeout_seconds=60, cpu_seconds=1, memory_bytes=4 << 30))
     try:
         with pytest.raises(SandboxFailure) as err:
-            box.thumbnails(bomb, [(thumbs.GRID, tmp_path / "g.webp")])
+            box.thumbnails(big, [(thumbs.GRID, tmp_path / "g.webp")])
         assert err.value.failure.kind is FailureKind.TIMEOUT
         assert "s of CPU time" in str(err.value)
     finally:

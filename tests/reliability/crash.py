@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Literal
 
 import httpx
-from conftest import camroll_cmd
+from support.server import camroll_cmd
 
-from camroll.agent.config import parse_rate
+from camroll.agent.settings.config import parse_rate
 
 from .audit import Audit, agent_states, audit
 from .corpus import Corpus, make_corpus

@@ -8,10 +8,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from conftest import ServerProcess
 from e2e.helpers import Agent
+from support.server import ServerProcess
 
-from camroll.agent.config import load_config, save_config
+from camroll.agent.settings.config import load_config, save_config
 
 from .corpus import FOLDERS
 

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import camroll_cmd
 from e2e.helpers import Agent
+from support.server import camroll_cmd
 
 from .machine import FakeMachine
 

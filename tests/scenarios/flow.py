@@ -4,9 +4,10 @@ and its fix, clear it, and check that a running ``camroll agent`` finishes the b
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from support.wait import wait_until
 
 from .conftest import ScenarioAgent
 
@@ -41,15 +42,6 @@ def expect_named(agent: ScenarioAgent, photo: Path | None, cause: str, fix: str,
     return dict(status)
 
 
-def wait_until(what: str, cond: Callable[[], bool], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting until {what}")
-
-
 def start_daemon(agent: ScenarioAgent) -> None:
     agent.popen(*DAEMON_ARGS)
 
@@ -63,7 +55,7 @@ def stays_off_server(agent: ScenarioAgent, data: bytes, seconds: float = 2.0) ->
 
 def arrives(agent: ScenarioAgent, data: bytes, timeout: float = 30.0) -> None:
     try:
-        wait_until("the photo is on the server", lambda: agent.server_has(data) is not None, timeout)
+        wait_until(lambda: agent.server_has(data) is not None, timeout, what="the photo is on the server")
     except AssertionError as exc:
         status = agent.run("status", check=False).stdout
         raise AssertionError(f"{exc}\nstatus:\n{status}\nagent output:\n{agent.outputs()}") from None
@@ -77,6 +69,6 @@ def all_clear(agent: ScenarioAgent, timeout: float = 30.0) -> None:
         h = lower(seen[-1])
         return "backed up" in h and not any(w in h for w in ("paused", "stopped", "off:", "waiting", "failed"))
     try:
-        wait_until("status says everything is backed up", ok, timeout)
+        wait_until(ok, timeout, what="status says everything is backed up")
     except AssertionError as exc:
         raise AssertionError(f"{exc}; last headline: {seen[-1] if seen else None!r}") from None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from agent.media import jpeg_bytes, png_bytes, write
+from support.media import jpeg_bytes, png_bytes, write
 
 # Files left out by choice, by name, with the code 'camroll problems --all' gives them (with exclude = *.png).
 LEFT_OUT = {".hidden.jpg": "hidden", "._IMG_0001.jpg": "hidden", ".trashed-1733000000-IMG_0009.jpg": "trashed",

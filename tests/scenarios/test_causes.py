@@ -8,10 +8,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from agent.media import jpeg_bytes, write
+from support.media import jpeg_bytes, write
+from support.wait import wait_until
 
 from .conftest import ScenarioAgent
-from .flow import all_clear, arrives, expect_named, lower, start_daemon, stays_off_server, wait_until
+from .flow import all_clear, arrives, expect_named, lower, start_daemon, stays_off_server
 from .machine import FakeMachine
 
 
@@ -245,4 +246,5 @@ def test_file_still_being_written_waits_until_stable(agent: ScenarioAgent, photo
         time.sleep(1.0)
         f.write(data[len(data) // 2:])
     arrives(agent, data)
-    wait_until("the half-written version was never stored", lambda: agent.server_has(data[: len(data) // 2]) is None)
+    wait_until(lambda: agent.server_has(data[: len(data) // 2]) is None,
+               what="the half-written version was never stored")

@@ -11,10 +11,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import ServerProcess
+from fastapi.testclient import TestClient
+from support.clock import FakeClock
+from support.server import ServerProcess, database_env
 
 from camroll import wire
 from camroll.server import migrate
+from camroll.server.clock import SYSTEM_CLOCK, Clock
 from camroll.server.context import Context, build
 from camroll.server.services.accounts import add_user
 from camroll.server.settings import Settings
@@ -138,12 +141,43 @@ def jpeg(n: int, seed: int = 0) -> bytes:
     return (b"\xff\xd8\xff\xe0" + body)[:n]
 
 
+def _migrated_context(data: Path, clock: Clock = SYSTEM_CLOCK) -> Context:
+    database_env(data)  # made from the migrated template, not migrated step by step here
+    c = build(Settings.for_data_dir(data), clock=clock)
+    migrate.upgrade(c.engine)
+    return c
+
+
 @pytest.fixture
 def ctx(tmp_path: Path) -> Iterator[Context]:
-    """An in-process server context on a fresh, migrated SQLite library (no HTTP, no workers)."""
-    c = build(Settings.for_data_dir(tmp_path / "data"))
-    migrate.upgrade(c.engine)
+    """An in-process server context on a fresh, migrated library (no HTTP, no workers): SQLite, or a
+    database of its own on the PostgreSQL pass."""
+    c = _migrated_context(tmp_path / "data")
     try:
         yield c
     finally:
         c.engine.dispose()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def clocked_ctx(tmp_path: Path, clock: FakeClock) -> Iterator[Context]:
+    """``ctx`` on the ``clock`` fixture: expiry, leases and checks happen when the test advances it."""
+    c = _migrated_context(tmp_path / "data", clock)
+    try:
+        yield c
+    finally:
+        c.engine.dispose()
+
+
+@pytest.fixture
+def clocked_app(clocked_ctx: Context) -> Iterator[TestClient]:
+    """The whole app in-process (Starlette's TestClient, lifespan included) on ``clocked_ctx``."""
+    from camroll.server.app import create_app
+
+    with TestClient(create_app(clocked_ctx.settings, clocked_ctx)) as client:
+        yield client

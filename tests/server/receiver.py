@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from support.wait import wait_until
 
 # The server sends alerts only to public addresses and to https webhooks unless the admin widens that;
 # these tests' receiver is a plain-http json:// endpoint on loopback.
@@ -43,13 +43,14 @@ class Receiver:
 
     def wait(self, path: str, predicate: Callable[[list[dict[str, Any]]], bool], timeout: float = 15) -> \
             list[dict[str, Any]]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def matching() -> list[dict[str, Any]] | None:
             got = self.at(path)
-            if predicate(got):
-                return got
-            time.sleep(0.05)
-        raise AssertionError(f"no matching messages at /{path} within {timeout} s; got {self.at(path)}")
+            return got if predicate(got) else None
+
+        found = wait_until(matching, timeout, what=f"matching messages arrive at /{path}",
+                           describe=lambda: self.at(path))
+        assert found is not None
+        return found
 
 
 @pytest.fixture(scope="module")

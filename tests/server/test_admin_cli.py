@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import run_camroll
+from support.server import database_env, run_camroll
 
 
 def test_user_add_and_list(tmp_path: Path) -> None:
@@ -76,9 +76,10 @@ def test_user_errors_are_sentences(tmp_path: Path) -> None:
 
 def _run_in_pty(args: list[str], answers: list[str]) -> tuple[int, str]:
     """Run the CLI on a pseudo-terminal, answering each prompt once it has been shown."""
+    env = {**os.environ, **database_env(Path(args[args.index("--data") + 1]))}
     pid, fd = pty.fork()
     if pid == 0:  # child
-        os.execv(sys.executable, [sys.executable, "-m", "camroll", *args])
+        os.execve(sys.executable, [sys.executable, "-m", "camroll", *args], env)
     out = b""
     seen = 0  # answers are sent only for prompts printed after the previous answer
     pending = list(answers)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 
 import httpx
-from conftest import ServerProcess
+from support.server import ServerProcess
 
 from camroll import __version__, wire
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
@@ -27,19 +28,21 @@ from typing import Any, Literal
 
 import httpx
 import pytest
-from conftest import ServerProcess, require
+from support.env import require
+from support.media import photo, wait_for_jobs
+from support.server import ServerProcess
 
 from camroll import wire
 from camroll.server.web.assets import bundle
 from camroll.server.web.media_cookie import COOKIE
 
 from .conftest import TUS, User, create, make_user, upload
-from .media_fixtures import photo, wait_for_jobs
 from .receiver import LOOPBACK_ALERTS, Receiver, receiver
 
 __all__ = ["receiver"]
 
-Access = Literal["public", "backup", "device_only", "own_device", "session", "media"]
+# scrape: only the metrics token (CAMROLL_METRICS_TOKEN) opens it; no principal here holds it.
+Access = Literal["public", "backup", "device_only", "own_device", "session", "media", "scrape"]
 PRINCIPALS = ("none", "cookie", "revoked", "device", "other", "session")
 API = wire.API_PREFIX
 
@@ -60,6 +63,8 @@ class World:
     upload_url: str
     markers: tuple[str, ...]  # strings only alice's data contains
     counter: Iterator[int] = field(default_factory=itertools.count)
+    album_id: int = 0  # alice's album holding her asset; its name is a marker too
+    album_name: str = ""
 
     def fresh_session(self, user: User) -> str:
         return self.srv.login(user.name, user.password)
@@ -77,6 +82,12 @@ class World:
     def new_upload(self) -> str:
         # A path of its own: a new upload of the same bytes from the same path supersedes the older one.
         return create(self.alice.client, b"x" * 100, length=100, path=f"/matrix/{next(self.counter)}.jpg")
+
+    def new_album(self) -> int:
+        body = {"name": f"spare-{next(self.counter)}", "ids": [self.asset_id]}
+        r = self.alice.session.post(f"{API}/albums", json=body)
+        assert r.status_code == 201, r.text
+        return int(r.json()["id"])
 
     def device_revoked(self, device_id: int) -> bool:
         return bool(self.alice.session.get(f"{API}/devices/{device_id}").json()["revoked"])
@@ -115,6 +126,12 @@ def simple(method: str, path: str, **kw: Any) -> Build:
 CREATE = {**TUS, "Upload-Length": "10",
           "Upload-Metadata": wire.encode_upload_metadata({"filename": "n.jpg", "sha256": "0" * 64, "size": "10"})}
 
+# A one-file batch (a few JPEG bytes) for POST /uploads/batch.
+_BATCH_FILE = b"\xff\xd8\xff\xe0authz-matrix"
+_BATCH_MANIFEST = json.dumps({"files": [{"size": len(_BATCH_FILE),
+                                         "sha256": hashlib.sha256(_BATCH_FILE).hexdigest()}]}).encode()
+BATCH = wire.BATCH_MAGIC + len(_BATCH_MANIFEST).to_bytes(4, "big") + _BATCH_MANIFEST + _BATCH_FILE
+
 
 def _ids(w: World) -> dict[str, list[int]]:
     return {"ids": [w.asset_id]}
@@ -127,6 +144,10 @@ def _heartbeat() -> dict[str, Any]:
 def _set_trashed(w: World, trashed: bool) -> None:
     r = w.alice.session.post(f"{API}/assets/{'trash' if trashed else 'restore'}", json=_ids(w))
     assert r.status_code == 200, r.text
+
+
+def _album_names(w: World) -> set[str]:
+    return {a["name"] for a in w.alice.session.get(f"{API}/albums").json()}
 
 
 def _trashed(w: World) -> bool:
@@ -144,12 +165,17 @@ OPS: dict[tuple[str, str], Op] = {
     ("DELETE", "/api/v1/auth/media-cookie"): Op("public", simple("DELETE", f"{API}/auth/media-cookie")),
     ("OPTIONS", "/api/v1/uploads/"): Op("public", simple("OPTIONS", wire.UPLOADS_PATH)),
     ("OPTIONS", "/api/v1/uploads/{upload_id}"): Op("public", lambda w, who, allowed: Call("OPTIONS", w.upload_url)),
+    ("GET", "/healthz"): Op("public", simple("GET", "/healthz")),
+    ("GET", "/readyz"): Op("public", simple("GET", "/readyz")),
+    ("GET", "/metrics"): Op("scrape", simple("GET", "/metrics")),
 
     ("GET", "/api/v1/me"): Op("backup", simple("GET", f"{API}/me")),
     ("POST", "/api/v1/assets/check"): Op("backup", lambda w, who, allowed: Call(
         "POST", f"{API}/assets/check", json={"items": [{"sha256": w.asset_sha}]})),
     ("POST", "/api/v1/uploads/"): Op("backup", simple("POST", wire.UPLOADS_PATH, headers=CREATE)),
     ("POST", "/api/v1/uploads"): Op("backup", simple("POST", wire.UPLOADS_PATH.rstrip("/"), headers=CREATE)),
+    ("POST", "/api/v1/uploads/batch"): Op("backup", simple("POST", wire.BATCH_PATH, content=BATCH,
+                                                          headers={"Content-Type": wire.BATCH_CONTENT_TYPE})),
     ("HEAD", "/api/v1/uploads/{upload_id}"): Op("backup", lambda w, who, allowed: Call(
         "HEAD", w.upload_url, headers=TUS), alices=True),
     ("PATCH", "/api/v1/uploads/{upload_id}"): Op("backup", lambda w, who, allowed: Call(
@@ -202,6 +228,26 @@ OPS: dict[tuple[str, str], Op] = {
     ("GET", "/api/v1/assets"): Op("session", simple("GET", f"{API}/assets")),
     ("GET", "/api/v1/storage"): Op("session", simple("GET", f"{API}/storage")),
     ("GET", "/api/v1/activity/uploads"): Op("session", simple("GET", f"{API}/activity/uploads")),
+    # Albums: alice's album id answers bob like a missing one; bob's own list and new albums are his.
+    ("GET", "/api/v1/albums"): Op("session", simple("GET", f"{API}/albums")),
+    ("POST", "/api/v1/albums"): Op("session", lambda w, who, allowed: Call(
+        "POST", f"{API}/albums", json={"name": f"new-{who}-{next(w.counter)}", "ids": [w.asset_id]}),
+        untouched=lambda w: not [n for n in _album_names(w) if n.startswith("new-") and "-session-" not in n]),
+    ("GET", "/api/v1/albums/{album_id}"): Op("session", lambda w, who, allowed: Call(
+        "GET", f"{API}/albums/{w.album_id}"), alices=True),
+    ("PATCH", "/api/v1/albums/{album_id}"): Op("session", lambda w, who, allowed: Call(
+        "PATCH", f"{API}/albums/{w.album_id}", json={"name": w.album_name}), alices=True,
+        untouched=lambda w: w.album_name in _album_names(w)),
+    ("DELETE", "/api/v1/albums/{album_id}"): Op("session", lambda w, who, allowed: Call(
+        "DELETE", f"{API}/albums/{w.new_album() if allowed else w.album_id}"), alices=True,
+        untouched=lambda w: w.album_name in _album_names(w)),
+    ("GET", "/api/v1/albums/{album_id}/items"): Op("session", lambda w, who, allowed: Call(
+        "GET", f"{API}/albums/{w.album_id}/items"), alices=True),
+    ("POST", "/api/v1/albums/{album_id}/items"): Op("session", lambda w, who, allowed: Call(
+        "POST", f"{API}/albums/{w.album_id}/items", json=_ids(w)), alices=True),
+    ("POST", "/api/v1/albums/{album_id}/items/remove"): Op("session", lambda w, who, allowed: Call(
+        "POST", f"{API}/albums/{w.new_album() if allowed else w.album_id}/items/remove", json=_ids(w)), alices=True,
+        untouched=lambda w: w.alice.session.get(f"{API}/albums/{w.album_id}").json()["item_count"] == 1),
     ("POST", "/api/v1/auth/media-cookie"): Op("session", simple("POST", f"{API}/auth/media-cookie")),
     ("POST", "/api/v1/auth/logout"): Op("session", simple("POST", f"{API}/auth/logout")),
     # Last: changing the password ends alice's other sessions (the media cookie's too).
@@ -245,6 +291,8 @@ def expected(op: Op, who: str) -> Literal["allowed", "refused", "semantic"]:
     """What ``who`` must get from ``op``: allowed, refused, or a non-auth refusal (a session heartbeat)."""
     if op.access == "public":
         return "allowed"
+    if op.access == "scrape":
+        return "refused"
     if who in ("none", "revoked"):
         return "refused"
     if who == "cookie":
@@ -264,7 +312,8 @@ def world(tmp_path_factory: pytest.TempPathFactory, receiver: Receiver) -> Itera
     from media import files as media_files
 
     tmp = tmp_path_factory.mktemp("matrix")
-    srv = ServerProcess(data=tmp / "server-data", env=LOOPBACK_ALERTS)
+    # A scrape token is set, so /metrics is served and must refuse every principal below.
+    srv = ServerProcess(data=tmp / "server-data", env={**LOOPBACK_ALERTS, "CAMROLL_METRICS_TOKEN": uuid.uuid4().hex})
     srv.start()
     try:
         mark = uuid.uuid4().hex[:12]
@@ -287,6 +336,8 @@ def world(tmp_path_factory: pytest.TempPathFactory, receiver: Receiver) -> Itera
         w.cookie_session = w.fresh_session(alice)
         w.target_id = w.new_target()
         w.upload_url = w.new_upload()
+        w.album_name = f"album-{mark}"
+        w.album_id = alice.session.post(f"{API}/albums", json={"name": w.album_name, "ids": [asset_id]}).json()["id"]
         yield w
     finally:
         srv.stop()
@@ -338,9 +389,9 @@ def test_every_route_every_principal(world: World) -> None:
             elif want == "refused":
                 if r.status_code not in (401, 403, 404):
                     failures.append(f"not refused: {where}")
-                elif who in ("none", "revoked", "cookie") and r.status_code != 401:
+                elif (who in ("none", "revoked", "cookie") or op.access == "scrape") and r.status_code != 401:
                     failures.append(f"expected 401: {where}")
-                elif who == "device" and r.status_code != 403:
+                elif who == "device" and op.access != "scrape" and r.status_code != 403:
                     failures.append(f"expected 403: {where}")
                 elif checked and op.untouched is not None and not op.untouched(w):
                     failures.append(f"refused but changed something: {where}")
@@ -373,8 +424,8 @@ def test_every_route_every_principal(world: World) -> None:
 def test_the_agent_does_everything_it_needs_with_its_device_token(world: World) -> None:
     """Every call in agent/ (api.py, tus.py, reach.py) with nothing but the device token."""
     from camroll.agent.api import Api, make_client
-    from camroll.agent.reach import probe_account, probe_server
-    from camroll.agent.tus import TusClient
+    from camroll.agent.backup.tus import TusClient
+    from camroll.agent.report.reach import probe_account, probe_server
 
     w = world
     token = str(w.alice.client.headers["Authorization"]).removeprefix("Bearer ")

@@ -19,8 +19,9 @@ from pathlib import Path
 import httpx
 import pytest
 import sqlalchemy.exc
-from conftest import ServerProcess
 from smallfs import fill, server_on_small_filesystem, small_filesystem
+from support.media import photo
+from support.server import ServerProcess
 
 from camroll import wire
 from camroll.media import thumbs
@@ -31,8 +32,6 @@ from camroll.server.jobs.config import thumbs_dir
 from camroll.server.jobs.queue import JobQueue
 from camroll.server.models import User
 from camroll.server.repositories import assets as repo
-
-from .media_fixtures import photo
 
 MIB = 2**20
 TUS = {"Tus-Resumable": wire.TUS_VERSION}

@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import ServerProcess
+from support.server import ServerProcess
 
 from camroll.server import egress, migrate
 from camroll.server.context import Context
@@ -195,7 +195,7 @@ def test_over_the_api_a_device_token_adds_nothing_and_a_session_only_public_urls
 
 
 def test_the_server_refuses_to_start_with_a_bad_network_setting(tmp_path: Path) -> None:
-    from conftest import run_camroll
+    from support.server import run_camroll
 
     r = run_camroll("serve", "--data", str(tmp_path / "d"), "--listen", "127.0.0.1:1",
                     env={egress.NETWORKS_ENV: "not-a-net"}, check=False, timeout=60)

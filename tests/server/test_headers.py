@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import httpx
-from conftest import ServerProcess
+from support.server import ServerProcess
 
 from camroll.server.headers import SECURITY_HEADERS
 from camroll.server.web.assets import bundle

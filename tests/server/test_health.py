@@ -9,7 +9,8 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import ServerProcess
+from support.server import ServerProcess
+from support.wait import wait_until
 
 from camroll import wire
 
@@ -21,13 +22,14 @@ __all__ = ["receiver"]
 HEARTBEAT = "/api/v1/devices/current/heartbeat"
 STALL_S = 1.5
 SILENCE_S = 2.5
+CHECK_S = 0.2
 
 
 @pytest.fixture(scope="module")
 def alert_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     srv = ServerProcess(data=tmp_path_factory.mktemp("alerts") / "server-data", extra_args=(
         "--stall-minutes", str(STALL_S / 60), "--silence-hours", str(SILENCE_S / 3600),
-        "--stall-check-interval", "0.2", "--heartbeat-interval", "42"), env=LOOPBACK_ALERTS)
+        "--stall-check-interval", str(CHECK_S), "--heartbeat-interval", "42"), env=LOOPBACK_ALERTS)
     srv.start()
     try:
         yield srv
@@ -53,6 +55,20 @@ def device(user: User) -> wire.DeviceWithHealth:
     devices = [wire.DeviceWithHealth.model_validate(d) for d in user.session.get("/api/v1/devices").json()]
     assert len(devices) == 1
     return devices[0]
+
+
+def beat_until_alerted(user: User, body: dict[str, Any], rx: Receiver, path: str) -> list[dict[str, Any]]:
+    """Send ``body`` as heartbeats until an alert arrives, then a few check rounds more (one incident
+    alerts once, however many checks see it; the rule itself is tested on a fake clock in test_stalls)."""
+    def beat_and_look() -> list[dict[str, Any]]:
+        assert user.client.put(HEARTBEAT, json=body).status_code == 200
+        return rx.at(path)
+
+    wait_until(beat_and_look, STALL_S + 15, what="an alert arrives", interval=0.3)
+    for _ in range(3):
+        time.sleep(CHECK_S * 2)
+        beat_and_look()
+    return rx.at(path)
 
 
 def titles(messages: list[dict[str, Any]]) -> list[str]:
@@ -111,7 +127,7 @@ def test_silent_device_alerts_once_and_resolves(alert_server: ServerProcess, rec
     health = device(user).health
     assert health.state == "silent"
     assert health.headline.startswith("Not heard from since ") and "`camroll agent` is running" in health.headline
-    time.sleep(1.0)
+    time.sleep(CHECK_S * 3)  # three more check rounds
     assert len(receiver.at(path)) == 1  # once per incident, however many checks run
 
     assert user.client.put(HEARTBEAT, json=beat()).status_code == 200
@@ -126,11 +142,7 @@ def test_stalled_device_alerts_once(alert_server: ServerProcess, receiver: Recei
     user = make_user(alert_server, device="pixel")
     path = subscribe(alert_server, user, receiver)
     stuck = beat(state="backing_up", headline="Backing up 5 files.", pending_files=5, pending_bytes=5_000_000)
-    deadline = time.monotonic() + STALL_S + 2.5
-    while time.monotonic() < deadline:  # heartbeats keep coming, the pending count never falls
-        assert user.client.put(HEARTBEAT, json=stuck).status_code == 200
-        time.sleep(0.3)
-    got = receiver.at(path)
+    got = beat_until_alerted(user, stuck, receiver, path)  # heartbeats keep coming, the count never falls
     assert titles(got) == ["camroll: backup stalled on 'pixel'"]
     assert "5 files (5.0 MB) wait" in got[0]["message"] and "camroll doctor" in got[0]["message"]
     assert device(user).health.stalled
@@ -147,11 +159,7 @@ def test_paused_with_a_blocker_alerts_with_the_blocker(alert_server: ServerProce
     paused = beat(state="paused", headline="Paused: battery 14%.", blocker_code="battery_low",
                   blocker="Paused: battery 14%, below your 20% minimum. Plug in or change min_battery.",
                   pending_files=2)
-    deadline = time.monotonic() + STALL_S + 2.0
-    while time.monotonic() < deadline:
-        assert user.client.put(HEARTBEAT, json=paused).status_code == 200
-        time.sleep(0.3)
-    got = receiver.at(path)
+    got = beat_until_alerted(user, paused, receiver, path)
     assert len(got) == 1
     assert got[0]["message"].startswith(
         "Backup on 'pixel' is paused: battery 14%, below your 20% minimum. Plug in or change min_battery.")
@@ -168,7 +176,7 @@ def test_quota_alerts_at_90_and_100_percent_once_each(alert_server: ServerProces
     upload(user.client, jpeg(1000, seed=902))
     got = receiver.wait(path, lambda m: len(m) >= 2)
     assert titles(got) == ["camroll: storage almost full", "camroll: storage full"]
-    time.sleep(1.0)
+    time.sleep(CHECK_S * 3)
     assert len(receiver.at(path)) == 2
 
 

@@ -27,8 +27,9 @@ from typing import ClassVar
 import httpx
 import psutil
 import pytest
-from conftest import ServerProcess, require
 from media import hostile
+from support.env import require
+from support.server import ServerProcess
 
 from camroll import wire
 from camroll.media import tools

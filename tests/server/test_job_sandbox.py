@@ -4,6 +4,7 @@ words that survives restarts (not queued again at every start) until 'admin jobs
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 import time
 from datetime import datetime
@@ -11,8 +12,9 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import ServerProcess, camroll_cmd
 from media import hostile
+from support.media import photo
+from support.server import ServerProcess, camroll_cmd, database_env
 
 from camroll import wire
 from camroll.server.context import Context
@@ -22,7 +24,6 @@ from camroll.server.models import User
 from camroll.server.repositories import assets as repo
 
 from .conftest import make_user, upload
-from .media_fixtures import photo
 
 
 def _asset(ctx: Context, user_id: int, data: bytes, mime: str, name: str) -> int:
@@ -76,7 +77,8 @@ def test_camroll_worker_reads_files_in_the_sandbox_too(tmp_path: Path, monkeypat
     srv = ServerProcess(data=tmp_path / "server-data")
     srv.start()
     worker = subprocess.Popen(camroll_cmd("worker", "--workers", "1", "--data", str(srv.data)),
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                              env={**os.environ, **database_env(srv.data)}, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT)
     user = make_user(srv)
     try:
         ids = [upload(user.client, hostile.png_bomb(12000, 12000), filename="bomb.png"),

@@ -6,9 +6,9 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import zipfile
@@ -17,9 +17,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import ServerProcess, camroll_cmd
 from PIL import Image
+from services.redis import RedisService
 from sqlalchemy import text
+from support.media import photo, video, wait_for_jobs
+from support.server import ServerProcess, camroll_cmd, database_env
+from support.wait import wait_until
 
 from camroll import wire
 from camroll.media import thumbs
@@ -27,7 +30,6 @@ from camroll.server.db import make_engine
 from camroll.server.settings import Settings
 
 from .conftest import User, assert_problem, make_user, upload
-from .media_fixtures import photo, video, wait_for_jobs
 
 NS = 10**9
 
@@ -122,7 +124,7 @@ def test_thumbnails_are_cacheable_and_sized(user: User) -> None:
     assert grid.is_file()
     grid.unlink()
     assert_problem(s.get(f"/api/v1/assets/{asset}/thumbnail"), 404, "not_found")
-    _until(lambda: s.get(f"/api/v1/assets/{asset}/thumbnail").status_code == 200)
+    wait_until(lambda: s.get(f"/api/v1/assets/{asset}/thumbnail").status_code == 200, what="the thumbnail is made")
     assert s.get(f"/api/v1/assets/{asset}/thumbnail", params={"size": "huge"}).status_code == 422
     # Bytes that are neither photo nor video never get a thumbnail, and say so.
     other = upload(c, b"just some notes\n" * 10, filename="notes.txt")
@@ -248,8 +250,8 @@ def test_trash_is_purged_after_retention(tmp_path: Path, monkeypatch: pytest.Mon
         assert blob.is_file() and mine_blob.is_file()
 
         assert alice.session.post("/api/v1/assets/trash", json={"ids": [a1, a2]}).json()["changed"] == 2
-        _until(lambda: alice.session.get(f"/api/v1/assets/{a1}").status_code == 404)
-        _until(lambda: alice.session.get(f"/api/v1/assets/{a2}").status_code == 404)
+        wait_until(lambda: alice.session.get(f"/api/v1/assets/{a1}").status_code == 404, what="the first is purged")
+        wait_until(lambda: alice.session.get(f"/api/v1/assets/{a2}").status_code == 404, what="the second is purged")
         assert alice.session.get("/api/v1/storage").json()["used_bytes"] == 0
         assert not mine_blob.exists()
         assert not (srv.data / "thumbs" / sha_mine[:2] / f"{sha_mine}-grid-v{thumbs.VERSION}.webp").exists()
@@ -258,24 +260,15 @@ def test_trash_is_purged_after_retention(tmp_path: Path, monkeypatch: pytest.Mon
         assert bob.session.get(f"/api/v1/assets/{b1}/original").content == shared
 
         bob.session.post("/api/v1/assets/trash", json={"ids": [b1]})
-        _until(lambda: not blob.exists())
+        wait_until(lambda: not blob.exists(), what="the blob is removed")
         assert bob.session.get("/api/v1/storage").json()["used_bytes"] == 0
     finally:
         srv.stop()
 
 
-def _until(check: object, timeout: float = 15.0) -> None:
-    assert callable(check)
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.05)
-
-
 def test_live_photo_shows_as_one_item(user: User, tmp_path: Path) -> None:
-    from conftest import require
     from media import files as media_files
+    from support.env import require
 
     require(shutil.which("ffmpeg") is not None, "ffmpeg is not installed: apt-get install ffmpeg")
     still = media_files.jpeg(tmp_path / "IMG_0001.JPG", (800, 600), ex=media_files.exif(content_id="CID-LIVE-1"))
@@ -298,43 +291,22 @@ def test_live_photo_shows_as_one_item(user: User, tmp_path: Path) -> None:
     assert s.get(f"/api/v1/assets/{mov}").json()["trashed_at"] is None
 
 
-def test_jobs_run_through_redis_when_configured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_jobs_run_through_redis_when_configured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                request: pytest.FixtureRequest) -> None:
     """CAMROLL_REDIS_URL moves the queue to Redis; the server's workers still do the work."""
-    import importlib.util
-
-    from conftest import free_port, require
-
-    redis_server = shutil.which("redis-server")
-    require(redis_server is not None, "redis-server is not installed: apt-get install redis-server")
-    assert redis_server is not None
-    require(importlib.util.find_spec("redis") is not None, "the redis client is missing: pip install -e '.[test]'")
-
-    port = free_port()
-    proc = subprocess.Popen([redis_server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no", "--dir", str(tmp_path)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    redis: RedisService = request.getfixturevalue("redis_service")
+    monkeypatch.setenv("CAMROLL_REDIS_URL", redis.fresh_url())
+    srv = ServerProcess(data=tmp_path / "server-data")
+    srv.start()
     try:
-        _until(lambda: _accepts(port))
-        monkeypatch.setenv("CAMROLL_REDIS_URL", f"redis://127.0.0.1:{port}/0")
-        srv = ServerProcess(data=tmp_path / "server-data")
-        srv.start()
-        try:
-            u = make_user(srv)
-            asset = upload(u.client, photo(datetime(2017, 7, 7, 7, 7)), filename="r.jpg")
-            assert wait_for_jobs(u.session, [asset])[asset].has_thumbnail
-            report = json.loads(srv.run_admin("jobs", "--json").stdout)
-            assert report["backend"] == "redis" and report["done"] == 1 and report["queued"] == 0
-            assert not (srv.data / "jobs.db").exists()
-        finally:
-            srv.stop()
+        u = make_user(srv)
+        asset = upload(u.client, photo(datetime(2017, 7, 7, 7, 7)), filename="r.jpg")
+        assert wait_for_jobs(u.session, [asset])[asset].has_thumbnail
+        report = json.loads(srv.run_admin("jobs", "--json").stdout)
+        assert report["backend"] == "redis" and report["done"] == 1 and report["queued"] == 0
+        assert not (srv.data / "jobs.db").exists()
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
-def _accepts(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
+        srv.stop()
 
 
 def test_capture_time_from_the_device_file_name(user: User) -> None:
@@ -367,7 +339,8 @@ def test_a_separate_worker_does_the_jobs(tmp_path: Path, monkeypatch: pytest.Mon
         assert json.loads(srv.run_admin("jobs", "--json").stdout)["queued"] == 1
 
         worker = subprocess.Popen(camroll_cmd("worker", "--workers", "1", "--data", str(srv.data)),
-                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                                  env={**os.environ, **database_env(srv.data)}, stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, text=True)
         assert wait_for_jobs(u.session, [asset])[asset].has_thumbnail
         worker.send_signal(signal.SIGTERM)
         out, _ = worker.communicate(timeout=20)
@@ -381,8 +354,8 @@ def test_a_separate_worker_does_the_jobs(tmp_path: Path, monkeypatch: pytest.Mon
 
 
 def test_motion_photo_video_is_served_with_ranges(user: User, tmp_path: Path) -> None:
-    from conftest import require
     from media import files as media_files
+    from support.env import require
 
     require(shutil.which("ffmpeg") is not None, "ffmpeg is not installed: apt-get install ffmpeg")
     clip = media_files.video(tmp_path / "clip.mp4", seconds=1).read_bytes()

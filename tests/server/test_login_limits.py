@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-from conftest import ServerProcess
 from fastapi.testclient import TestClient
+from support.server import ServerProcess
 
 from camroll import wire
 from camroll.server import bodylimit, migrate

@@ -24,7 +24,7 @@ def test_upgrade_from_0001_keeps_rows_and_dates_old_copies(tmp_path: Path) -> No
     stored = datetime(2026, 11, 1, 12, 0)
     with engine.begin() as conn:
         conn.execute(text("INSERT INTO users (id, username, password_hash, is_admin, quota_bytes, created_at) "
-                          "VALUES (1, 'ann', 'x', 0, 100, :t)"), {"t": stored})
+                          "VALUES (1, 'ann', 'x', false, 100, :t)"), {"t": stored})
         conn.execute(text("INSERT INTO devices (id, user_id, name, platform, token_hash, created_at) "
                           "VALUES (1, 1, 'pixel', 'android', 'h', :t)"), {"t": stored})
         conn.execute(text("INSERT INTO blobs (sha256, size, created_at) VALUES ('aa', 95, :t)"), {"t": stored})

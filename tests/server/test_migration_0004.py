@@ -19,13 +19,13 @@ def test_upgrade_from_0003_keeps_assets_and_their_files(tmp_path: Path) -> None:
     t = datetime(2026, 11, 1, 12, 0)
     with engine.begin() as conn:
         conn.execute(text("INSERT INTO users (id, username, password_hash, is_admin, quota_bytes, created_at) "
-                          "VALUES (1, 'ann', 'x', 0, 100, :t)"), {"t": t})
+                          "VALUES (1, 'ann', 'x', false, 100, :t)"), {"t": t})
         conn.execute(text("INSERT INTO devices (id, user_id, name, platform, token_hash, created_at) "
                           "VALUES (1, 1, 'pixel', 'android', 'h', :t)"), {"t": t})
         conn.execute(text("INSERT INTO blobs (sha256, size, created_at) VALUES ('aa', 95, :t)"), {"t": t})
         conn.execute(text("INSERT INTO assets (id, user_id, sha256, size, mime, filename, created_at, kind, "
                           "taken_at, taken_source, motion_photo) "
-                          "VALUES (1, 1, 'aa', 95, 'image/jpeg', 'a.MP.jpg', :t, 'image', :t, 'exif', 1)"), {"t": t})
+                          "VALUES (1, 1, 'aa', 95, 'image/jpeg', 'a.MP.jpg', :t, 'image', :t, 'exif', true)"), {"t": t})
         conn.execute(text("INSERT INTO asset_files (id, asset_id, device_id, path, filename, mtime_ns, created_at) "
                           "VALUES (1, 1, 1, '/DCIM/a.MP.jpg', 'a.MP.jpg', 5, :t)"), {"t": t})
 

@@ -20,13 +20,13 @@ def test_upgrade_from_0004_keeps_device_paths_and_heartbeats(tmp_path: Path) -> 
     t = datetime(2026, 11, 1, 12, 0)
     with engine.begin() as conn:
         conn.execute(text("INSERT INTO users (id, username, password_hash, is_admin, quota_bytes, created_at) "
-                          "VALUES (1, 'ann', 'x', 0, 100, :t)"), {"t": t})
+                          "VALUES (1, 'ann', 'x', false, 100, :t)"), {"t": t})
         conn.execute(text("INSERT INTO devices (id, user_id, name, platform, token_hash, created_at) "
                           "VALUES (1, 1, 'pixel', 'android', 'h', :t)"), {"t": t})
         conn.execute(text("INSERT INTO blobs (sha256, size, created_at) VALUES ('aa', 95, :t)"), {"t": t})
         conn.execute(text("INSERT INTO assets (id, user_id, sha256, size, mime, filename, created_at, kind, "
                           "taken_at, taken_source, motion_photo) "
-                          "VALUES (1, 1, 'aa', 95, 'image/jpeg', 'a.jpg', :t, 'image', :t, 'exif', 0)"), {"t": t})
+                          "VALUES (1, 1, 'aa', 95, 'image/jpeg', 'a.jpg', :t, 'image', :t, 'exif', false)"), {"t": t})
         conn.execute(text("INSERT INTO asset_files (id, asset_id, device_id, path, filename, mtime_ns, created_at) "
                           "VALUES (1, 1, 1, '/DCIM/a.jpg', 'a.jpg', 5, :t)"), {"t": t})
         conn.execute(text("INSERT INTO device_health (device_id, received_at, agent_version, state, headline, "
@@ -35,7 +35,7 @@ def test_upgrade_from_0004_keeps_device_paths_and_heartbeats(tmp_path: Path) -> 
                           ":t, :t)"), {"t": t})
 
     migrate.upgrade(engine)
-    assert migrate.current_revision(engine) == migrate.HEAD == "0005"
+    assert migrate.current_revision(engine) == migrate.HEAD
     with engine.connect() as conn:
         assert tuple(conn.execute(text("SELECT path, path_raw FROM asset_files WHERE id = 1")).one()) == (
             "/DCIM/a.jpg", None)

@@ -11,17 +11,20 @@ from sqlalchemy import inspect, text
 from camroll.server import migrate
 from camroll.server.db import make_engine
 from camroll.server.models import Base
+from camroll.server.settings import Settings
 
 
 def test_migrations_match_models(tmp_path: Path) -> None:
-    engine = make_engine(f"sqlite+pysqlite:///{tmp_path / 'db.sqlite'}")
+    """On the test database: SQLite, or an empty PostgreSQL database on the PostgreSQL pass."""
+    engine = make_engine(Settings.for_data_dir(tmp_path).database_url)
     migrate.upgrade(engine)
     migrate.upgrade(engine)  # idempotent on every start
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
         assert diff == []
-        assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
-        assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
+        if conn.dialect.name == "sqlite":
+            assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+            assert conn.execute(text("PRAGMA foreign_keys")).scalar() == 1
     assert set(inspect(engine).get_table_names()) >= {
         "users", "sessions", "devices", "blobs", "assets", "asset_files", "uploads", "alembic_version"}
     engine.dispose()

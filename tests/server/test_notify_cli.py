@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import free_port, run_camroll
+from support.env import free_port
+from support.server import run_camroll
 
 from .receiver import LOOPBACK_ALERTS, Receiver, receiver
 

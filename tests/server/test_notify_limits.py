@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from conftest import ServerProcess
+from support.server import ServerProcess
 
 from camroll.server.services import notify
 from camroll.server.services.notify_sender import FairSender, QueueFull

@@ -54,6 +54,7 @@ class _Watched:
         return str(self._real.hash(password))
 
 
+@pytest.mark.sqlite_only("probes SQLite's write lock with a second sqlite3 connection")
 @pytest.mark.parametrize("old", ["old password", "wrong password"])
 def test_the_current_password_is_verified_outside_a_transaction_and_under_the_limiter(
         api: TestClient, ctx: Context, monkeypatch: pytest.MonkeyPatch, old: str) -> None:

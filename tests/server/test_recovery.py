@@ -15,8 +15,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import ServerProcess
 from sqlalchemy import update
+from support.server import ServerProcess
 
 from camroll import wire
 from camroll.server.context import Context, build
@@ -124,12 +124,17 @@ def test_startup_sweep_removes_only_old_blobs_nothing_points_to(srv: ServerProce
 def test_orphan_sweep_runs_in_process_with_a_clock(srv: ServerProcess) -> None:
     from camroll.server.services import orphans
 
+    u = make_user(srv)
+    kept = jpeg(1500, seed=21)
+    upload(u.client, kept)
     srv.stop()
     ctx = _ctx(srv)
-    sha = _put_blob(srv, jpeg(1000, seed=20), 0)
+    shas = [_put_blob(srv, jpeg(1000, seed=seed), 0) for seed in (20, 22, 23)]
     assert orphans.sweep(ctx) == 0
-    assert orphans.sweep(ctx, clock=lambda: time.time() + orphans.GRACE_SECONDS + 1) == 1
-    assert not _blob_path(srv, sha).exists()
+    # Looked up two at a time: the blob an asset needs sits in a batch with orphans and is kept.
+    assert orphans.sweep(ctx, clock=lambda: time.time() + orphans.GRACE_SECONDS + 1, batch=2) == 3
+    assert not any(_blob_path(srv, sha).exists() for sha in shas)
+    assert _blob_path(srv, hashlib.sha256(kept).hexdigest()).exists()
     ctx.engine.dispose()
     srv.start()
 

@@ -10,9 +10,15 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import ServerProcess
+from fastapi.testclient import TestClient
+from support.clock import FakeClock
+from support.server import ServerProcess
+from support.wait import wait_until
 
 from camroll import wire
+from camroll.server import sweeper
+from camroll.server.context import Context
+from camroll.server.services.accounts import add_user
 
 from .conftest import (
     OCTET,
@@ -244,12 +250,8 @@ def _raw_patch(srv: ServerProcess, token: str, url: str, offset: int, declared: 
 
 
 def _wait_offset(user: User, url: str, want: int) -> None:
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline:
-        if user.client.head(url, headers=TUS).headers["Upload-Offset"] == str(want):
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"offset never became {want}: {user.client.head(url, headers=TUS).headers}")
+    wait_until(lambda: user.client.head(url, headers=TUS).headers["Upload-Offset"] == str(want), 5,
+               what=f"the offset is {want}", describe=lambda: user.client.head(url, headers=TUS).headers)
 
 
 def test_disconnect_keeps_received_bytes(user: User) -> None:
@@ -306,31 +308,31 @@ def test_startup_truncates_unacknowledged_bytes(server: ServerProcess) -> None:
     assert info["sha256"] == hashlib.sha256(data).hexdigest()
 
 
-def test_expired_upload_is_gone_and_swept(tmp_path: Path) -> None:
-    # 0.0005 h = 1.8 s of inactivity.
-    srv = ServerProcess(data=tmp_path / "data", extra_args=("--upload-expiry", "0.0005"))
-    srv.start()
-    try:
-        u = make_user(srv)
-        data = jpeg(1000, seed=17)
-        url = create(u.client, data)
-        r = patch(u.client, url, 0, data[:100])
-        assert "GMT" in r.headers["Upload-Expires"]
-        part = srv.data / "uploads" / (url.rsplit("/", 1)[1] + ".part")
-        assert part.exists()
-        time.sleep(2.0)
-        r = u.client.head(url, headers=TUS)
-        assert r.status_code == 410
-        assert_problem(patch(u.client, url, 100, data[100:]), 410, "gone")
-        deadline = time.monotonic() + 5
-        while part.exists() and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert not part.exists()
-        assert u.client.head(url, headers=TUS).status_code == 410
-        # An expired upload no longer reserves quota and a fresh one works.
-        assert upload(u.client, data) > 0
-    finally:
-        srv.stop()
+def test_expired_upload_is_gone_and_swept(clocked_ctx: Context, clocked_app: TestClient, clock: FakeClock) -> None:
+    """Expiry on the context's clock: the upload lives until ``upload_expiry_seconds`` of inactivity, then
+    answers 410, is swept with its part file and reserves no quota.  Nothing sleeps."""
+    ctx, api = clocked_ctx, clocked_app
+    add_user(ctx, "ann", "pw")
+    session = api.post("/api/v1/auth/login", json={"username": "ann", "password": "pw"}).json()["token"]
+    r = api.post("/api/v1/devices", json={"name": "phone", "platform": "test"},
+                 headers={"Authorization": f"Bearer {session}"})
+    api.headers["Authorization"] = f"Bearer {r.json()['token']}"
+    data = jpeg(1000, seed=17)
+    url = create(api, data)
+    r = patch(api, url, 0, data[:100])
+    assert "GMT" in r.headers["Upload-Expires"]
+    part = ctx.settings.uploads_dir / (url.rsplit("/", 1)[1] + ".part")
+    assert part.exists()
+    clock.advance(ctx.settings.upload_expiry_seconds - 1)
+    assert api.head(url, headers=TUS).headers["Upload-Offset"] == "100"  # HEAD does not renew it
+    clock.advance(2)
+    assert api.head(url, headers=TUS).status_code == 410
+    assert_problem(patch(api, url, 100, data[100:]), 410, "gone")
+    sweeper.sweep_once(ctx, orphans=False)
+    assert not part.exists()
+    assert api.head(url, headers=TUS).status_code == 410
+    # An expired upload no longer reserves quota and a fresh one works.
+    assert upload(api, data) > 0
 
 
 def test_other_users_upload_is_not_found(shared_server: ServerProcess, user: User) -> None:

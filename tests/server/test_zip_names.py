@@ -6,7 +6,7 @@ import io
 import zipfile
 
 import pytest
-from conftest import ServerProcess
+from support.server import ServerProcess
 
 from camroll.server.context import build
 from camroll.server.models import Asset
@@ -45,10 +45,14 @@ def test_names_are_unique_ignoring_case_and_normal_form() -> None:
 def test_a_zip_of_hostile_names_unpacks_safely(shared_server: ServerProcess) -> None:
     """The names of issue 8: '..', an embedded NUL, control characters only (empty once cleaned)."""
     u = make_user(shared_server)
-    names = ["..", "a\x00b.jpg", "\x01\x02", "ab.jpg", "AB.JPG", "../../../../tmp/evil.jpg", "\x1b[31mred\x1b[0m.jpg"]
+    ctx = build(Settings.for_data_dir(shared_server.data))
+    # PostgreSQL cannot store a NUL in text at all (the API answers 422 there), so another control
+    # character stands in for it: both must be cleaned out of the zip's name the same way.
+    embedded = "\x00" if ctx.engine.dialect.name == "sqlite" else "\x07"
+    names = ["..", f"a{embedded}b.jpg", "\x01\x02", "ab.jpg", "AB.JPG", "../../../../tmp/evil.jpg",
+             "\x1b[31mred\x1b[0m.jpg"]
     ids = [upload(u.client, jpeg(300, seed=9000 + i), filename=f"plain{i}.jpg") for i in range(len(names))]
     # Stored as a device could have sent them (rows written directly: upload checks are not what is tested).
-    ctx = build(Settings.for_data_dir(shared_server.data))
     with ctx.db() as db:
         for asset_id, name in zip(ids, names, strict=True):
             asset = db.get(Asset, asset_id)

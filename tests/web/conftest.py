@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import ServerProcess
+from support.server import ServerProcess
 
 from camroll import wire
 

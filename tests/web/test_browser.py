@@ -154,7 +154,11 @@ def test_drag_and_drop_upload_resumes_after_reload(browser: Any, library: Librar
         offset = int(first.value.headers["upload-offset"])
         assert 0 < offset < len(body)
         page.wait_for_function("() => document.querySelector('#upload-list progress').value > 0")
-        page.wait_for_timeout(200)
+        # The next PATCH leaves once the page has read the first answer; a loaded machine can take seconds.
+        for _ in range(100):
+            if held:
+                break
+            page.wait_for_timeout(100)
         assert held, "the second chunk should be in flight"
         page.unroute(f"**{wire.UPLOADS_PATH}*")
         page.reload()
@@ -172,6 +176,9 @@ def test_drag_and_drop_upload_resumes_after_reload(browser: Any, library: Librar
         assert heads == [offset]
         patches = [h for m, h in sent if m == "PATCH"]
         assert [int(h["upload-offset"]) for h in patches] == [offset]
+        # tus-js-client sent it, every body with its chunk's SHA-256 (which the server checked).
+        assert page.evaluate("() => typeof window.tus.Upload") == "function"
+        assert all(h["upload-checksum"].startswith("sha256 ") for h in patches)
         assert done.get_attribute("data-resumed-from") == str(offset)
         asset_id = int(done.get_attribute("data-asset-id") or 0)
         assert library.get(f"/assets/{asset_id}")["sha256"] == hashlib.sha256(body).hexdigest()
@@ -300,5 +307,5 @@ def test_timeline_keeps_the_page_small_on_a_large_library(page: Any, library: Li
     page.wait_for_timeout(100)
     ids = [int(x) for x in page.eval_on_selector_all("#timeline .tile", TILE_IDS)]
     assert ids == sorted(ids) and 20_000 < ids[0] < 30_000
-    tops = page.eval_on_selector_all("#timeline .day", "els => els.map(e => [e.offsetTop, e.offsetHeight])")
+    tops = page.eval_on_selector_all("#timeline .row", "els => els.map(e => [e.offsetTop, e.offsetHeight])")
     assert all(a[0] + a[1] <= b[0] + 1 for a, b in pairwise(tops))  # no overlaps

@@ -8,10 +8,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from conftest import ServerProcess
 from scenarios.conftest import ScenarioAgent
 from scenarios.machine import FakeMachine
 from scenarios.mixed import make_folder
+from support.server import ServerProcess
 
 from .conftest import DESKTOP, PASSWORD, USER, login
 

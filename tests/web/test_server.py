@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 import httpx
-from conftest import ServerProcess
+from support.server import ServerProcess
 
 from camroll import wire
 

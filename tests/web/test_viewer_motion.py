@@ -11,8 +11,9 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import ServerProcess, require
 from media import files as media_files
+from support.env import require
+from support.server import ServerProcess
 
 from .conftest import PASSWORD, PHONE, USER, Library, login, upload
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import typer
 
-from camroll.agent import cli
+from camroll.agent.cli import app as agent_cli
 
 app = typer.Typer(name="camroll-agent", help="camroll's backup agent.", no_args_is_help=True,
                   add_completion=False, pretty_exceptions_enable=False)
@@ -16,7 +16,7 @@ def _root() -> None:
     """camroll backup agent: log in, choose folders, back up, see status."""
 
 
-cli.register(app)
+agent_cli.register(app)
 
 if __name__ == "__main__":
     app()

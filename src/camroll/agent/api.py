@@ -12,8 +12,9 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from camroll import API_VERSION, __version__, wire
+from camroll.agent.backup.retry import IN_PASS, Backoff
 from camroll.agent.errors import AgentError, PassAborted, ProblemError, ServerUnreachable
-from camroll.agent.retry import IN_PASS, Backoff
+from camroll.agent.stops import StopCode
 
 USER_AGENT = f"camroll-agent/{__version__}"
 TIMEOUT = httpx.Timeout(connect=10.0, read=120.0, write=120.0, pool=60.0)
@@ -65,18 +66,19 @@ def fatal_for_pass(err: ProblemError) -> PassAborted | None:
     if err.status == 401:
         return PassAborted(
             "The server no longer accepts this device's token (revoked or expired). "
-            "Fix: run 'camroll login URL --user NAME' again."
+            "Fix: run 'camroll login URL --user NAME' again.", StopCode.AUTH
         )
     if err.status == 426 or err.code == "client_too_old":
-        return PassAborted(f"The server refuses this camroll version ({__version__}): {err}")
+        return PassAborted(f"The server refuses this camroll version ({__version__}): {err}",
+                           StopCode.CLIENT_TOO_OLD)
     if err.status == 403:
-        return PassAborted(str(err))
+        return PassAborted(str(err), StopCode.AUTH)
     return None
 
 
 def unreachable(base_url: str, exc: Exception) -> ServerUnreachable:
     """The pass-stopping error for a transport failure, telling DNS, refused, TLS and timeout apart."""
-    from camroll.agent.reach import classify
+    from camroll.agent.report.reach import classify
 
     found = classify(base_url, exc, TIMEOUT.read or 120.0)
     resumes = "" if "by itself" in found.fix else "; backup resumes where it stopped"
@@ -103,7 +105,7 @@ def with_retries(fn: Callable[[], T], *, base_url: str, backoff: Backoff = IN_PA
 
 
 class Api:
-    """The JSON endpoints the agent uses (uploads live in :mod:`camroll.agent.tus`)."""
+    """The JSON endpoints the agent uses (uploads live in :mod:`camroll.agent.backup.tus`)."""
 
     def __init__(self, client: httpx.Client) -> None:
         self.client = client

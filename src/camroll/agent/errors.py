@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from camroll.agent.stops import StopCode
+
 
 class AgentError(Exception):
     """A user-facing failure.  ``str(err)`` is a complete sentence naming the problem and the fix;
@@ -30,6 +32,7 @@ class ServerUnreachable(AgentError):
     """The server could not be reached at all; the pass stops and files keep their state."""
 
     exit_code = 2
+    stop_code = StopCode.UNREACHABLE
 
 
 class ProblemError(AgentError):
@@ -53,6 +56,11 @@ class ProblemError(AgentError):
 
 
 class PassAborted(AgentError):
-    """Something that stops the whole pass (revoked device, client too old, server gone)."""
+    """Something that stops the whole pass (revoked device, client too old, server gone); ``stop_code``
+    says which, so nothing has to read the sentence to tell."""
 
     exit_code = 2
+
+    def __init__(self, message: str, code: StopCode) -> None:
+        super().__init__(message)
+        self.stop_code = code

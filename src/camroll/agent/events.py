@@ -7,7 +7,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from camroll.agent.tally import Tally, plural
+from camroll.agent.state.tally import Tally, plural
+from camroll.agent.stops import Stop
 
 Outcome = Literal["uploaded", "already_on_server", "skipped", "failed", "waiting"]
 
@@ -75,13 +76,8 @@ class Summary:
     bytes_uploaded: int = 0
     duration_s: float = 0.0
     headline: str = ""
-    stopped_reason: str | None = None
-    # Set when the backup policy paused the pass (a code from ``policy.Verdict``, e.g. "battery_low");
-    # ``stopped_reason`` then holds the policy's sentence and is the headline as it is.
-    paused_by_policy: str | None = None
-    # What stopped a pass that was not paused by policy: "quota", "server_full", "unreachable",
-    # "client_too_old", "auth" or "stopped" (see engine.META_LAST_STOP_CODE).
-    stopped_code: str | None = None
+    # What stopped the pass, None when it ran to the end (``stops.Stop``; stored in the last-pass record).
+    stop: Stop | None = None
     problems: list[Problem] = field(default_factory=list)
     skipped: list[Problem] = field(default_factory=list)
     # Every file's situation after the pass (the counts 'camroll status' shows), not only this pass's work.
@@ -92,11 +88,30 @@ class Summary:
         return self.bytes_sent / 1e6 / self.duration_s if self.duration_s > 0 else 0.0
 
     @property
+    def stopped_reason(self) -> str | None:
+        return None if self.stop is None else self.stop.sentence
+
+    @property
+    def paused_by_policy(self) -> str | None:
+        """The policy's code (e.g. "battery_low", "metered_cap") when the policy paused the pass; the
+        sentence is then the headline as it is."""
+        return self.stop.shown_code if self.stop is not None and self.stop.paused else None
+
+    @property
+    def stopped_code(self) -> str | None:
+        """What stopped a pass the policy did not pause: "quota", "server_full", "unreachable", ..."""
+        return self.stop.code.value if self.stop is not None and not self.stop.paused else None
+
+    @property
     def ok(self) -> bool:
-        return self.stopped_reason is None and self.files_failed == 0
+        return self.stop is None and self.files_failed == 0
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
+        d["stop"] = None if self.stop is None else self.stop.to_json()
+        d["stopped_reason"] = self.stopped_reason
+        d["paused_by_policy"] = self.paused_by_policy
+        d["stopped_code"] = self.stopped_code
         d["mb_per_s"] = round(self.mb_per_s, 2)
         d["duration_s"] = round(self.duration_s, 3)
         d["ok"] = self.ok

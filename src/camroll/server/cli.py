@@ -13,6 +13,7 @@ from camroll.units import plural
 
 if TYPE_CHECKING:
     from camroll.server.context import Context
+    from camroll.server.settings import Settings
 
 admin_app = typer.Typer(help="Administer the server: users, their backup alerts, background jobs.",
                         no_args_is_help=True)
@@ -23,6 +24,16 @@ notify_app = typer.Typer(
     no_args_is_help=True)
 admin_app.add_typer(user_app, name="user")
 admin_app.add_typer(notify_app, name="notify")
+# WebDAV app passwords (server/dav/cli.py).
+from camroll.server.dav.cli import app_password_app  # noqa: E402
+
+admin_app.add_typer(app_password_app, name="app-password")
+
+replica_app = typer.Typer(
+    help="Second copies of every original (3-2-1): S3 buckets (s3://BUCKET[/PREFIX]), local or mounted folders "
+         "(file:///PATH) and rclone remotes (rclone:REMOTE:path), copied to in the background by the server.",
+    no_args_is_help=True)
+admin_app.add_typer(replica_app, name="replica")
 
 DATA_HELP = ("The folder of the camroll library, as given to 'camroll serve' or 'camroll up' (whose library is in "
              "its server/ part); default: $CAMROLL_DATA, else the per-user data directory.")
@@ -76,7 +87,10 @@ def _context(data: Path | None, command: str, *, may_create: bool = False) -> Co
         settings = Settings.for_data_dir(data_dir)
     except ValueError as exc:
         _fail(f"{exc}.")
-    ctx = build(settings)
+    try:
+        ctx = build(settings)
+    except ValueError as exc:  # StorageConfigError: CAMROLL_STORAGE_URL or the AWS_* configuration
+        _fail(str(exc))
     try:
         migrate.upgrade(ctx.engine)
     except Exception as exc:
@@ -110,8 +124,25 @@ def serve(
     stall_check_interval: float = typer.Option(
         60.0, "--stall-check-interval", envvar="CAMROLL_STALL_CHECK_INTERVAL",
         help="Seconds between checks for stalled or silent devices and full quotas."),
+    metrics_listen: str | None = typer.Option(
+        None, "--metrics-listen", envvar="CAMROLL_METRICS_LISTEN",
+        help="Also serve Prometheus /metrics on this HOST:PORT, with no token (keep it private, e.g. "
+             "127.0.0.1:9464). Otherwise /metrics needs $CAMROLL_METRICS_TOKEN as a bearer token."),
+    public_url: str | None = typer.Option(
+        None, "--public-url", envvar="CAMROLL_PUBLIC_URL",
+        help="The URL clients reach this server at (e.g. https://photos.example.org, the TLS proxy in front); "
+             "'camroll admin check' warns when it is plain http beyond this machine."),
 ) -> None:
-    """Run the camroll server."""
+    """Run the camroll server (health: /healthz, /readyz; metrics: /metrics, see docs/METRICS.md).
+
+    Originals and thumbnails are kept in the data directory unless CAMROLL_STORAGE_URL says otherwise:
+    s3://BUCKET[/PREFIX] stores them in any S3-compatible object storage (AWS, Backblaze B2, Wasabi,
+    Cloudflare R2, MinIO, Ceph, SeaweedFS...), configured with the standard AWS variables
+    (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION, or AWS_PROFILE with ~/.aws
+    files; AWS_S3_ADDRESSING_STYLE=path for servers on your own host name); file:///PATH keeps them in
+    another folder.  The server checks the bucket at start and exits with status 2 and the reason if it
+    does not answer.
+    """
     from camroll.server.run import parse_listen
     from camroll.server.run import serve as run_server
     from camroll.server.settings import Settings
@@ -137,6 +168,23 @@ def serve(
     }
     if name:
         overrides["name"] = name
+    if metrics_listen:
+        try:
+            metrics_host, metrics_port = parse_listen(metrics_listen)
+        except ValueError as exc:
+            _fail(str(exc).replace("--listen", "--metrics-listen").replace(":8420", ":9464"))
+        if (metrics_host, metrics_port) == (host, port):
+            _fail("--metrics-listen must differ from --listen; pick another port, e.g. 127.0.0.1:9464.")
+        overrides["metrics_listen"] = metrics_listen
+    if public_url:
+        overrides["public_url"] = public_url.strip()
+        from camroll.server.checks import Status, check_public_url
+
+        verdict = check_public_url(public_url.strip())
+        if verdict.status is Status.FAIL:
+            _fail(f"--public-url: {verdict.summary} {verdict.fix}")
+        if verdict.status is Status.WARN:
+            typer.secho(f"Warning: {verdict.summary} Fix: {verdict.fix}", fg=typer.colors.YELLOW, err=True)
     if min_client_version:
         overrides["min_client_version"] = min_client_version
     data_dir, new = _library(data, "camroll serve", may_create=True)
@@ -144,12 +192,15 @@ def serve(
         settings = Settings.for_data_dir(data_dir, **overrides)
     except ValueError as exc:
         _fail(f"{exc}.")
+    _check_storage(settings)
     from camroll.server.lock import ServerRunning, hold, local_url
 
     url = local_url(host, port)
     try:
         with hold(data_dir, url):
             _check_port(host, port)
+            if metrics_listen:
+                _check_port(metrics_host, metrics_port, "--metrics-listen")
             if new:
                 typer.echo(f"No camroll library in {data_dir} yet: starting a new one.", err=True)
             run_server(settings, host, port, access_log=access_log)
@@ -160,7 +211,23 @@ def serve(
               f"library is served by one server. Fix: use that one, or stop it first{stop}.")
 
 
-def _check_port(host: str, port: int) -> None:
+def _check_storage(settings: Settings) -> None:
+    """Exit with the reason and the fix unless the configured store answers (a bucket listing on S3)."""
+    from camroll.server.storage.base import StorageFailure
+    from camroll.server.storage.factory import check, open_stores
+    from camroll.server.storage.s3config import S3Location, StorageConfigError
+
+    try:
+        blobs, _ = open_stores(settings)
+        check(blobs)
+    except StorageConfigError as exc:
+        _fail(str(exc))
+    except StorageFailure as exc:
+        where = settings.storage.url if isinstance(settings.storage, S3Location) else str(settings.blobs_dir)
+        _fail(f"the blob store {where} does not answer: {exc.problem} Fix: {exc.fix}")
+
+
+def _check_port(host: str, port: int, option: str = "--listen") -> None:
     import socket
 
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -170,7 +237,7 @@ def _check_port(host: str, port: int) -> None:
             s.bind((host, port))
         except OSError as exc:
             _fail(f"cannot listen on {host}:{port}: {exc.strerror}. "
-                  "Stop whatever uses it or pick another address with --listen HOST:PORT.")
+                  f"Stop whatever uses it or pick another address with {option} HOST:PORT.")
 
 
 def _read_password(password_file: Path | None) -> str:
@@ -413,7 +480,8 @@ def jobs(
     if retried is not None:
         typer.echo(f"Queued {plural(retried, 'failed asset')} again.")
     retries = "retry" if rep.scheduled == 1 else "retries"
-    typer.echo(f"Queue ({rep.backend}): {rep.queued} waiting, {rep.scheduled} {retries} scheduled")
+    typer.echo(f"Queue ({rep.backend}): {rep.queued} waiting, {rep.scheduled} {retries} scheduled, "
+               f"{rep.running} running")
     typer.echo(f"Assets: {rep.done} done, {rep.waiting} waiting, {rep.failed} failed")
     if rep.disk_full:
         typer.echo(f"Waiting: {rep.disk_full}")
@@ -424,8 +492,65 @@ def jobs(
             typer.echo(f"  {when}  asset {f.asset_id} ({f.user}/{f.filename}): {f.reason}")
 
 
+@admin_app.command("check")
+def check(
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document (for scripts) instead of lines."),
+    public_url: str | None = typer.Option(
+        None, "--public-url", envvar="CAMROLL_PUBLIC_URL",
+        help="The URL clients reach the server at, to check (default: $CAMROLL_PUBLIC_URL)."),
+    data: Path | None = typer.Option(None, "--data", help=DATA_HELP),
+) -> None:
+    """Tell what is wrong with this deployment: each check PASS, WARN or FAIL, with the fix.
+
+    Checks the database (reachable, migrations current, connection pool), the blob store (a probe blob
+    put, read whole and by range, deleted), the job queue (Redis or the embedded one), clocks (the
+    database's, Redis', the S3 endpoint's against this machine's), free space (data dir, part files,
+    blobs, thumbnails, temp) and the public URL (a warning when it is plain http beyond this machine).
+    Run it where the server runs, with the same environment (CAMROLL_DATABASE_URL, CAMROLL_STORAGE_URL,
+    CAMROLL_REDIS_URL, AWS_*).  Changes nothing (it never migrates).  Exit status: 0 when nothing
+    failed (warnings included), 1 when a check failed, 2 when the command itself cannot run."""
+    from camroll.server import checks
+    from camroll.server.settings import Settings
+
+    data_dir, _ = _library(data, "camroll admin check")
+    try:
+        settings = Settings.for_data_dir(data_dir)
+    except ValueError as exc:
+        _fail(f"{exc}.")
+    colors = {checks.Status.PASS: typer.colors.GREEN, checks.Status.WARN: typer.colors.YELLOW,
+              checks.Status.FAIL: typer.colors.RED}
+
+    def show(r: checks.Result) -> None:
+        if as_json:
+            return
+        typer.secho(f"{r.status.value:<5}", fg=colors[r.status], nl=False, bold=True)
+        typer.echo(f" {r.name:<16} {r.summary}")
+        if r.fix and r.status is not checks.Status.PASS:
+            typer.echo(f"{'':<23}Fix: {r.fix}")
+
+    if not as_json:
+        typer.echo(f"Checking the camroll library in {data_dir}:")
+    results = checks.run_checks(settings, show, public_url=public_url)
+    counts = {s: sum(1 for r in results if r.status is s) for s in checks.Status}
+    failed = counts[checks.Status.FAIL]
+    if as_json:
+        import json
+
+        typer.echo(json.dumps({"ok": not failed, "passed": counts[checks.Status.PASS],
+                               "warnings": counts[checks.Status.WARN], "failed": failed,
+                               "checks": [r.as_json() for r in results]}, indent=2))
+    else:
+        passed, warned = counts[checks.Status.PASS], counts[checks.Status.WARN]
+        typer.echo(f"{plural(passed, 'check')} passed, {plural(warned, 'warning')}, {failed} failed.")
+    if failed:
+        raise typer.Exit(1)
+
+
 def worker(
     workers: int = typer.Option(2, "--workers", min=1, help="Worker threads; thumbnails are CPU-bound: ~1 per core."),
+    metrics_listen: str | None = typer.Option(
+        None, "--metrics-listen", envvar="CAMROLL_WORKER_METRICS_LISTEN",
+        help="Serve this worker's Prometheus metrics (job durations by kind and outcome) on HOST:PORT, no token."),
     data: Path | None = typer.Option(None, "--data", help=DATA_HELP),
 ) -> None:
     """Do the server's background jobs (metadata, thumbnails) in this process.
@@ -433,7 +558,16 @@ def worker(
     Use the server's data dir and database (and $CAMROLL_REDIS_URL if the server uses Redis).
     Run the server with CAMROLL_JOB_WORKERS=0 to leave all the work to workers.
     SIGTERM lets running jobs finish; Ctrl-C stops at once."""
+    scrape_at = None
+    if metrics_listen:
+        from camroll.server.run import parse_listen
+
+        try:
+            scrape_at = parse_listen(metrics_listen)
+        except ValueError as exc:
+            _fail(str(exc).replace("--listen", "--metrics-listen").replace(":8420", ":9465"))
     ctx = _context(data, "camroll worker")
+    _check_storage(ctx.settings)
     from camroll.server.jobs.queue import JobQueue
 
     try:
@@ -447,8 +581,291 @@ def worker(
     limits = queue.sandbox.limits
     typer.echo(f"camroll worker: {workers} thread{'s' if workers != 1 else ''} on the {where} queue; each file is "
                f"read in a child process limited to {limits.timeout_seconds:g} s and "
-               f"{limits.memory_bytes / 2**20:.0f} MiB (CAMROLL_JOB_TIMEOUT, CAMROLL_JOB_MEMORY).")
+               f"{limits.memory_bytes / 2**20:.0f} MiB (CAMROLL_JOB_TIMEOUT, CAMROLL_JOB_MEMORY); it claims "
+               f"assets as {queue.leases.holder}.")
+    if scrape_at is not None:
+        from camroll.server.metrics import ScrapeServer
+
+        _check_port(*scrape_at, "--metrics-listen")
+        ScrapeServer(ctx, *scrape_at)
+        typer.echo(f"Metrics: http://{scrape_at[0]}:{scrape_at[1]}/metrics")
     queue.work_forever(workers)
+
+
+# --- replicas and scrub (server/replicas/) ---------------------------------------------------------
+def _replica_error(exc: Exception) -> NoReturn:
+    from camroll.server.storage.base import StorageFailure
+
+    if isinstance(exc, StorageFailure):
+        _fail(f"{exc.problem} Fix: {exc.fix}")
+    if isinstance(exc, ValueError):
+        _fail(str(exc))
+    raise exc
+
+
+@replica_app.command("add")
+def replica_add(
+    name: str = typer.Argument(..., help="A short name for it, e.g. b2 or usb-disk."),
+    url: str = typer.Argument(..., help="s3://BUCKET[/PREFIX], file:///PATH or rclone:REMOTE:path."),
+    endpoint: str | None = typer.Option(None, "--endpoint", help="S3: the provider's endpoint URL, e.g. "
+                                        "https://s3.us-west-004.backblazeb2.com (default: AWS_ENDPOINT_URL)."),
+    region: str | None = typer.Option(None, "--region", help="S3: the bucket's region (default: AWS_REGION)."),
+    profile: str | None = typer.Option(None, "--profile", help="S3: a profile of ~/.aws/config and credentials."),
+    access_key_id: str | None = typer.Option(None, "--access-key-id", help="S3: the key id (default: AWS_*)."),
+    secret_file: Path | None = typer.Option(
+        None, "--secret-access-key-file", help="S3: read the secret key from the first line of this file "
+        "(stored in the database, never shown)."),
+    addressing_style: str | None = typer.Option(None, "--addressing-style",
+                                                help="S3: path, virtual or auto (MinIO/SeaweedFS: path)."),
+    rclone_config: Path | None = typer.Option(None, "--rclone-config", help="rclone: the config file holding the "
+                                              "remote (default: rclone's own)."),
+    rclone_binary: str | None = typer.Option(None, "--rclone-binary", help="rclone: the rclone program to run."),
+    no_check: bool = typer.Option(False, "--no-check", help="Add it without writing a probe first."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    data: Path | None = typer.Option(None, "--data", help=DATA_HELP),
+) -> None:
+    """Add a replica: every original is copied there in the background by the running server.
+
+    A probe file is written, read back and deleted first, so a key without write access or a disk that is
+    not mounted is found now."""
+    if addressing_style is not None and addressing_style not in ("path", "virtual", "auto"):
+        _fail("--addressing-style must be path, virtual or auto.")
+    secret = None
+    if secret_file is not None:
+        try:
+            lines = secret_file.read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            _fail(f"cannot read {secret_file}: {exc.strerror}.")
+        secret = lines[0].strip() if lines else ""
+    if bool(access_key_id) != bool(secret) and (access_key_id or secret_file is not None):
+        _fail("give --access-key-id and --secret-access-key-file together (or neither, for the AWS_* settings).")
+    options = {"endpoint": endpoint, "region": region, "profile": profile, "access_key_id": access_key_id,
+               "secret_access_key": secret, "addressing_style": addressing_style,
+               "config": str(rclone_config) if rclone_config else None, "binary": rclone_binary}
+    ctx = _context(data, "camroll admin replica add")
+    from camroll.server.replicas import admin
+
+    try:
+        r = admin.add(ctx, name, url, options, check=not no_check)
+    except Exception as exc:
+        _replica_error(exc)
+    if as_json:
+        import json
+
+        typer.echo(json.dumps({"id": r.id, "name": r.name, "url": r.url, "kind": r.kind}))
+        return
+    typer.echo(f"Added replica {r.name} ({r.url}). The server copies every original there in the background; "
+               f"follow it with 'camroll admin replica status {r.name}'.")
+
+
+def _replica_rows(data: Path | None, command: str, names: list[str] | None = None) -> list[object]:
+    ctx = _context(data, command)
+    from camroll.server.replicas import status
+
+    with ctx.db() as db:
+        rows = status.read(db, names)
+    if names and not rows:
+        _fail(f"there is no replica named {names[0]!r}; see 'camroll admin replica list'.")
+    return list(rows)
+
+
+@replica_app.command("list")
+def replica_list(
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    data: Path | None = typer.Option(None, "--data", help=DATA_HELP),
+) -> None:
+    """List the replicas (secrets masked)."""
+    from camroll.server.replicas.status import ReplicaStatus
+
+    rows = [r for r in _replica_rows(data, "camroll admin replica list") if isinstance(r, ReplicaStatus)]
+    if as_json:
+        import json
+
+        typer.echo(json.dumps([{"name": r.name, "url": r.url, "kind": r.kind, "options": r.options,
+                                "paused": r.paused} for r in rows], indent=2))
+        return
+    if not rows:
+        typer.echo("No replicas; add one with 'camroll admin replica add NAME URL'.")
+        return
+    for r in rows:
+        opts = ", ".join(f"{k}={v}" for k, v in r.options.items())
+        typer.echo(f"{r.name:<16} {r.url}{' (paused)' if r.paused else ''}{'  ' + opts if opts else ''}")
+
+
+@replica_app.command("status")
+def replica_status_cmd(
+    name: str | None = typer.Argument(None, help="Only this replica."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    data: Path | None = typer.Option(None, "--data", help=DATA_HELP),
+) -> None:
+    """Each replica's copies by state, its backlog (files, bytes, oldest waiting) and its health.
+
+    Exit status 1 when a replica is failing."""
+    from camroll.server.replicas.status import ReplicaStatus
+    from camroll.units import format_size
+
+    rows = [r for r in _replica_rows(data, "camroll admin replica status", [name] if name else None)
+            if isinstance(r, ReplicaStatus)]
+    if as_json:
+        import json
+
+        typer.echo(json.dumps([r.model_dump(mode="json") for r in rows], indent=2))
+    elif not rows:
+        typer.echo("No replicas; add one with 'camroll admin replica add NAME URL'.")
+    for r in rows if not as_json else []:
+        copies = ", ".join(f"{n} {s}" for s, n in sorted(r.copies.items())) or "none yet"
+        state = "paused" if r.paused else "FAILING" if r.failing_since else "ok"
+        typer.echo(f"{r.name} ({r.url}): {state}")
+        typer.echo(f"  copies:  {copies}")
+        oldest = f", oldest waiting since {r.oldest_pending:%Y-%m-%d %H:%M} UTC" if r.oldest_pending else ""
+        typer.echo(f"  backlog: {plural(r.backlog_files, 'file')} ({format_size(r.backlog_bytes)}){oldest}")
+        if r.failing_since:
+            typer.echo(f"  failing since {r.failing_since:%Y-%m-%d %H:%M} UTC: {r.failure}")
+            typer.echo(f"  Fix: {r.fix}")
+        if r.last_ok_at:
+            typer.echo(f"  last copy: {r.last_ok_at:%Y-%m-%d %H:%M} UTC")
+    if any(r.failing_since and not r.paused for r in rows):
+        raise typer.Exit(1)
+
+
+@replica_app.command("remove")
+def replica_remove(
+    name: str = typer.Argument(..., help="The replica to remove."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    data: Path | None = typer.Option(None, "--data", help=DATA_HELP),
+) -> None:
+    """Stop copying to a replica and forget its records.  The copies already there are left alone."""
+    ctx = _context(data, "camroll admin replica remove")
+    from camroll.server.replicas import admin
+
+    try:
+        r = admin.remove(ctx, name)
+    except Exception as exc:
+        _replica_error(exc)
+    if as_json:
+        import json
+
+        typer.echo(json.dumps({"name": r.name, "url": r.url, "removed": True}))
+        return
+    typer.echo(f"Removed replica {r.name} ({r.url}). Its copies are still there; delete them on the replica "
+               f"if you no longer want them.")
+
+
+def _pause(name: str, data: Path | None, paused: bool, as_json: bool = False) -> None:
+    ctx = _context(data, f"camroll admin replica {'pause' if paused else 'resume'}")
+    from camroll.server.replicas import admin
+
+    try:
+        r = admin.set_paused(ctx, name, paused)
+    except Exception as exc:
+        _replica_error(exc)
+    if as_json:
+        import json
+
+        typer.echo(json.dumps({"name": r.name, "paused": paused}))
+        return
+    typer.echo(f"Paused replica {r.name}: nothing is copied to it until 'camroll admin replica resume {r.name}'."
+               if paused else f"Resumed replica {r.name}: copying starts again within a minute.")
+
+
+@replica_app.command("pause")
+def replica_pause(name: str = typer.Argument(..., help="The replica to pause (e.g. a USB disk taken away)."),
+                  as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+                  data: Path | None = typer.Option(None, "--data", help=DATA_HELP)) -> None:
+    """Stop copying to a replica for now (its backlog is still reported)."""
+    _pause(name, data, True, as_json)
+
+
+@replica_app.command("resume")
+def replica_resume(name: str = typer.Argument(..., help="The replica to resume."),
+                   as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+                   data: Path | None = typer.Option(None, "--data", help=DATA_HELP)) -> None:
+    """Copy to a paused replica again."""
+    _pause(name, data, False, as_json)
+
+
+@admin_app.command("scrub")
+def scrub(
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    rate: float | None = typer.Option(None, "--rate", min=0.1, help="Read at most this many MB/s (default: "
+                                      "as fast as the disks go)."),
+    sample: float | None = typer.Option(None, "--sample", min=0.0, max=1.0, help="The share of replica copies "
+                                        "without a provider checksum to read back (default: all in folders, "
+                                        "$CAMROLL_SCRUB_SAMPLE or 0.1 elsewhere)."),
+    read_back: bool = typer.Option(False, "--read-back", help="Read sampled replica copies back even where the "
+                                   "provider reports a SHA-256 (costs the provider's egress)."),
+    findings: bool = typer.Option(False, "--findings", help="Only list the latest findings, scrub nothing."),
+    data: Path | None = typer.Option(None, "--data", help=DATA_HELP),
+) -> None:
+    """Re-read every blob and prove it hashes to its SHA-256, on the primary store and on each replica;
+    repair the primary from a replica, and a replica from the primary.  Exit 1 if anything is left
+    unrepaired.  The server also scrubs by itself: the whole library once a month, throttled."""
+    ctx = _context(data, "camroll admin scrub")
+    from camroll.server.replicas import scrub as scrubbing
+
+    if findings:
+        rows = scrubbing.recent_findings(ctx)
+        if as_json:
+            import json
+
+            typer.echo(json.dumps([f.model_dump(mode="json") for f in rows], indent=2))
+        for f in rows if not as_json else []:
+            typer.echo(f"{f.location:<12} {f.sha256}  {f.problem.value:<10} {f.action.value}"
+                       f"{' from ' + f.source if f.source else ''}: {f.detail}")
+        return
+    from sqlalchemy import func, select
+
+    from camroll.server.models import Blob
+    from camroll.server.replicas.settings import ReplicaSettings
+
+    with ctx.db() as db:
+        total, total_bytes = db.execute(select(func.count(), func.coalesce(func.sum(Blob.size), 0))).one()
+    from camroll.server.leases import Leases
+    from camroll.units import format_size
+
+    # One scrub at a time across the servers' scheduled ticks and this command (a killed command's lease
+    # runs out after ten minutes).
+    leases = Leases(ctx)
+    if not leases.acquire(scrubbing.SCRUB_LEASE, 600):
+        _fail("a scrub is running already (the server's scheduled one, or another 'camroll admin scrub'); "
+              "try again in a few minutes.")
+
+    def progress(rep: scrubbing.ScrubReport, _total: int) -> None:
+        if rep.blobs % 50 == 0:
+            leases.renew(scrubbing.SCRUB_LEASE, 600)
+        if not as_json and sys.stderr.isatty() and (rep.blobs % 50 == 0 or rep.blobs == total):
+            typer.echo(f"\r{rep.blobs}/{total} blobs, {format_size(rep.bytes)} read, "
+                       f"{len(rep.findings)} problems", err=True, nl=False)
+
+    try:
+        settings = ReplicaSettings.from_env()
+    except ValueError as exc:
+        _fail(f"{exc}.")
+    try:
+        report = scrubbing.Scrubber(ctx, settings, rate=rate * 1e6 if rate else None, sample=sample,
+                                    progress=progress, trust_checksums=not read_back).run(total=int(total))
+    finally:
+        leases.release(scrubbing.SCRUB_LEASE)
+    if as_json:
+        typer.echo(report.model_dump_json(indent=2))
+    else:
+        if sys.stderr.isatty():
+            typer.echo("", err=True)
+        mbs = report.bytes / 1e6 / report.seconds if report.seconds else 0.0
+        typer.echo(f"Scrubbed {plural(report.blobs, 'blob')} ({format_size(int(total_bytes))}): "
+                   f"{report.primary_ok} intact on the primary, {report.copies_checked} replica copies checked "
+                   f"({report.copies_read_back} read back, {report.copies_by_checksum} by provider checksum); "
+                   f"{format_size(report.bytes)} read at {mbs:.1f} MB/s.")
+        for f in report.findings:
+            typer.echo(f"  {f.location}: {f.sha256} {f.problem.value}, {f.action.value}"
+                       f"{' from ' + f.source if f.source else ''}. {f.detail}")
+        typer.echo(f"{report.repaired} repaired, {report.recopied} copied again, {report.unrepaired} unrepaired.")
+        for name, why in report.replicas_skipped.items():
+            typer.echo(f"  replica {name} left out: {why}")
+        if report.error:
+            typer.secho(f"Stopped: {report.error}", fg=typer.colors.RED, err=True)
+    if report.unrepaired or report.error:
+        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:

@@ -1,4 +1,4 @@
-"""What every request handler and background task shares: settings, database and blob store."""
+"""What every request handler and background task shares: settings, database, blob store and clock."""
 
 from __future__ import annotations
 
@@ -12,19 +12,26 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from camroll.server.services.partfiles import PartFiles
+from camroll.server.clock import SYSTEM_CLOCK, Clock
+from camroll.server.jobs.yielding import ReceiveActivity
+from camroll.server.services.partfiles import ObjectBlobs, PartFiles, PartStore
+from camroll.server.services.work import NoWork, WorkQueue
 from camroll.server.settings import Settings
 from camroll.server.storage.base import BlobStore
+from camroll.server.storage.thumbs import ThumbStore
 from camroll.server.throttles import Throttles
 
 if TYPE_CHECKING:
     from camroll.server.jobs.queue import JobQueue
+    from camroll.server.metrics import Metrics
 
 
 class HashCache:
     """Running whole-file SHA-256 per upload, so the final hash costs nothing extra.
 
-    Only an optimisation: a miss (restart, another replica) means the partial file is re-read."""
+    Per process, and only an optimisation: a miss (restart, another replica took the upload over)
+    means the stored bytes are read back and hashed at completion.  A load balancer that routes an
+    upload's requests by its id keeps the misses rare (docs/ARCHITECTURE.md, "Several replicas")."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -53,14 +60,27 @@ class Context:
     engine: Engine
     sessionmaker: sessionmaker[Session]
     blobs: BlobStore
-    parts: PartFiles
+    # Where uploads in progress live: local part files, or S3 parts when the blobs are in S3.
+    parts: PartStore
     hashes: HashCache = field(default_factory=HashCache)
-    # Uploads a request is writing to right now; a second writer is refused rather than interleaved.
+    # Uploads a request of this process is writing to right now; a second writer is refused rather than
+    # interleaved.  With a shared part store the upload row's writer lease keeps other replicas out too
+    # (this set stays the cheap first check).
     busy: set[str] = field(default_factory=set)
     # The background job queue while the server runs (None in admin commands and before start).
     jobs: JobQueue | None = None
-    # Login back-off, the password-verification limit and the alert-test interval (tests swap the clock).
-    throttles: Throttles = field(default_factory=Throttles)
+    # Where services ask for background work (services/work.py): the job queue while the server runs.
+    work: WorkQueue = field(default_factory=NoWork)
+    # This process's Prometheus registry (server/metrics.py), made at its first use.
+    metrics: Metrics | None = None
+    # Where every time-based decision reads the time (server/clock.py); tests hand in a fake one.
+    clock: Clock = SYSTEM_CLOCK
+    # Login back-off, the password-verification limit and the alert-test interval, on ``clock``.
+    throttles: Throttles = field(init=False)
+    # When this process last received upload bytes: background jobs yield to receiving (jobs/yielding.py).
+    activity: ReceiveActivity = field(default_factory=ReceiveActivity)
+    # Thumbnails, beside the originals (None: the local layout under the data dir; see media.thumb_store).
+    thumbs: ThumbStore | None = None
     # SQLite has one writer at a time, and a connection that finds the database locked sleeps in
     # SQLite's busy handler (1, 2, 5, 10... ms) before it tries again.  Queueing this process's
     # transactions on a lock instead hands the database over as soon as it is free (2,000 small
@@ -69,6 +89,7 @@ class Context:
     _write_lock: threading.RLock | None = None
 
     def __post_init__(self) -> None:
+        self.throttles = Throttles(clock=self.clock.monotonic)
         if self.engine.dialect.name == "sqlite":
             self._write_lock = threading.RLock()
 
@@ -95,10 +116,27 @@ class Context:
             yield conn
 
 
-def build(settings: Settings) -> Context:
+def build(settings: Settings, *, clock: Clock = SYSTEM_CLOCK) -> Context:
+    """The context for ``settings`` on ``clock``: no request is made to the database or the store yet.  Raises
+    ``StorageConfigError`` (a ``ValueError``) for a storage configuration that cannot work."""
     from camroll.server.db import make_engine, make_sessionmaker
-    from camroll.server.storage.local import LocalBlobStore
+    from camroll.server.storage.factory import open_stores
 
+    blobs, thumbs = open_stores(settings)
+    # The library folder (SQLite database, job queue, temporary copies) exists even when no local part
+    # files or blobs make it as a side effect.
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.database_url)
-    return Context(settings, engine, make_sessionmaker(engine), LocalBlobStore(settings.blobs_dir),
-                   PartFiles(settings.uploads_dir))
+    return Context(settings, engine, make_sessionmaker(engine), blobs, part_store_for(settings, blobs),
+                   thumbs=thumbs, clock=clock)
+
+
+def part_store_for(settings: Settings, blobs: BlobStore) -> PartStore:
+    """Parts follow the blobs: S3 parts beside them when the blobs are S3 objects
+    (``CAMROLL_STORAGE_URL=s3://...``), so no replica keeps an upload's bytes on its own disk; local part
+    files otherwise."""
+    if isinstance(blobs, ObjectBlobs):
+        from camroll.server.storage.s3parts import S3PartStore
+
+        return S3PartStore.beside(blobs)
+    return PartFiles(settings.uploads_dir)

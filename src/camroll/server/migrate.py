@@ -9,7 +9,7 @@ from sqlalchemy import Engine, inspect, text
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 # The newest revision in migrations/versions; a test keeps it in step.  Knowing it lets every start
 # (and every admin command) skip importing Alembic when the schema is already current.
-HEAD = "0005"
+HEAD = "0012"
 
 
 def current_revision(engine: Engine) -> str | None:
@@ -27,6 +27,8 @@ def upgrade(engine: Engine, revision: str = HEAD) -> None:
     from alembic import command
     from alembic.config import Config
 
+    from camroll.server.repositories import locks
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     with engine.connect() as conn:
@@ -41,6 +43,8 @@ def upgrade(engine: Engine, revision: str = HEAD) -> None:
             raw.execute("PRAGMA foreign_keys=OFF")
         try:
             with conn.begin():
+                # Replicas starting together: the second waits here, then Alembic finds nothing to do.
+                locks.migrations(conn)
                 cfg.attributes["connection"] = conn
                 command.upgrade(cfg, "head" if revision == HEAD else revision)
                 if sqlite and conn.exec_driver_sql("PRAGMA foreign_key_check").first() is not None:

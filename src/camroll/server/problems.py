@@ -90,6 +90,27 @@ async def _on_unexpected(request: Request, exc: Exception) -> Response:
         log.error("disk full while handling %s %s: %s", request.method, request.url.path, exc)
         full = diskspace.storage_full()
         return problem_response(full.status, full.code, full.detail, full.fix, request.url.path)
+    from camroll.server.storage.base import StorageFailure
+
+    if isinstance(exc, StorageFailure):
+        # The sentence names buckets and endpoints: it is for the admin's log, not for every client.
+        log.error("storage failed while handling %s %s: %s", request.method, request.url.path, exc)
+        return problem_response(503, "internal", "The server cannot reach its storage right now.",
+                                "Try again in a few minutes; the server's admin finds the cause in its log.",
+                                request.url.path, {"Retry-After": "30"})
+    from camroll.server.db import unavailable_reason, unstorable_text
+
+    if unstorable_text(exc):
+        return problem_response(422, "bad_request", "The request holds text with a NUL character or an unpaired "
+                                "UTF-16 surrogate, which the server's database cannot store.",
+                                "Send text without NUL characters, as valid Unicode.", request.url.path)
+
+    if (waited := unavailable_reason(exc)) is not None:
+        log.warning("database gave up waiting for %s during %s %s: %s", waited, request.method,
+                    request.url.path, exc)
+        return problem_response(503, "busy", f"The server's database is busy: it waited too long for {waited}.",
+                                "Nothing was changed; try again in a moment (the agent retries by itself).",
+                                request.url.path, headers={"Retry-After": "5"})
     # No logging here: Starlette re-raises after this handler and uvicorn logs the traceback.
     return problem_response(500, "internal", f"The server failed unexpectedly ({type(exc).__name__}).",
                             "Try again; if it keeps happening, check the server log.", request.url.path)

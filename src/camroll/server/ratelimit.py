@@ -5,7 +5,11 @@ injectable clock, so tests never sleep.
 
 State lives in the process: a restart forgets it, and replicas each keep their own.  That is enough
 to turn thousands of password guesses a minute into a handful; an admin who needs more puts a
-reverse proxy's limits in front."""
+reverse proxy's limits in front.  With N replicas behind a load balancer an attacker gets at most N
+times one replica's budget (N x 5 free failures per account, then each replica's wait doubles on its
+own), still a handful an hour after the first minutes; the load balancer's per-address limits (see
+docs/DEPLOY.md) are the shared layer.  Sharing these tables through Redis would add a network round
+trip to every login and a Redis outage to the login path, for a bound that is already exponential."""
 
 from __future__ import annotations
 

@@ -4,20 +4,24 @@ Included before ``api/assets.py`` so that ``/assets/zip`` is not taken for an as
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query, Response
-from fastapi.responses import FileResponse, StreamingResponse
+from fastapi.responses import StreamingResponse
 
 from camroll import wire
 from camroll.server.api.deps import Caller, Ctx, PathId
 from camroll.server.problems import ProblemError
 from camroll.server.repositories.assets import Filters
 from camroll.server.services import archive, library, media, storage_use, timeline, trash
+from camroll.server.storage.base import BlobNotFound, ReadStream
 
 router = APIRouter()
 
 _IMMUTABLE = "private, max-age=31536000, immutable"
+_THUMB_READ = 256 * 2**10
 Limit = Annotated[int, Query(ge=1, le=wire.MAX_TIMELINE_LIMIT)]
 
 
@@ -107,7 +111,7 @@ def _matches(if_none_match: str | None, etag: str) -> bool:
     return "*" in tags or etag in tags
 
 
-@router.get("/assets/{asset_id}/thumbnail", response_class=FileResponse,
+@router.get("/assets/{asset_id}/thumbnail", response_class=StreamingResponse,
             responses={200: {"content": {"image/webp": {}}}, 304: {"description": "Not modified"}})
 def thumbnail(ctx: Ctx, who: Caller, asset_id: PathId, size: wire.ThumbSize = "grid",
               if_none_match: Annotated[str | None, Header(alias="If-None-Match")] = None) -> Response:
@@ -119,8 +123,11 @@ def thumbnail(ctx: Ctx, who: Caller, asset_id: PathId, size: wire.ThumbSize = "g
     headers = {"ETag": etag, "Cache-Control": _IMMUTABLE}
     if _matches(if_none_match, etag):
         return Response(status_code=304, headers=headers)
-    path = media.thumb_store(ctx).path(asset.sha256, size)
-    if asset.thumbs_at is None or not path.is_file():
+    found = None
+    if asset.thumbs_at is not None:
+        with contextlib.suppress(BlobNotFound):
+            found = media.thumb_store(ctx).open(asset.sha256, size)
+    if found is None:
         if asset.kind == "other":
             raise ProblemError(404, "not_found", f"Asset {asset_id} is not a photo or video, so it has no thumbnail.",
                                f"Show a file icon; the file itself is at /api/v1/assets/{asset_id}/original.")
@@ -128,15 +135,31 @@ def thumbnail(ctx: Ctx, who: Caller, asset_id: PathId, size: wire.ThumbSize = "g
             raise ProblemError(404, "not_found", f"Asset {asset_id} has no thumbnail: {asset.job_error}",
                                "The original can still be downloaded; an admin sees the failure in "
                                "'camroll admin jobs'.")
-        if asset.thumbs_at is not None and ctx.jobs is not None:
+        if asset.thumbs_at is not None:
             # Recorded as made but the file is gone (deleted, or made by an older recipe): make it again.
-            ctx.jobs.enqueue(asset.id)
+            ctx.work.redo(asset.id)
         raise ProblemError(404, "not_found", f"The thumbnail of asset {asset_id} is not ready yet.",
                            "Retry in a few seconds: the server makes thumbnails in the background after an upload.")
-    return FileResponse(path, media_type=media.THUMB_MIME, headers=headers)
+    stream, length = found
+    headers["Content-Length"] = str(length)
+    return StreamingResponse(_chunks(stream), media_type=media.THUMB_MIME, headers=headers)
+
+
+def _chunks(stream: ReadStream) -> Iterator[bytes]:
+    try:
+        while block := stream.read(_THUMB_READ):
+            yield block
+    finally:
+        stream.close()
 
 
 @router.get("/storage", response_model=wire.StorageInfo)
 def get_storage(ctx: Ctx, who: Caller) -> wire.StorageInfo:
-    """Bytes stored against the quota, by kind, and how many of them are in the trash."""
-    return storage_use.info(ctx, who)
+    """Bytes stored against the quota, by kind, and how many of them are in the trash; for an admin, the
+    replicas' backlog too."""
+    info = storage_use.info(ctx, who)
+    if who.is_admin:
+        from camroll.server.replicas.status import backlogs
+
+        info.replicas = backlogs(ctx)
+    return info

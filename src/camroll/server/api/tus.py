@@ -166,6 +166,7 @@ async def create(request: Request, ctx: Ctx,
 
 
 HEAD_WAITS_FOR_WRITER = 5.0  # seconds
+HEAD_POLLS_LEASE = 0.05  # seconds between looks at another replica's writer lease
 
 
 @tus.head(COLLECTION + "{upload_id}", response_class=Response,
@@ -176,9 +177,15 @@ async def head(ctx: Ctx, who: BackupCaller, upload_id: str) -> Response:
     # request still writing to the upload finish first, so the offset is where the bytes that arrived
     # end.  Otherwise the client resumes from an older offset and sends a whole body only to be told
     # 409 (or finds the upload busy).
+    # With a shared part store the writer may be another replica: its lease on the upload row says so.
     deadline = anyio.current_time() + HEAD_WAITS_FOR_WRITER
-    while upload_id in ctx.busy and anyio.current_time() < deadline:
-        await anyio.sleep(0.02)
+    while anyio.current_time() < deadline:
+        if upload_id in ctx.busy:
+            await anyio.sleep(0.02)
+        elif ctx.parts.shared and await anyio.to_thread.run_sync(uploads.writing_elsewhere, ctx, upload_id):
+            await anyio.sleep(HEAD_POLLS_LEASE)
+        else:
+            break
     try:
         state = await anyio.to_thread.run_sync(uploads.status, ctx, who, upload_id)
     except ProblemError as exc:

@@ -9,6 +9,13 @@ it cannot serve the embedded default.
 The database, not the queue, is the truth about what is done: each asset row records when its
 metadata and thumbnails were made, or why they failed.  So the queue may be lost or flushed; at
 start every unfinished asset is enqueued again, and a job that finds its work done returns at once.
+
+Several replicas and ``camroll worker`` processes may hold jobs for the same asset (a fresh upload's,
+a start-up re-queue's, a thumbnail endpoint's); each job first claims its asset in the database
+(server/leases.py, ``asset:ID``), so one process at a time works on it and thumbnails are made once.
+A job that finds the asset claimed looks again after the claim's TTL (its holder may have died, and
+then its claim has run out); a live holder renews its claims while it works.  With Redis the queue is
+shared, so the start-up re-queue runs in one replica (under a lease), and the trash purge always does.
 """
 
 from __future__ import annotations
@@ -28,7 +35,11 @@ from huey.consumer import Consumer
 from huey.storage import SqliteStorage
 
 from camroll.media.sandbox import Sandbox
+from camroll.server import leases as lease_names
+from camroll.server import metrics
 from camroll.server.jobs.config import JobSettings, queue_file, sandbox_limits
+from camroll.server.jobs.yielding import lower_this_thread
+from camroll.server.leases import Leases
 from camroll.server.settings import Settings
 
 if TYPE_CHECKING:
@@ -46,6 +57,11 @@ PRIORITY_NEW = 10
 PRIORITY_BACKLOG = 0
 # Jobs that met a full disk wait the retry delay, doubled at each consecutive full-disk round, up to this.
 DISK_WAIT_MAX_SECONDS = 900.0
+# An asset's claim runs out this long after its last renewal: a dead worker's asset is taken up again
+# within about this long.  A live worker renews its claims every third of it (the housekeeping loop).
+CLAIM_TTL_SECONDS = 60.0
+# Replicas starting within this long of another one's re-queue of the shared queue skip theirs.
+REQUEUE_TTL_SECONDS = 600.0
 
 
 def make_huey(settings: Settings, jobs: JobSettings) -> Huey:
@@ -81,15 +97,24 @@ class _InProcessConsumer(Consumer):  # type: ignore[misc]
 
 
 class JobQueue:
-    """The server's queue: enqueue from request handlers, consume on threads, purge the trash."""
+    """The server's queue: enqueue from request handlers, consume on threads, purge the trash.
+
+    It is the server's ``WorkQueue`` (services/work.py): services ask through ``ctx.work``."""
 
     def __init__(self, ctx: Context, jobs: JobSettings | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, leases: Leases | None = None,
+                 claim_ttl: float = CLAIM_TTL_SECONDS) -> None:
         self.ctx = ctx
         self.jobs = jobs or JobSettings.from_env()
+        self.leases = leases or Leases(ctx)
+        self.claim_ttl = claim_ttl
+        # Claims this process holds now (asset lease names), renewed together while their jobs run.
+        self._claims: set[str] = set()
+        self._claims_lock = threading.Lock()
+        self._renew_at = 0.0
         self.huey = make_huey(ctx.settings, self.jobs)
         self._process = self.huey.task(retries=self.jobs.retries, retry_delay=self.jobs.retry_delay_seconds,
-                                       context=True, name=TASK_PROCESS)(self._run)
+                                       context=True, name=TASK_PROCESS)(metrics.timed(ctx, TASK_PROCESS, self._run))
         # Every file is read in this sandbox's children, whether the consumer is in the server or in
         # 'camroll worker'; children start at the first job.
         self.sandbox = Sandbox(sandbox_limits())
@@ -108,6 +133,18 @@ class JobQueue:
     # --- producing ------------------------------------------------------------------------------
     def enqueue(self, asset_id: int, *, fresh: bool = True) -> None:
         self._process(asset_id, priority=PRIORITY_NEW if fresh else PRIORITY_BACKLOG)
+
+    def asset_added(self, asset_id: int) -> None:
+        """WorkQueue: a fresh upload, ahead of the backlog.  Never fails the caller: an asset that could
+        not be queued now is queued at the next start."""
+        try:
+            self.enqueue(asset_id)
+        except Exception:
+            log.exception("could not queue jobs for asset %d; they are queued at the next start", asset_id)
+
+    def redo(self, asset_id: int) -> None:
+        """WorkQueue: a result the row says exists is missing; the job does what is missing."""
+        self.asset_added(asset_id)
 
     def enqueue_unfinished(self) -> int:
         """Enqueue every asset whose metadata or thumbnails are missing and that has not failed."""
@@ -129,14 +166,50 @@ class JobQueue:
 
     # --- consuming ------------------------------------------------------------------------------
     def _run(self, asset_id: int, task: Any = None) -> str:
+        lower_this_thread()
+        with self.ctx.activity.turn(self._stop):
+            return self._run_now(asset_id, task)
+
+    def _run_now(self, asset_id: int, task: Any = None) -> str:
         from camroll.server.services import media
 
+        claim = lease_names.asset_claim(asset_id)
+        claimed = False
+        # The lease's holder is this process, so it cannot tell two of its own threads apart (a
+        # duplicate job is normal: an upload, a thumbnail request, the start-up re-queue): the set of
+        # claims held here keeps a second thread off an asset the first is working on.
+        with self._claims_lock:
+            busy_here = claim in self._claims
+            if not busy_here:
+                self._claims.add(claim)
+        if busy_here:
+            self._look_again(asset_id)
+            return "claimed_elsewhere"
         try:
+            if not self.leases.acquire(claim, self.claim_ttl):
+                with self._claims_lock:
+                    self._claims.discard(claim)
+                self._look_again(asset_id)
+                return "claimed_elsewhere"
+            claimed = True
             outcome = media.process(self.ctx, asset_id, self.sandbox)
             with self._park_lock:
                 self._disk_waits = 0
             return outcome
         except Exception as exc:
+            from camroll.server.storage.base import CopyTooLarge, StorageFailure
+
+            if isinstance(exc, CopyTooLarge):
+                # A limit on this file (CAMROLL_LOCAL_COPY_MAX), not a store that is down: a verdict.
+                log.warning("asset %d: %s", asset_id, exc)
+                media.record_failure(self.ctx, asset_id, str(exc))
+                return "failed"
+            if isinstance(exc, StorageFailure):
+                # The store (a bucket that is down, keys that lost their rights), not the file: no verdict
+                # is recorded on the asset, so fixing the store is enough; the job waits like on a full disk.
+                log.warning("asset %d: the blob store failed (%s); its job waits and is tried again", asset_id, exc)
+                self._park(asset_id)
+                return "waiting_for_storage"
             if not _out_of_space(exc):
                 return self._failed(asset_id, exc, task)
             # The server's disk, not the file: no failure is recorded on the asset.
@@ -144,7 +217,41 @@ class JobQueue:
             self._park(asset_id)
             return "waiting_for_disk"
         finally:
+            if claimed:
+                self._unclaim(claim)
             _trim_heap()
+
+    def _look_again(self, asset_id: int) -> None:
+        """Another process works on the asset now.  Its job normally finishes it; if that process dies,
+        its claim runs out, and this later job does the work (or finds it done and returns)."""
+        try:
+            self._process.schedule(args=(asset_id,), delay=self.claim_ttl, priority=PRIORITY_BACKLOG)
+        except Exception:
+            log.exception("could not schedule another look at asset %d; it is queued at the next start", asset_id)
+
+    def _unclaim(self, claim: str) -> None:
+        with self._claims_lock:
+            self._claims.discard(claim)
+        try:
+            self.leases.release(claim)
+        except Exception:
+            # It runs out by itself after the TTL.
+            log.warning("could not release %s; it runs out in %g s", claim, self.claim_ttl, exc_info=True)
+
+    def renew_claims(self) -> int:
+        """Extend the claims of the jobs running in this process, at most every third of their TTL;
+        returns how many were renewed."""
+        now = self._clock()
+        with self._claims_lock:
+            if now < self._renew_at or not self._claims:
+                return 0
+            names = list(self._claims)
+            self._renew_at = now + self.claim_ttl / 3
+        try:
+            return self.leases.renew_many(names, self.claim_ttl)
+        except Exception:
+            log.warning("could not renew %d job claims; tried again shortly", len(names), exc_info=True)
+            return 0
 
     def _failed(self, asset_id: int, exc: Exception, task: Any) -> str:
         from camroll.media.errors import MediaError
@@ -205,9 +312,10 @@ class JobQueue:
                 return n
         return len(ids)
 
-    def _unpark_loop(self) -> None:
+    def _housekeeping_loop(self) -> None:
         while not self._stop.wait(1.0):
             self.requeue_parked()
+            self.renew_claims()
 
     def start(self) -> None:
         """Start worker threads, then enqueue unfinished assets and run the trash purge in the background."""
@@ -219,7 +327,7 @@ class JobQueue:
             self._consumer = _InProcessConsumer(self.huey, **self.consumer_options(self.jobs.workers))
             self._consumer.start()
         for target, name in ((self._backfill, "camroll-job-backfill"), (self._purge_loop, "camroll-trash-purge"),
-                             (self._unpark_loop, "camroll-job-disk-wait")):
+                             (self._housekeeping_loop, "camroll-job-housekeeping")):
             t = threading.Thread(target=target, name=name, daemon=True)
             t.start()
             self._threads.append(t)
@@ -232,7 +340,7 @@ class JobQueue:
     def work_forever(self, workers: int) -> None:
         """Consume in this process until SIGINT/SIGTERM (``camroll worker``), letting running jobs finish."""
         # SIGTERM (a service manager stopping it) waits for running jobs; SIGINT stops at once.
-        threading.Thread(target=self._unpark_loop, name="camroll-job-disk-wait", daemon=True).start()
+        threading.Thread(target=self._housekeeping_loop, name="camroll-job-housekeeping", daemon=True).start()
         try:
             Consumer(self.huey, graceful_signal="TERM", **self.consumer_options(workers)).run()
         finally:
@@ -240,6 +348,11 @@ class JobQueue:
 
     def _backfill(self) -> None:
         try:
+            # The embedded queue is this server's own (flushed at start): it always fills it.  A shared
+            # Redis queue needs it once, not once per replica.
+            if self.jobs.redis_url and not self.leases.acquire(lease_names.REQUEUE, REQUEUE_TTL_SECONDS):
+                log.info("another replica queues the unfinished assets (%s)", lease_names.REQUEUE)
+                return
             self.enqueue_unfinished()
         except Exception:
             log.exception("queueing unfinished assets failed; they are queued again at the next start")
@@ -248,11 +361,13 @@ class JobQueue:
         from camroll.server.services import trash
 
         # Once soon after start (a server restarted more often than the interval still purges), then
-        # every interval.
+        # every interval, in the one replica that holds the lease.
         wait = min(self.jobs.purge_interval_seconds, 30.0)
+        ttl = lease_names.period_ttl(self.jobs.purge_interval_seconds)
         while not self._stop.wait(wait):
             try:
-                trash.purge(self.ctx, days=self.jobs.trash_days)
+                if self.leases.acquire(lease_names.TRASH_PURGE, ttl):
+                    trash.purge(self.ctx, days=self.jobs.trash_days)
             except Exception:
                 log.exception("purging the trash failed; it is tried again later")
             wait = self.jobs.purge_interval_seconds
@@ -298,12 +413,5 @@ def _trim_heap() -> None:
 
 
 def asset_added(ctx: Context, asset_id: int) -> None:
-    """Queue the jobs of an asset whose row has just been committed.  Never fails the caller: an
-    asset that could not be queued now is queued at the next start."""
-    queue = ctx.jobs
-    if queue is None:
-        return
-    try:
-        queue.enqueue(asset_id)
-    except Exception:
-        log.exception("could not queue jobs for asset %d; they are queued at the next start", asset_id)
+    """Kept for callers from before services/work.py: the same as ``ctx.work.asset_added``."""
+    ctx.work.asset_added(asset_id)

@@ -6,10 +6,13 @@ from __future__ import annotations
 from datetime import datetime
 
 from pydantic import BaseModel
+from sqlalchemy import func, select
 
 from camroll.server.context import Context
 from camroll.server.jobs.config import JobSettings
 from camroll.server.jobs.queue import make_huey
+from camroll.server.leases import asset_claim_pattern
+from camroll.server.models import Lease
 from camroll.server.repositories import assets as repo
 
 
@@ -25,6 +28,7 @@ class JobsReport(BaseModel):
     backend: str
     queued: int  # tasks waiting in the queue
     scheduled: int  # retries waiting for their delay
+    running: int  # assets a worker (of any replica or 'camroll worker') has claimed and works on now
     done: int  # assets with metadata and thumbnails
     waiting: int  # assets still missing either, not failed
     failed: int  # assets whose last job failed (reason on the asset)
@@ -39,11 +43,13 @@ def report(ctx: Context, *, limit: int = 10) -> JobsReport:
     huey = make_huey(ctx.settings, jobs)
     with ctx.db() as db:
         counts = repo.job_counts(db)
+        running = db.scalar(select(func.count()).select_from(Lease).where(
+            Lease.name.like(asset_claim_pattern()), Lease.expires_at >= ctx.clock.now())) or 0
         failures = [Failure(asset_id=i, user=u, filename=f, reason=r or "", at=at)
                     for i, u, f, r, at in repo.recent_failures(db, limit)]
     return JobsReport(backend="redis" if jobs.redis_url else "sqlite", queued=huey.pending_count(),
-                      scheduled=huey.scheduled_count(), recent_failures=failures, disk_full=_disk_full(ctx),
-                      **counts)
+                      scheduled=huey.scheduled_count(), running=running, recent_failures=failures,
+                      disk_full=_disk_full(ctx), **counts)
 
 
 def _disk_full(ctx: Context) -> str | None:

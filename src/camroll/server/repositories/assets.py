@@ -19,16 +19,17 @@ from sqlalchemy import (
     delete,
     exists,
     func,
-    insert,
     literal,
     or_,
     select,
     tuple_,
     update,
 )
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from camroll.server.models import Asset, AssetFile, Blob, Device, Upload, User, UTCDateTime, utcnow
+from camroll.server.models import AlbumItem, Asset, AssetFile, Blob, Device, Upload, User, UTCDateTime, utcnow
 
 
 def by_hashes(db: Session, user_id: int, hashes: Iterable[str]) -> dict[str, Asset]:
@@ -90,17 +91,23 @@ def record_file(db: Session, asset_id: int, device_id: int | None, path: str, fi
 _BLOBS = cast(Table, Blob.__table__)
 _ASSETS = cast(Table, Asset.__table__)
 _FILES = cast(Table, AssetFile.__table__)
-_BLOB_EXISTS = select(_BLOBS.c.sha256).where(_BLOBS.c.sha256 == bindparam("b_sha"))
-_BLOB_INSERT = insert(_BLOBS)
 _ASSET_ID = select(_ASSETS.c.id).where(_ASSETS.c.user_id == bindparam("b_user"),
                                        _ASSETS.c.sha256 == bindparam("b_sha"))
-_ASSET_INSERT = insert(_ASSETS)
+# One blob row per hash and one asset per user and hash, decided by the database's unique indexes
+# (INSERT ... ON CONFLICT DO NOTHING), not by a read before the insert that another replica's insert
+# can slip past.  SQLite and PostgreSQL spell it alike; each dialect compiles its own statement.
+_BLOB_INSERT = {name: dialect_insert(_BLOBS).on_conflict_do_nothing(index_elements=["sha256"])
+                for name, dialect_insert in (("sqlite", sqlite_insert), ("postgresql", pg_insert))}
+_ASSET_INSERT = {name: dialect_insert(_ASSETS).on_conflict_do_nothing(index_elements=["user_id", "sha256"])
+                 .returning(_ASSETS.c.id)
+                 for name, dialect_insert in (("sqlite", sqlite_insert), ("postgresql", pg_insert))}
 _FILE_AT = select(_FILES.c.id, _FILES.c.mtime_ns).where(
     _FILES.c.asset_id == bindparam("b_asset"), _FILES.c.device_id == bindparam("b_device"),
     _FILES.c.path == bindparam("b_path"))
 _FILE_AT_NO_DEVICE = select(_FILES.c.id, _FILES.c.mtime_ns).where(
     _FILES.c.asset_id == bindparam("b_asset"), _FILES.c.device_id.is_(None), _FILES.c.path == bindparam("b_path"))
-_FILE_INSERT = insert(_FILES)
+_FILE_INSERT = {name: dialect_insert(_FILES).on_conflict_do_nothing(index_elements=["asset_id", "device_id", "path"])
+                for name, dialect_insert in (("sqlite", sqlite_insert), ("postgresql", pg_insert))}
 _FILE_UPDATE = update(_FILES).where(_FILES.c.id == bindparam("b_id"))
 
 
@@ -110,24 +117,29 @@ def asset_id_of(conn: Connection, user_id: int, sha256: str) -> int | None:
 
 
 def ensure_blob(conn: Connection, sha256: str, size: int) -> None:
-    if conn.scalar(_BLOB_EXISTS, {"b_sha": sha256}) is None:
-        conn.execute(_BLOB_INSERT, {"sha256": sha256, "size": size, "created_at": utcnow()})
+    """The blob row for ``sha256``, inserted unless it exists (whoever inserts it first, once)."""
+    conn.execute(_BLOB_INSERT[conn.dialect.name], {"sha256": sha256, "size": size, "created_at": utcnow()})
 
 
 def get_or_create(conn: Connection, user_id: int, sha256: str, size: int, mime: str | None,
                        filename: str, mtime: datetime | None = None) -> int:
     """The user's asset for ``sha256``, created if new.  Until the metadata job reads a capture time,
-    the asset was taken at the file's ``mtime`` if the device sent one, else when it was uploaded."""
-    found = asset_id_of(conn, user_id, sha256)
-    if found is not None:
-        return found
+    the asset was taken at the file's ``mtime`` if the device sent one, else when it was uploaded.
+
+    Two transactions creating the same asset at once: PostgreSQL makes the second insert wait for the
+    first to commit and then skip it; the second then reads the first's row."""
     now = utcnow()
-    res = conn.execute(_ASSET_INSERT, {"user_id": user_id, "sha256": sha256, "size": size, "mime": mime,
-                                       "filename": filename, "created_at": now, "kind": kind_of(mime),
-                                       "taken_at": mtime or now, "taken_source": "mtime" if mtime else "upload"})
-    pk = res.inserted_primary_key
-    assert pk is not None
-    return int(pk[0])
+    values = {"user_id": user_id, "sha256": sha256, "size": size, "mime": mime, "filename": filename,
+              "created_at": now, "kind": kind_of(mime), "taken_at": mtime or now,
+              "taken_source": "mtime" if mtime else "upload"}
+    while True:
+        created = conn.scalar(_ASSET_INSERT[conn.dialect.name], values)
+        if created is not None:
+            return int(created)
+        found = asset_id_of(conn, user_id, sha256)
+        if found is not None:
+            return found
+        # The row the insert ran into was deleted before this read (a trash purge): insert again.
 
 
 def record_file_core(conn: Connection, asset_id: int, device_id: int | None, path: str, filename: str,
@@ -138,7 +150,8 @@ def record_file_core(conn: Connection, asset_id: int, device_id: int | None, pat
     else:
         existing = conn.execute(_FILE_AT, {"b_asset": asset_id, "b_device": device_id, "b_path": path}).first()
     if existing is None:
-        conn.execute(_FILE_INSERT, {"asset_id": asset_id, "device_id": device_id, "path": path,
+        # A concurrent completion of the same file may have inserted it since the read: then it is there.
+        conn.execute(_FILE_INSERT[conn.dialect.name], {"asset_id": asset_id, "device_id": device_id, "path": path,
                                     "filename": filename, "mtime_ns": mtime_ns, "path_raw": path_raw})
     elif mtime_ns is not None and existing.mtime_ns != mtime_ns:
         conn.execute(_FILE_UPDATE, {"b_id": existing.id, "mtime_ns": mtime_ns})
@@ -164,6 +177,7 @@ class Filters:
     camera: str | None = None  # make, model, or "make model"; case-insensitive
     device_id: int | None = None
     trashed: bool = False
+    album_id: int | None = None  # only this album's items (the caller checks the album is the user's)
 
 
 def _conditions(user_id: int, f: Filters) -> list[ColumnElement[bool]]:
@@ -186,6 +200,8 @@ def _conditions(user_id: int, f: Filters) -> list[ColumnElement[bool]]:
         conds.append(or_(make == wanted, model == wanted, (make + " " + model) == wanted))
     if f.device_id is not None:
         conds.append(exists().where(AssetFile.asset_id == Asset.id, AssetFile.device_id == f.device_id))
+    if f.album_id is not None:
+        conds.append(exists().where(AlbumItem.asset_id == Asset.id, AlbumItem.album_id == f.album_id))
     return conds
 
 
@@ -296,9 +312,13 @@ def sha_in_use(db: Session, sha256: str) -> bool:
                      .limit(1)) is not None
 
 
-def all_shas(db: Session) -> set[str]:
-    """The hash of every asset row, of every user (trashed ones too)."""
-    return set(db.scalars(select(Asset.sha256).distinct()))
+def shas_in_use(db: Session, shas: list[str]) -> set[str]:
+    """Which of ``shas`` an asset row (any user, trashed too) or an active upload that recorded its hash
+    still needs: two indexed lookups for a batch instead of two per blob."""
+    used = set(db.scalars(select(Asset.sha256).where(Asset.sha256.in_(shas)).distinct()))
+    used.update(db.scalars(select(Upload.computed_sha256).where(Upload.computed_sha256.in_(shas),
+                                                                Upload.state == "active")))
+    return used
 
 
 def delete_blob_row(db: Session, sha256: str) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import Connection
 
@@ -56,7 +56,7 @@ def login(ctx: Context, username: str, password: str) -> wire.LoginResponse:
         raise ProblemError(401, "unauthorized", "Wrong username or password.",
                            "Check both; an admin can create accounts with 'camroll admin user add'.")
     token = new_token(SESSION_PREFIX)
-    expires = utcnow() + timedelta(days=ctx.settings.session_days)
+    expires = ctx.clock.now() + timedelta(days=ctx.settings.session_days)
     with ctx.db() as db:
         db.add(SessionToken(user_id=user.id, token_hash=token_hash(token), expires_at=expires))
     return wire.LoginResponse(token=token, expires_at=expires, user=user_info(ctx, user.id))
@@ -75,13 +75,14 @@ def _bearer(authorization: str | None) -> str:
 def authenticate(ctx: Context, authorization: str | None) -> Principal:
     _bearer(authorization)
     with ctx.conn() as conn:
-        return authenticate_on(conn, authorization)
+        return authenticate_on(conn, authorization, now=ctx.clock.now())
 
 
-def authenticate_on(conn: Connection, authorization: str | None) -> Principal:
-    """:func:`authenticate` inside the caller's transaction (which commits the last-seen update)."""
+def authenticate_on(conn: Connection, authorization: str | None, *, now: datetime | None = None) -> Principal:
+    """:func:`authenticate` inside the caller's transaction (which commits the last-seen update);
+    ``now`` is the context's clock (the system's if None)."""
     token = _bearer(authorization)
-    now = utcnow()
+    now = now or utcnow()
     # One joined Core query per request (token and its user), not two ORM loads.
     if token.startswith(DEVICE_PREFIX):
         device = tokens.device_with_user(conn, token_hash(token))
@@ -115,7 +116,7 @@ def create_device(ctx: Context, who: Principal, req: wire.DeviceCreate) -> wire.
     token = new_token(DEVICE_PREFIX)
     with ctx.db() as db:
         device = Device(user_id=who.user_id, name=req.name, platform=req.platform,
-                        token_hash=token_hash(token), last_seen_at=utcnow())
+                        token_hash=token_hash(token), last_seen_at=ctx.clock.now())
         db.add(device)
         db.flush()
         return wire.DeviceCreated(**device_info(device).model_dump(), token=token)
@@ -128,9 +129,9 @@ def revoke_device(ctx: Context, who: Principal, device_id: int) -> None:
             raise ProblemError(404, "not_found", f"You have no device with id {device_id}.",
                                "List your devices with GET /api/v1/devices.")
         if device.revoked_at is None:
-            device.revoked_at = utcnow()
+            device.revoked_at = ctx.clock.now()
 
 
 def forget_expired_sessions(ctx: Context) -> None:
     with ctx.db() as db:
-        tokens.delete_expired_sessions(db, utcnow())
+        tokens.delete_expired_sessions(db, ctx.clock.now())

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 
 from camroll import wire
 from camroll.server.context import Context
-from camroll.server.models import Device, DeviceHealth, utcnow
+from camroll.server.models import Device, DeviceHealth
 from camroll.server.problems import ProblemError
 from camroll.server.repositories import health as repo
 from camroll.server.repositories import tokens
@@ -83,7 +83,7 @@ def record_heartbeat(ctx: Context, who: Principal, beat: wire.Heartbeat,
         raise ProblemError(400, "bad_request",
                            "Heartbeats come from a device, but this request used a session token.",
                            "Send the device token that 'camroll login' saved (POST /api/v1/devices creates one).")
-    now = now or utcnow()
+    now = now or ctx.clock.now()
     problems = [p.model_dump(mode="json") for p in beat.problems]
     with ctx.db() as db:
         hb = repo.of_device(db, who.device_id)
@@ -141,7 +141,7 @@ def health_of(hb: DeviceHealth | None, last_upload_at: datetime | None, progress
 
 
 def list_devices(ctx: Context, who: Principal) -> list[wire.DeviceWithHealth]:
-    now = utcnow()
+    now = ctx.clock.now()
     with ctx.db() as db:
         devices = tokens.devices_of(db, who.user_id)
         ids = [d.id for d in devices]
@@ -153,7 +153,7 @@ def list_devices(ctx: Context, who: Principal) -> list[wire.DeviceWithHealth]:
 
 
 def get_device(ctx: Context, who: Principal, device_id: int) -> wire.DeviceWithHealth:
-    now = utcnow()
+    now = ctx.clock.now()
     with ctx.db() as db:
         device = db.get(Device, device_id)
         if device is None or device.user_id != who.user_id:

@@ -6,7 +6,7 @@ import base64
 import binascii
 import json
 from collections.abc import Sequence
-from typing import Literal, cast
+from typing import Any, Literal, cast
 
 from sqlalchemy import Connection
 
@@ -37,12 +37,11 @@ def check(ctx: Context, who: Principal, req: wire.CheckRequest) -> wire.CheckRes
 
 def upload_room(ctx: Context, conn: Connection, user_id: int) -> wire.UploadRoom:
     """What the user could upload now, so the agent sends a body only when it will be accepted."""
-    from camroll.server.models import utcnow
     from camroll.server.repositories import uploads as upload_repo
     from camroll.server.repositories import users
     from camroll.server.services.uploads import disk_room
 
-    now = utcnow()
+    now = ctx.clock.now()
     quota_bytes = users.quota_of(conn, user_id)
     quota_left = None
     if quota_bytes is not None:
@@ -142,4 +141,12 @@ def detail(ctx: Context, who: Principal, asset_id: int) -> wire.AssetDetail:
         has_thumbnail=asset.thumbs_at is not None, job_error=asset.job_error, trashed_at=asset.trashed_at,
         live_video_id=asset.live_video_id, motion_video_offset=asset.motion_video_offset,
         motion_video_length=asset.motion_video_length,
+        **_copies_of(ctx, asset.sha256),
     )
+
+
+def _copies_of(ctx: Context, sha256: str) -> dict[str, Any]:
+    """When scrub last proved the blob intact here, and its copies on the replicas (server/replicas/)."""
+    from camroll.server.replicas.status import copies_of
+
+    return copies_of(ctx, sha256)

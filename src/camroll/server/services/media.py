@@ -1,4 +1,4 @@
-"""The background work on one asset: metadata into its row, grid and preview thumbnails onto disk.
+"""The background work on one asset: metadata into its row, grid and preview thumbnails into the store.
 
 Idempotent: each half is skipped when its timestamp is set (and, for thumbnails, the files exist),
 so a retried, duplicated or restarted job does only what is missing.  Thumbnails are keyed by the
@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import shutil
-import tempfile
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -25,7 +22,7 @@ from camroll.server.context import Context
 from camroll.server.jobs.config import thumbs_dir
 from camroll.server.models import Asset, utcnow
 from camroll.server.repositories import assets as repo
-from camroll.server.storage.local import LocalBlobStore
+from camroll.server.storage.thumbs import SIZES, THUMB_MIME, LocalThumbStore, ThumbStore
 
 if TYPE_CHECKING:
     from camroll.media.metadata import MediaInfo
@@ -33,8 +30,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("camroll.server.jobs")
 
-SIZES: tuple[wire.ThumbSize, ...] = ("grid", "preview")
-THUMB_MIME = "image/webp"
+__all__ = ["SIZES", "THUMB_MIME", "ThumbStore", "local_copy", "process", "thumb_store"]
 _CAPTURE_SOURCES = {"exif", "quicktime", "filename", "mtime"}
 # These formats have no reduced-resolution decode: a 12 MP HEIC peaks at ~100 MB while libheif decodes
 # all of it (a JPEG, decoded at 1/4 scale, at ~25 MB).  One at a time keeps a server whose workers
@@ -45,51 +41,17 @@ _full_decode = threading.Semaphore(1)
 Outcome = Literal["done", "already_done", "gone"]
 
 
-class ThumbStore:
-    """Thumbnails on local disk under ``<data>/thumbs/<sha[:2]>/<sha>-<size>.webp``.
-
-    They can always be made again from the original, so they stay on local disk even when originals
-    live in object storage: the grid needs them fast."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    def path(self, sha256: str, size: wire.ThumbSize) -> Path:
-        # The version is in the name: thumbnails made by an older recipe are simply not found, so the
-        # thumbnail endpoint queues them again (and ETags, which carry the version too, change).
-        from camroll.media.thumbs import VERSION
-
-        return self.root / sha256[:2] / f"{sha256}-{size}-v{VERSION}.webp"
-
-    def has_all(self, sha256: str) -> bool:
-        return all(self.path(sha256, s).is_file() for s in SIZES)
-
-    def delete(self, sha256: str) -> None:
-        for s in SIZES:
-            self.path(sha256, s).unlink(missing_ok=True)
-
-
 def thumb_store(ctx: Context) -> ThumbStore:
-    return ThumbStore(thumbs_dir(ctx.settings.data_dir))
+    """Where this server keeps thumbnails: beside the originals (the same S3 bucket, or local disk)."""
+    if ctx.thumbs is not None:
+        return ctx.thumbs
+    return LocalThumbStore(thumbs_dir(ctx.settings.data_dir))
 
 
-@contextlib.contextmanager
-def local_copy(ctx: Context, sha256: str) -> Iterator[Path]:
-    """A local path holding the blob's bytes: the blob itself on the local store (read only), else a
-    temporary copy, removed afterwards (ffprobe and Pillow want a seekable file)."""
-    if isinstance(ctx.blobs, LocalBlobStore):
-        yield ctx.blobs._path(sha256)
-        return
-    tmp_root = ctx.settings.data_dir / "tmp"
-    tmp_root.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=tmp_root, prefix="job-", delete=True) as tmp:
-        src = ctx.blobs.open(sha256)
-        try:
-            shutil.copyfileobj(src, tmp, 1 << 20)
-        finally:
-            src.close()
-        tmp.flush()
-        yield Path(tmp.name)
+def local_copy(ctx: Context, sha256: str) -> contextlib.AbstractContextManager[Path]:
+    """A local path holding the blob's bytes (ffprobe and Pillow want a seekable file): the store's
+    ``local_file`` capability, the blob itself on local disk, a bounded temporary copy elsewhere."""
+    return ctx.blobs.local_file(sha256)
 
 
 @dataclass(frozen=True)
@@ -141,9 +103,11 @@ def process(ctx: Context, asset_id: int, sandbox: Sandbox) -> Outcome:
                 info = sandbox.extract(path, mime=work.mime, mtime=work.mtime)
                 record_metadata(ctx, work.asset_id, with_filename_time(info, work.names))
             if work.need_thumbs:
-                with _full_decode if work.mime in _FULL_DECODE else contextlib.nullcontext():
-                    sandbox.thumbnails(path, [(thumbs.PREVIEW, store.path(work.sha256, "preview")),
-                                              (thumbs.GRID, store.path(work.sha256, "grid"))], mime=work.mime)
+                # The semaphore is let go before the files are stored (an upload, on S3).
+                with (store.making(work.sha256) as out,
+                      _full_decode if work.mime in _FULL_DECODE else contextlib.nullcontext()):
+                    sandbox.thumbnails(path, [(thumbs.PREVIEW, out["preview"]), (thumbs.GRID, out["grid"])],
+                                       mime=work.mime)
     with ctx.db() as db:
         a = repo.by_id_any_user(db, work.asset_id)
         if a is not None:

@@ -28,7 +28,7 @@ from camroll import wire
 from camroll.server import egress
 from camroll.server.context import Context
 from camroll.server.egress import EgressPolicy
-from camroll.server.models import NotifyTarget, User, utcnow
+from camroll.server.models import NotifyTarget, User
 from camroll.server.problems import ProblemError
 from camroll.server.repositories import notify as repo
 from camroll.server.services.notify_sender import FairSender, QueueFull
@@ -230,9 +230,9 @@ def _record(ctx: Context, target_id: int, error: str | None) -> None:
         if target is None:
             return
         if error is None:
-            target.last_sent_at = utcnow()
+            target.last_sent_at = ctx.clock.now()
         else:
-            target.last_error, target.last_error_at = error[:2000], utcnow()
+            target.last_error, target.last_error_at = error[:2000], ctx.clock.now()
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from sqlalchemy import Connection
 
 from camroll.server.models import utcnow
 from camroll.server.problems import ProblemError
-from camroll.server.repositories import uploads, users
+from camroll.server.repositories import locks, uploads, users
 from camroll.units import format_size
 
 FIX = "Free space or ask the admin to raise your quota."
@@ -17,10 +17,15 @@ def ensure_fits(conn: Connection, user_id: int, new_bytes: int, *, completing: s
 
     The user's other uploads in flight count too, at creation and when ``completing`` (the id of the
     upload whose bytes are about to be stored): each was admitted for its declared length, and a hashed
-    one may already have its blob in the store before any asset row counts it."""
+    one may already have its blob in the store before any asset row counts it.
+
+    The caller inserts (or marks hashed) the upload in the same transaction: the user's quota lock
+    taken here holds until it commits, so two replicas admitting uploads for one user at once decide
+    one after the other, the second counting the first's reservation."""
     quota_bytes = users.quota_of(conn, user_id)
     if quota_bytes is None:
         return
+    locks.quota(conn, user_id)
     used = users.used_bytes_core(conn, user_id)
     reserved = uploads.reserved_bytes(conn, user_id, utcnow(), completing)
     if used + reserved + new_bytes <= quota_bytes:

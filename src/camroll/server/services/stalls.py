@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from camroll.server.context import Context
-from camroll.server.models import Device, Incident, User, utcnow
+from camroll.server.models import Device, Incident, User
+from camroll.server.replicas import incidents as replica_incidents
 from camroll.server.repositories import health as health_repo
 from camroll.server.repositories import notify as notify_repo
 from camroll.server.repositories import users as users_repo
@@ -118,7 +119,7 @@ def _resolved(inc: Incident, device_name: str | None, used: int, quota: int | No
 
 def check(ctx: Context, now: datetime | None = None) -> list[notify.Message]:
     """Open and close incidents for ``now``; returns the messages to send (already committed)."""
-    now = now or utcnow()
+    now = now or ctx.clock.now()
     with ctx.db() as db:
         devices = list(health_repo.active_devices(db))
         users = list(users_repo.all_users(db))
@@ -126,6 +127,9 @@ def check(ctx: Context, now: datetime | None = None) -> list[notify.Message]:
         for obj in (*devices, *users):
             db.expunge(obj)
     wanted = {(w.user_id, w.key): w for w in (*_device_incidents(ctx, now, devices), *_quota_incidents(users, used))}
+    # Replicas failing or behind, for the admins (server/replicas/incidents.py).
+    wanted.update({(w.user_id, w.key): Wanted(w.user_id, None, w.key, w.kind, w.title, w.message)
+                   for w in replica_incidents.wanted(ctx, now)})
     quotas = {u.id: u.quota_bytes for u in users}
     messages: list[notify.Message] = []
     with ctx.db() as db:
@@ -140,6 +144,8 @@ def check(ctx: Context, now: datetime | None = None) -> list[notify.Message]:
                 continue
             title = f"camroll: resolved: {_RESOLVED_TITLES.get(inc.kind, inc.kind)}"
             body = _resolved(inc, names.get(inc.device_id or -1), used.get(inc.user_id, 0), quotas.get(inc.user_id))
+            if inc.kind in replica_incidents.KINDS:
+                title, body = replica_incidents.resolved(inc)
             messages.append(notify.Message(inc.user_id, title, body, "success"))
         for key, w in wanted.items():
             if key in open_now:

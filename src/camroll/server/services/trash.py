@@ -15,8 +15,8 @@ from datetime import datetime, timedelta
 from camroll import wire
 from camroll.server.context import Context
 from camroll.server.jobs.config import DEFAULT_TRASH_DAYS
-from camroll.server.models import utcnow
 from camroll.server.repositories import assets as repo
+from camroll.server.repositories import locks
 from camroll.server.services.auth import Principal
 
 log = logging.getLogger("camroll.server.trash")
@@ -34,7 +34,7 @@ def _days(days: float | None) -> float:
 
 def trash(ctx: Context, who: Principal, ids: list[int], *, days: float | None = None) -> wire.TrashResult:
     with ctx.db() as db:
-        changed = repo.set_trashed(db, who.user_id, ids, utcnow())
+        changed = repo.set_trashed(db, who.user_id, ids, ctx.clock.now())
     return wire.TrashResult(changed=changed, purge_after_days=round(_days(days)))
 
 
@@ -48,7 +48,7 @@ def purge(ctx: Context, *, days: float = DEFAULT_TRASH_DAYS, now: datetime | Non
     """Delete assets trashed more than ``days`` before ``now``; returns how many were deleted."""
     from camroll.server.services.media import thumb_store
 
-    cutoff = (now or utcnow()) - timedelta(days=days)
+    cutoff = (now or ctx.clock.now()) - timedelta(days=days)
     deleted = 0
     candidates: set[str] = set()
     while True:
@@ -65,9 +65,11 @@ def purge(ctx: Context, *, days: float = DEFAULT_TRASH_DAYS, now: datetime | Non
         candidates.update(repo.unreferenced_blobs(db, _BATCH))
     thumbs = thumb_store(ctx)
     for sha in sorted(candidates):
-        # The check and the delete share one transaction: on SQLite it holds the write lock, so an
-        # upload of the same bytes cannot record them in between and then find them gone.
+        # The check and the delete share one transaction under the blob's lock (on SQLite, the write
+        # lock): an upload of the same bytes records them (mark_hashed, under the same lock) either
+        # before the check, which then keeps the blob, or after the delete, and then stores them anew.
         with ctx.db() as db:
+            locks.blob(db.connection(), sha)
             if repo.sha_in_use(db, sha):
                 continue
             repo.delete_blob_row(db, sha)

@@ -7,8 +7,14 @@ computed from the bytes.
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
 import re
-from collections.abc import Iterator
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol, runtime_checkable
@@ -26,6 +32,61 @@ class BlobNotFound(StorageError):
 
 class InvalidKey(StorageError, ValueError):
     """The key is not a lowercase hex SHA-256."""
+
+
+class StorageFailure(StorageError):
+    """The store cannot do what was asked: ``problem`` says what happened in a sentence a person can
+    read (naming the provider, bucket and operation), ``fix`` what to do about it.  ``transient`` is
+    True when trying again later may work (timeouts, a server that is down), False when only a change of
+    configuration helps (wrong keys, no such bucket, no permission)."""
+
+    transient = False
+
+    def __init__(self, problem: str, fix: str) -> None:
+        super().__init__(f"{problem} {fix}")
+        self.problem = problem
+        self.fix = fix
+
+
+class StorageUnreachable(StorageFailure):
+    """No connection to the store (wrong endpoint, server down, DNS, TLS)."""
+
+    transient = True
+
+
+class StorageTimeout(StorageFailure):
+    """The store accepted the connection but did not answer in time."""
+
+    transient = True
+
+
+class StorageUnavailable(StorageFailure):
+    """The store answered with a server error or throttling, after the client's own retries."""
+
+    transient = True
+
+
+class StorageAccessDenied(StorageFailure):
+    """The store refused the credentials or their permissions (HTTP 403, unknown key, bad secret)."""
+
+
+class StorageBucketMissing(StorageFailure):
+    """The configured bucket does not exist (or is in another region or account)."""
+
+
+class StorageMisconfigured(StorageFailure):
+    """The configuration cannot work as given (no credentials, wrong region, bad endpoint)."""
+
+
+class CopyTooLarge(StorageFailure):
+    """``local_file`` refused a temporary copy larger than the configured limit."""
+
+
+class CopySpaceShort(StorageFailure):
+    """``local_file`` refused a temporary copy that would leave the temp directory's disk too full.  Raised
+    from an ``OSError(ENOSPC)`` so callers that wait for disk space (the job queue) treat it so."""
+
+    transient = True
 
 
 def check_key(sha256: str) -> str:
@@ -76,6 +137,18 @@ class BlobStore(Protocol):
         """
         ...
 
+    def put_files(self, items: Sequence[tuple[str, Path]]) -> set[str]:
+        """``put_file`` for many blobs at once (a batch of small uploads); returns the keys that were
+        already stored (re-used, ``modified`` refreshed) rather than written.
+
+        Every blob is durable when this returns, as after ``put_file`` of each, but a store may make
+        them durable together (local: every file fsynced at once, then renamed, then every directory
+        fsynced once), so the cost of a round of fsyncs is shared.  On an error some of the blobs may be
+        stored and others not, never one half-written; the caller puts them again or leaves them to
+        the orphan sweep.  Ownership of each source is as in ``put_file``.
+        """
+        ...
+
     def open(self, sha256: str, offset: int = 0, length: int | None = None) -> ReadStream:
         """Open the blob for reading from ``offset``; reads stop after ``length`` bytes if given.
 
@@ -99,6 +172,67 @@ class BlobStore(Protocol):
         """Every stored blob, in no particular order, with ``modified`` set.  Never yields a partially
         written blob."""
         ...
+
+    def local_file(self, sha256: str) -> AbstractContextManager[Path]:
+        """A local, seekable file holding the blob's bytes while the context is open, for decoders that
+        need a path (ffprobe, Pillow): on a store with local files the blob itself, which the caller must
+        only read (never write, rename or remove); elsewhere a temporary copy (``TempCopies``), removed
+        when the context exits, also on error.
+
+        Raises ``BlobNotFound`` if absent.  Bounded: a copy larger than the store's ``TempCopies.max_bytes``
+        raises ``CopyTooLarge``, one that would leave less than ``reserve_bytes`` free in the temp
+        directory raises ``CopySpaceShort``, both before a byte is copied."""
+        ...
+
+
+@dataclass(frozen=True)
+class TempCopies:
+    """Where and how large the temporary copies behind ``BlobStore.local_file`` may be."""
+
+    directory: Path | None = None  # None: the system's temp directory
+    max_bytes: int = 100 * 10**9
+    reserve_bytes: int = 256 * 2**20  # left free on the directory's disk after the copy
+
+    @contextlib.contextmanager
+    def copy(self, store: BlobStore, sha256: str) -> Iterator[Path]:
+        """A read-only temporary copy of blob ``sha256`` of ``store``; see ``BlobStore.local_file``."""
+        from camroll.units import format_size
+
+        size = store.stat(sha256).size
+        if size > self.max_bytes:
+            raise CopyTooLarge(
+                f"Blob {sha256} ({format_size(size)}) is larger than the {format_size(self.max_bytes)} a "
+                f"temporary local copy may take.",
+                "Raise CAMROLL_LOCAL_COPY_MAX (and make room in the temp directory) to process files this large.")
+        directory = self.directory or Path(tempfile.gettempdir())
+        directory.mkdir(parents=True, exist_ok=True)
+        free = shutil.disk_usage(directory).free
+        if free - size < self.reserve_bytes:
+            raise CopySpaceShort(
+                f"A temporary copy of blob {sha256} ({format_size(size)}) does not fit in {directory}: "
+                f"{format_size(free)} free, {format_size(self.reserve_bytes)} must stay free.",
+                f"Free space on the disk holding {directory}, or point the data directory at a larger disk.",
+            ) from OSError(errno.ENOSPC, f"no room for a {size}-byte copy in {directory}")
+        fd, name = tempfile.mkstemp(dir=directory, prefix=f"blob-{sha256[:16]}-")
+        path = Path(name)
+        try:
+            with os.fdopen(fd, "wb") as dst, contextlib.closing(store.open(sha256)) as src:
+                copied = 0
+                while block := src.read(_COPY_BLOCK):
+                    copied += len(block)
+                    if copied > size:
+                        raise StorageError(f"blob {sha256} grew while it was copied ({copied} > {size} bytes)")
+                    dst.write(block)
+            if copied != size:
+                raise StorageError(f"blob {sha256} copy ended at {copied} of {size} bytes")
+            path.chmod(0o400)
+            yield path
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+
+
+_COPY_BLOCK = 1 << 20
 
 
 class RangeReader:

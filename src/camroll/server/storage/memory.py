@@ -5,14 +5,16 @@ from __future__ import annotations
 import io
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 
-from camroll.server.storage.base import BlobNotFound, BlobStat, RangeReader, ReadStream, check_key
+from camroll.server.storage.base import BlobNotFound, BlobStat, RangeReader, ReadStream, TempCopies, check_key
 
 
 class MemoryBlobStore:
-    def __init__(self) -> None:
+    def __init__(self, copies: TempCopies | None = None) -> None:
+        self.copies = copies or TempCopies()
         self._blobs: dict[str, bytes] = {}
         self._put_at: dict[str, float] = {}
         self._lock = threading.Lock()
@@ -39,6 +41,13 @@ class MemoryBlobStore:
             raise BlobNotFound(sha256)
         return data
 
+    def put_files(self, items: Sequence[tuple[str, Path]]) -> set[str]:
+        with self._lock:
+            reused = {sha256 for sha256, _ in items if sha256 in self._blobs}
+        for sha256, source in items:
+            self.put_file(sha256, source)
+        return reused
+
     def open(self, sha256: str, offset: int = 0, length: int | None = None) -> ReadStream:
         raw = io.BytesIO(self._get(sha256))
         raw.seek(offset)
@@ -57,6 +66,9 @@ class MemoryBlobStore:
         with self._lock:
             self._blobs.pop(sha256, None)
             self._put_at.pop(sha256, None)
+
+    def local_file(self, sha256: str) -> AbstractContextManager[Path]:
+        return self.copies.copy(self, sha256)
 
     def list(self) -> Iterator[BlobStat]:
         with self._lock:

@@ -4,6 +4,8 @@ import { api, token, clearSession, setUnauthorizedHandler } from "./api.js";
 const PAGES = {
   login: () => import("./login.js"),
   timeline: () => import("./timeline.js"),
+  albums: () => import("./albums.js"),
+  album: () => import("./album.js"),
   upload: () => import("./upload.js"),
   devices: () => import("./devices.js"),
   problems: () => import("./problems.js"),
@@ -12,7 +14,7 @@ const PAGES = {
   settings: () => import("./settings.js"),
 };
 const TITLES = {
-  login: "Log in", timeline: "Photos", upload: "Upload", devices: "Devices", problems: "Problems",
+  login: "Log in", timeline: "Photos", albums: "Albums", album: "Album", upload: "Upload", devices: "Devices", problems: "Problems",
   storage: "Storage", trash: "Trash", settings: "Settings",
 };
 
@@ -45,7 +47,7 @@ async function route() {
   if (token() && name === "login") { location.replace("#/timeline"); return; }
   document.getElementById("top").hidden = name === "login";
   for (const a of document.querySelectorAll("#nav a")) {
-    if (a.getAttribute("href") === `#/${name}`) a.setAttribute("aria-current", "page");
+    if (a.getAttribute("href") === `#/${name === "album" ? "albums" : name}`) a.setAttribute("aria-current", "page");
     else a.removeAttribute("aria-current");
   }
   document.getElementById("nav").classList.remove("open");

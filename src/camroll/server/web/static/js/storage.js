@@ -37,4 +37,14 @@ export async function render(main) {
     legend(parts),
     info.quota_bytes ? h("p", { class: "muted" }, `${size(Math.max(0, info.quota_bytes - info.used_bytes))} free.`) : null,
     info.trashed_bytes ? h("p", { class: "muted" }, "Files in the trash still count until they are removed 30 days after trashing.") : null));
+  // Replicas (admins only): the second copies and what they still owe.
+  if (info.replicas && info.replicas.length) {
+    main.append(h("section", { class: "card", id: "replicas" },
+      h("h2", { class: "sub" }, "Replicas"),
+      ...info.replicas.map((r) => h("p", { class: r.failing ? "error" : "" },
+        `${r.name}: ${r.paused ? "paused · " : ""}` +
+        (r.backlog_files ? `${plural(r.backlog_files, "file")} (${size(r.backlog_bytes)}) waiting to be copied` +
+          (r.oldest_pending ? ` since ${new Date(r.oldest_pending).toLocaleString()}` : "") : "every original copied") +
+        (r.failing ? ` · failing: ${r.failing}` : "")))));
+  }
 }

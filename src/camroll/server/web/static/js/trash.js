@@ -22,9 +22,9 @@ export async function render(main) {
     return;
   }
   if (!items.length) { main.append(h("p", { class: "muted", id: "trash-empty" }, "The trash is empty.")); return; }
-  const grid = h("div", { class: "grid", id: "trash", role: "list", "aria-label": "Trashed items" });
+  const grid = h("div", { class: "grid", id: "trash", role: "group", "aria-label": "Trashed items" });
   for (const it of items) {
-    const el = h("button", { class: "tile", role: "listitem", "aria-pressed": "false", dataset: { id: String(it.id) },
+    const el = h("button", { class: "tile", "aria-pressed": "false", dataset: { id: String(it.id) },
       "aria-label": `${it.filename}${it.trashed_at ? `, trashed ${dateTime(it.trashed_at)}` : ""}` },
       it.has_thumbnail ? h("img", { src: thumbUrl(it.id, "grid"), alt: "", loading: "lazy" })
         : h("span", { class: "placeholder" }, h("span", { class: "ph-name" }, it.filename)),

@@ -1,125 +1,126 @@
-// A small resumable tus 1.0 client for camroll's server: creation (with upload for small files),
-// checksummed PATCHes, and HEAD to resume.  The upload URL and the file's SHA-256 are kept in
-// localStorage under the file's name, size and mtime, so after a page reload choosing or dropping the
-// same file continues from the offset the server already has.
+// Resumable uploads with tus-js-client (vendored: vendor/tus-js-client/README.md), set up for camroll:
+// - fingerprint = the file's name, size and mtime, and the URL storage keeps each unfinished upload in
+//   localStorage under "camroll.tus:<fingerprint>::<n>" with its URL, size and metadata (which holds the
+//   file's SHA-256), so after a reload dropping the same file HEADs that URL and continues from the
+//   offset the server has, without hashing the file again;
+// - every request with a body carries Upload-Checksum (sha256 of that chunk, hash-wasm), which the
+//   server verifies before it keeps the bytes;
+// - retries (lost connection, a busy upload, a damaged chunk, a server error) with back-off.
 import { authHeaders, ApiError } from "./api.js";
 import { sha256Base64 } from "./hashing.js";
 
-const TUS = "1.0.0";
 const PREFIX = "camroll.tus:";
 export const CHUNK = 1024 * 1024 * 4;
-const RETRIES = 5;
+const RETRY_DELAYS = [0, 1000, 3000, 5000, 10000];
+const RETRY_STATUSES = new Set([409, 423, 460, 500, 502, 503, 504]);
 
-export function fileKey(file) { return `${PREFIX}${file.name}:${file.size}:${file.lastModified}`; }
+function fingerprintOf(file) { return `${file.name}:${file.size}:${file.lastModified}`; }
+export function fileKey(file) { return `${PREFIX}${fingerprintOf(file)}`; }
 
-export function remembered(file) {
-  try { return JSON.parse(localStorage.getItem(fileKey(file)) || "null"); } catch { return null; }
-}
-
-export function unfinished() {
+function entries(prefix) {
   const out = [];
   for (let k = 0; k < localStorage.length; k++) {
     const key = localStorage.key(k);
-    if (!key.startsWith(PREFIX)) continue;
-    try { out.push({ key, ...JSON.parse(localStorage.getItem(key)) }); } catch { /* skip */ }
+    if (!key || !key.startsWith(prefix)) continue;
+    try { out.push({ ...JSON.parse(localStorage.getItem(key)), urlStorageKey: key }); } catch { /* a damaged entry: skip */ }
   }
   return out;
 }
 
-function b64(text) { return btoa(String.fromCharCode(...new TextEncoder().encode(text))); }
+// tus-js-client's URL storage contract (findAllUploads, findUploadsByFingerprint, removeUpload, addUpload).
+const urlStorage = {
+  findAllUploads: () => Promise.resolve(entries(PREFIX)),
+  findUploadsByFingerprint: (fp) => Promise.resolve(entries(`${PREFIX}${fp}::`)),
+  removeUpload: (key) => { localStorage.removeItem(key); return Promise.resolve(); },
+  addUpload: (fp, upload) => {
+    const key = `${PREFIX}${fp}::${Math.round(Math.random() * 1e12)}`;
+    localStorage.setItem(key, JSON.stringify(upload));
+    return Promise.resolve(key);
+  },
+};
 
-function metadata(file, sha256) {
-  const meta = { filename: file.name, sha256, size: String(file.size), mtime_ns: (BigInt(file.lastModified) * 1000000n).toString() };
-  return Object.entries(meta).map(([k, v]) => `${k} ${b64(v)}`).join(",");
+// The stored upload of this file, if any: {url, sha256, name, size}.
+export function remembered(file) {
+  const found = entries(`${fileKey(file)}::`)[0];
+  return found ? { url: found.uploadUrl, sha256: found.metadata?.sha256, name: file.name, size: file.size } : null;
 }
 
-// XMLHttpRequest rather than fetch: it reports upload progress.
-function send(method, url, headers, body, onProgress) {
-  return new Promise((resolve, reject) => {
-    const xhr = new XMLHttpRequest();
-    xhr.open(method, url);
-    for (const [k, v] of Object.entries({ "Tus-Resumable": TUS, ...authHeaders(), ...headers })) xhr.setRequestHeader(k, v);
-    if (onProgress) xhr.upload.onprogress = (e) => onProgress(e.loaded);
-    xhr.onload = () => resolve(xhr);
-    xhr.onerror = () => reject(new ApiError(0, "The connection to the server was lost.", "The upload resumes by itself."));
-    xhr.send(body ?? null);
-  });
+// Every unfinished upload this browser knows: [{key, url, name, size}].
+export function unfinished() {
+  return entries(PREFIX).filter((u) => u.uploadUrl)
+    .map((u) => ({ key: u.urlStorageKey, url: u.uploadUrl, name: u.metadata?.filename || "?", size: u.size }));
 }
 
-async function failure(xhr) {
+// The default browser HTTP stack, with the chunk's SHA-256 added to every request that has a body.
+function checksummingStack() {
+  const inner = new window.tus.DefaultHttpStack();
+  return {
+    getName: () => "camroll-checksum",
+    createRequest(method, url) {
+      const req = inner.createRequest(method, url);
+      const send = req.send.bind(req);
+      req.send = async (body = null) => {
+        if (body instanceof Blob && body.size > 0) req.setHeader("Upload-Checksum", `sha256 ${await sha256Base64(body)}`);
+        return send(body);
+      };
+      return req;
+    },
+  };
+}
+
+function problemOf(err) {
+  const res = err?.originalResponse;
+  if (!res) return new ApiError(0, "The connection to the server was lost.", "Drop the file again: the upload resumes where it stopped.");
   let body = null;
-  try { body = JSON.parse(xhr.responseText); } catch { /* not JSON */ }
-  return new ApiError(xhr.status, body?.detail || `The server answered ${xhr.status}.`, body?.fix, body?.code);
+  try { body = JSON.parse(res.getBody()); } catch { /* not JSON */ }
+  return new ApiError(res.getStatus(), body?.detail || `The server answered ${res.getStatus()}.`, body?.fix, body?.code);
 }
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 // Upload one file; `sha256` is its whole-file hash.  Calls onProgress(bytesOnServer) and resolves to
-// {assetId, resumedFrom} once the server has verified and stored it.
+// {assetId, resumedFrom} once the server has verified and stored it.  The body travels with the
+// creation request only when the server said it has room (`room`), so a refusal (quota, disk full)
+// comes before any byte is sent.
 export async function upload(file, sha256, { onProgress = () => {}, chunk = CHUNK, room = null } = {}) {
-  const key = fileKey(file);
-  let url = null, offset = 0, resumedFrom = null;
-  const saved = remembered(file);
-  if (saved?.url) {
-    const head = await send("HEAD", saved.url, {});
-    if (head.status === 200) {
-      url = saved.url;
-      offset = Number(head.getResponseHeader("Upload-Offset"));
-      resumedFrom = offset;
-      const done = head.getResponseHeader("Camroll-Asset-Id");
-      if (done) { localStorage.removeItem(key); onProgress(file.size); return { assetId: Number(done), resumedFrom }; }
-    } else if (head.status === 401) {
-      throw await failure(head);
-    }
-  }
-  if (!url) {
-    const headers = { "Upload-Length": String(file.size), "Upload-Metadata": metadata(file, sha256) };
-    let body = null;
-    // The body travels with the creation only when the server said it has room: otherwise a refusal
-    // (quota, disk full) comes before any byte is sent.
-    if (file.size <= chunk && room != null && file.size <= room) {
-      body = file;
-      headers["Content-Type"] = "application/offset+octet-stream";
-      headers["Upload-Checksum"] = `sha256 ${await sha256Base64(file)}`;
-    }
-    const created = await send("POST", "/api/v1/uploads/", headers, body, body ? onProgress : null);
-    if (created.status !== 201) throw await failure(created);
-    url = created.getResponseHeader("Location");
-    const done = created.getResponseHeader("Camroll-Asset-Id");
-    if (done) { onProgress(file.size); return { assetId: Number(done), resumedFrom }; }
-    localStorage.setItem(key, JSON.stringify({ url, sha256, name: file.name, size: file.size }));
-    offset = Number(created.getResponseHeader("Upload-Offset") || 0);
-  }
-  onProgress(offset);
-  let failures = 0;
-  while (true) {
-    const piece = file.slice(offset, offset + chunk);
-    let xhr;
-    try {
-      xhr = await send("PATCH", url, {
-        "Upload-Offset": String(offset), "Content-Type": "application/offset+octet-stream",
-        "Upload-Checksum": `sha256 ${await sha256Base64(piece)}`,
-      }, piece, (n) => onProgress(offset + n));
-    } catch (err) {
-      xhr = null;
-      if (++failures > RETRIES) throw err;
-    }
-    if (xhr && xhr.status === 204) {
-      failures = 0;
-      offset = Number(xhr.getResponseHeader("Upload-Offset"));
-      onProgress(offset);
-      const done = xhr.getResponseHeader("Camroll-Asset-Id");
-      if (done) { localStorage.removeItem(key); return { assetId: Number(done), resumedFrom }; }
-      continue;
-    }
-    if (xhr && ![409, 460, 500, 502, 503, 504].includes(xhr.status)) {
-      if (xhr.status === 404 || xhr.status === 410) localStorage.removeItem(key);
-      throw await failure(xhr);
-    }
-    if (xhr && ++failures > RETRIES) throw await failure(xhr);
-    // Lost connection, offset conflict or a corrupted chunk: ask the server where it is and go on.
-    await sleep(Math.min(30000, 500 * 2 ** failures));
-    const head = await send("HEAD", url, {}).catch(() => null);
-    if (head && head.status === 200) offset = Number(head.getResponseHeader("Upload-Offset"));
-  }
+  if (!window.tus?.Upload) throw new ApiError(0, "The upload module did not load.", "Reload the page.");
+  let assetId = null, resumedFrom = null;
+  return new Promise((resolve, reject) => {
+    const up = new window.tus.Upload(file, {
+      endpoint: "/api/v1/uploads/",
+      chunkSize: chunk,
+      retryDelays: RETRY_DELAYS,
+      headers: authHeaders(),
+      metadata: { filename: file.name, sha256, size: String(file.size), mtime_ns: (BigInt(file.lastModified) * 1000000n).toString() },
+      fingerprint: (f) => Promise.resolve(fingerprintOf(f)),
+      urlStorage,
+      storeFingerprintForResuming: true,
+      removeFingerprintOnSuccess: true,
+      uploadDataDuringCreation: file.size <= chunk && room != null && file.size <= room,
+      httpStack: checksummingStack(),
+      onShouldRetry: (err) => {
+        const status = err?.originalResponse?.getStatus?.() ?? 0;
+        return status === 0 || RETRY_STATUSES.has(status);
+      },
+      onAfterResponse: (req, res) => {
+        const id = res.getHeader("Camroll-Asset-Id");
+        if (id) assetId = Number(id);
+        if (req.getMethod() === "HEAD" && res.getStatus() === 200 && resumedFrom === null) {
+          resumedFrom = Number(res.getHeader("Upload-Offset"));
+        }
+      },
+      onProgress: (sent) => onProgress(sent),
+      onSuccess: () => {
+        onProgress(file.size);
+        if (assetId === null) reject(new ApiError(0, "The server did not say which asset it stored.", "Look for the file in Photos."));
+        else resolve({ assetId, resumedFrom });
+      },
+      onError: (err) => {
+        // A stored upload the server no longer has is forgotten; tus-js-client makes a new one next time.
+        reject(problemOf(err));
+      },
+    });
+    up.findPreviousUploads().then((previous) => {
+      if (previous.length) up.resumeFromPreviousUpload(previous[0]);
+      up.start();
+    }, reject);
+  });
 }

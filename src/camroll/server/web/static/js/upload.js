@@ -106,10 +106,11 @@ async function one({ file, bar, note, li }) {
   }
 }
 
-// A resumed file is no longer unfinished: take it off the notice (and the notice away when empty).
+// A resumed file is no longer unfinished: take it off the notice (and the notice away when empty);
+// its stored uploads are "<fileKey>::<n>" (tus.js).
 function forget(key) {
   const box = document.getElementById("unfinished");
   if (!box) return;
-  for (const li of box.querySelectorAll("li")) if (li.dataset.key === key) li.remove();
+  for (const li of box.querySelectorAll("li")) if (li.dataset.key?.startsWith(`${key}::`)) li.remove();
   if (!box.querySelector("li")) box.replaceChildren();
 }
