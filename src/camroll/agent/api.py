@@ -76,12 +76,13 @@ def fatal_for_pass(err: ProblemError) -> PassAborted | None:
     return None
 
 
-def unreachable(base_url: str, exc: Exception) -> ServerUnreachable:
-    """The pass-stopping error for a transport failure, telling DNS, refused, TLS and timeout apart."""
+def unreachable(base_url: str, exc: Exception, *, answered: bool = False) -> ServerUnreachable:
+    """The pass-stopping error for a transport failure, telling DNS, refused, TLS and timeout apart.
+    ``answered``: the server already answered this client, so a dropped connection is a network cut."""
     from camroll.agent.report.reach import classify
 
-    found = classify(base_url, exc, TIMEOUT.read or 120.0)
-    resumes = "" if "by itself" in found.fix else "; backup resumes where it stopped"
+    found = classify(base_url, exc, TIMEOUT.read or 120.0, answered=answered)
+    resumes = "" if found.heals else "; backup resumes where it stopped"
     return ServerUnreachable(f"Cannot reach the camroll server: {found.sentence} Fix: {found.fix}{resumes}.")
 
 
@@ -89,13 +90,18 @@ def with_retries(fn: Callable[[], T], *, base_url: str, backoff: Backoff = IN_PA
                  sleep: Callable[[float], None] = time.sleep,
                  should_stop: Callable[[], bool] = lambda: False) -> T:
     """Call ``fn`` until it succeeds or fails non-transiently, sleeping with full-jitter back-off
-    between attempts.  Transport errors that outlast the attempts become ``ServerUnreachable``."""
+    between attempts.  Transport errors that outlast the attempts become ``ServerUnreachable``
+    (``Api`` raises that at once, with the transport error as its cause: it is retried here too)."""
     retry = 0
     while True:
         try:
             return fn()
         except ProblemError as exc:
             if not exc.transient or retry + 1 >= backoff.attempts or should_stop():
+                raise
+        except ServerUnreachable as exc:
+            if (not isinstance(exc.__cause__, TRANSIENT_ERRORS) or retry + 1 >= backoff.attempts
+                    or should_stop()):
                 raise
         except TRANSIENT_ERRORS as exc:
             if retry + 1 >= backoff.attempts or should_stop():
@@ -110,6 +116,8 @@ class Api:
     def __init__(self, client: httpx.Client) -> None:
         self.client = client
         self.base_url = str(client.base_url)
+        # Set once the server has answered anything: a connection it drops later is a network cut.
+        self.answered = False
 
     def _json(self, method: str, path: str, model: type[M], *, body: BaseModel | None = None,
               token: str | None = None) -> M:
@@ -120,7 +128,8 @@ class Api:
         try:
             resp = self.client.request(method, wire.API_PREFIX + path, content=content, headers=headers)
         except TRANSIENT_ERRORS as exc:
-            raise unreachable(self.base_url, exc) from exc
+            raise unreachable(self.base_url, exc, answered=self.answered) from exc
+        self.answered = True
         if resp.status_code >= 400:
             raise problem_from(resp)
         try:

@@ -172,7 +172,8 @@ class Uploader:
         if retry + 1 >= self.backoff.attempts:
             if isinstance(exc, ProblemError):
                 raise exc
-            raise unreachable(self.base_url, exc) from exc
+            # Uploads start only after the server answered this pass's check: a cut is the network's.
+            raise unreachable(self.base_url, exc, answered=True) from exc
         if self.should_stop():
             raise Stopped()
         delay = self.backoff.delay(retry)

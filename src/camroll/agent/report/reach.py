@@ -60,6 +60,9 @@ class Finding:
 @dataclass(frozen=True)
 class Reach(Finding):
     kind: ReachKind
+    # True when the cause clears without the user (a timeout, a network cut, a failing server) and the
+    # agent tries again by itself; the fix then says so.
+    heals: bool = False
     info: wire.ServerInfo | None = None
     # The server's HTTP Date header and the local time halfway through the request, for clock skew.
     server_date: datetime | None = None
@@ -120,8 +123,9 @@ def _host_port(url: str) -> str:
     return f"{host}:{port}"
 
 
-def classify(url: str, exc: BaseException, timeout: float) -> Reach:
-    """The ``Reach`` for a request to ``url`` that raised ``exc`` (a transport error)."""
+def classify(url: str, exc: BaseException, timeout: float, answered: bool = False) -> Reach:
+    """The ``Reach`` for a request to ``url`` that raised ``exc`` (a transport error).  ``answered``: this
+    server already answered on this client, so a dropped connection is a network cut, not a wrong URL."""
     where = _host_port(url)
     host = urlsplit(url).hostname or url
     for e in _chain(exc):
@@ -148,10 +152,14 @@ def classify(url: str, exc: BaseException, timeout: float) -> Reach:
             stage = "connect" if isinstance(e, httpx.ConnectTimeout) else "answer"
             return Reach("fail", f"The server at {where} did not {stage} within {timeout:g} s (timeout).",
                          "check the network and that the server is running and not overloaded; backup retries "
-                         "by itself", "timeout")
+                         "by itself", "timeout", heals=True)
         if isinstance(e, httpx.UnsupportedProtocol | httpx.InvalidURL):
             return Reach("fail", f"{url!r} is not a server URL camroll can use ({e}).",
                          "log in again with an http:// or https:// URL", "bad_url")
+        if isinstance(e, httpx.RemoteProtocolError) and answered:
+            return Reach("fail", f"{where} closed the connection in the middle of a request ({e}).",
+                         "check this device's network connection; backup resumes by itself when it is back",
+                         "network", heals=True)
         if isinstance(e, httpx.RemoteProtocolError):
             return Reach("fail", f"{where} closed the connection or answered with something that is not HTTP "
                                  f"({e}).",
@@ -160,7 +168,8 @@ def classify(url: str, exc: BaseException, timeout: float) -> Reach:
     oserr = next((e for e in _chain(exc) if isinstance(e, OSError)), None)
     why = (oserr.strerror if oserr is not None and oserr.strerror else None) or str(exc) or type(exc).__name__
     return Reach("fail", f"Cannot connect to {where} ({why}).",
-                 "check this device's network connection; backup resumes by itself when it is back", "network")
+                 "check this device's network connection; backup resumes by itself when it is back", "network",
+                 heals=True)
 
 
 def _date_header(resp: httpx.Response) -> datetime | None:
@@ -195,7 +204,8 @@ def _http_problem(url: str, resp: httpx.Response) -> Reach:
                      "check the URL: it is the address 'camroll serve' listens on, without a path", "not_camroll")
     if code >= 500:
         return Reach("fail", f"The server at {url} is up but failing ({label}).",
-                     "look at the server's log; backup retries by itself once it answers again", "http")
+                     "look at the server's log; backup retries by itself once it answers again", "http",
+                     heals=True)
     return Reach("fail", f"The server at {url} answered {label} to a request that needs no login.",
                  "check the URL and any proxy in front of the server", "http")
 
