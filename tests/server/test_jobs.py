@@ -1,17 +1,16 @@
-"""The library's services in-process on a real SQLite database: a 50,000-asset timeline, the trash
+"""The library's services in-process on a real database: a 50,000-asset timeline that seeks its index, the trash
 purge on a fake clock, Live Photo linking, job idempotency and the 0003 migration's backfill."""
 
 from __future__ import annotations
 
 import hashlib
 import itertools
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import httpx
-from sqlalchemy import Table, insert
+from sqlalchemy import Select, Table, insert
 from support.media import photo
 from support.server import ServerProcess
 
@@ -57,44 +56,60 @@ def _bulk_assets(ctx: Context, user_id: int, n: int, *, start: int = 0) -> None:
         conn.execute(insert(cast(Table, Asset.__table__)), assets)
     if ctx.engine.dialect.name == "postgresql":
         # What autovacuum does soon after a bulk load in a real deployment: statistics for the planner.
-        with ctx.engine.connect() as conn:
+        # (Committed: statistics ANALYZE gathers in a transaction that rolls back are lost with it.)
+        with ctx.engine.begin() as conn:
             conn.exec_driver_sql("ANALYZE blobs, assets")
 
 
-def test_timeline_page_is_fast_on_50000_assets(ctx: Context) -> None:
+def _plan(ctx: Context, stmt: Select[Any]) -> str:
+    """The database's own query plan for ``stmt`` (SQLite's EXPLAIN QUERY PLAN, PostgreSQL's EXPLAIN)."""
+    compiled = stmt.compile(dialect=ctx.engine.dialect)
+    params = compiled.construct_params()
+    with ctx.engine.connect() as conn:
+        if ctx.engine.dialect.name == "sqlite":
+            args = tuple(params[k] for k in compiled.positiontup or ())
+            return "\n".join(str(r[-1]) for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + str(compiled), args))
+        return "\n".join(str(r[0]) for r in conn.exec_driver_sql("EXPLAIN " + str(compiled), params))
+
+
+def test_timeline_pages_seek_the_index_on_50000_assets(ctx: Context) -> None:
+    """Every page, the first or the hundredth, reads the timeline index in order: no scan or sort of the
+    whole library.  How fast that is on big libraries is bench/timeline_bench.py's to measure."""
     made = add_user(ctx, "ann", PASSWORD)
     ann, bob = Principal(user_id=made.id, username="ann", is_admin=False, device_id=None), _user(ctx, "bob")
     _bulk_assets(ctx, ann.user_id, 50_000)
     _bulk_assets(ctx, bob.user_id, 5_000)
     filters = repo.Filters()
 
-    started = time.perf_counter()
     first = timeline.page(ctx, ann, filters, None, 200)
-    first_s = time.perf_counter() - started
     assert first.total == 50_000
     items = [i for d in first.days for i in d.items]
     assert len(items) == 200 and items[0].filename == "IMG_49999.JPG"
     assert all(a.capture_time > b.capture_time for a, b in itertools.pairwise(items))
 
-    # Walk 100 pages in: each page is a keyset seek, as fast as the first.
-    cursor = first.next_cursor
+    # Walk 100 pages in: each page is a keyset seek from the cursor, with nothing skipped or repeated.
+    cursor, seen = first.next_cursor, {i.id for i in items}
     for _ in range(100):
         assert cursor is not None
-        cursor = timeline.page(ctx, ann, filters, cursor, 200).next_cursor
-    started = time.perf_counter()
+        page = timeline.page(ctx, ann, filters, cursor, 200)
+        ids = {i.id for d in page.days for i in d.items}
+        assert len(ids) == 200 and not ids & seen
+        seen |= ids
+        cursor = page.next_cursor
     deep = timeline.page(ctx, ann, filters, cursor, 200)
-    deep_s = time.perf_counter() - started
     deep_items = [i for d in deep.days for i in d.items]
     assert deep_items[0].filename == f"IMG_{49999 - 101 * 200}.JPG"
 
-    started = time.perf_counter()
+    assert cursor is not None
+    for after in (None, timeline.decode_cursor(cursor)):
+        plan = _plan(ctx, repo.timeline_query(ann.user_id, filters, after, 201))
+        assert "ix_assets_timeline" in plan, plan
+        # SQLite says "USE TEMP B-TREE FOR ORDER BY", PostgreSQL "Sort", when it has to sort every row.
+        assert "TEMP B-TREE" not in plan and "Sort" not in plan, plan
+
     videos = timeline.page(ctx, ann, repo.Filters(kind="video", camera="canon"), None, 200)
-    filtered_s = time.perf_counter() - started
     assert all(i.kind == "video" for d in videos.days for i in d.items)
     assert videos.total == len([i for i in range(50_000) if i % 3 == 0 and i % 2])
-    # Under a second each (typically a few tens of milliseconds, counting included; the bound leaves room
-    # for a loaded 2-core CI machine, where 0.72 s was seen: bench/ measures the real figure).
-    assert max(first_s, deep_s, filtered_s) < 2.0, (first_s, deep_s, filtered_s)
 
     # The same through a real server: auth, query, count and 200 items of JSON.
     srv = ServerProcess(data=ctx.settings.data_dir)
@@ -102,15 +117,11 @@ def test_timeline_page_is_fast_on_50000_assets(ctx: Context) -> None:
     try:
         token = srv.login("ann", PASSWORD)
         with httpx.Client(base_url=srv.url, headers={"Authorization": f"Bearer {token}"}, timeout=30) as client:
-            client.get("/api/v1/timeline", params={"limit": 1})  # warms the connection and the page cache
-            started = time.perf_counter()
             r = client.get("/api/v1/timeline", params={"limit": 200})
-            http_s = time.perf_counter() - started
     finally:
         srv.stop()
     assert r.status_code == 200 and r.json()["total"] == 50_000
     assert len([i for d in r.json()["days"] for i in d["items"]]) == 200
-    assert http_s < 1.0, http_s
 
 
 def test_purge_on_a_fake_clock_keeps_shared_blobs(ctx: Context) -> None:

@@ -12,6 +12,7 @@ from sqlalchemy import (
     Connection,
     CursorResult,
     Row,
+    Select,
     Table,
     and_,
     bindparam,
@@ -205,16 +206,20 @@ def _conditions(user_id: int, f: Filters) -> list[ColumnElement[bool]]:
     return conds
 
 
-def timeline(db: Session, user_id: int, f: Filters, after: tuple[datetime, int] | None,
-             limit: int) -> Sequence[Asset]:
+def timeline_query(user_id: int, f: Filters, after: tuple[datetime, int] | None, limit: int) -> Select[tuple[Asset]]:
     """Newest capture time first; ``after`` is the (taken_at, id) of the last item already shown.
 
     A row-value comparison, so the database seeks straight into ``ix_assets_timeline`` however deep
-    the page is."""
+    the page is, and reads it in order (no sort of the user's whole library)."""
     q = select(Asset).where(*_conditions(user_id, f))
     if after is not None:
         q = q.where(tuple_(Asset.taken_at, Asset.id) < tuple_(literal(after[0], UTCDateTime()), literal(after[1])))
-    return db.scalars(q.order_by(Asset.taken_at.desc(), Asset.id.desc()).limit(limit)).all()
+    return q.order_by(Asset.taken_at.desc(), Asset.id.desc()).limit(limit)
+
+
+def timeline(db: Session, user_id: int, f: Filters, after: tuple[datetime, int] | None,
+             limit: int) -> Sequence[Asset]:
+    return db.scalars(timeline_query(user_id, f, after, limit)).all()
 
 
 def count(db: Session, user_id: int, f: Filters) -> int:
