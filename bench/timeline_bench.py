@@ -13,6 +13,7 @@ hundred milliseconds).  With ``--database-url`` the database must be empty (a ne
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import os
@@ -80,7 +81,7 @@ def run(n: int, database_url: str | None, repeat: int) -> dict[str, Any]:
         data = Path(tmp) / "data"
         settings = Settings.for_data_dir(data)
         if database_url:
-            settings = settings.model_copy(update={"database_url": database_url})
+            settings = dataclasses.replace(settings, database_url=database_url)
         ctx = build(settings)
         migrate.upgrade(ctx.engine)
         made = add_user(ctx, "ann", PASSWORD)

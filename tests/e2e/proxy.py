@@ -69,12 +69,14 @@ class _Conn:
 
 class Proxy:
     def __init__(self, upstream_port: int, *, rate: float | None = None, faults: FaultPlan | None = None,
-                 record: bool = False) -> None:
+                 record: bool = False, down_rate: float | None = None) -> None:
         self.upstream_port = upstream_port
         # With ``record``, each connection's client -> server bytes are kept for ``requests()``.
         self.record = record
         self.streams: list[bytearray] = []
         self.rate = rate  # bytes/s, client -> server, shared by all connections
+        self.down_rate = down_rate  # bytes/s, server -> client (downloads), shared by all connections
+        self._next_free_down = 0.0
         self.faults = faults
         self.lock = threading.Lock()
         self.bytes_up = 0
@@ -183,7 +185,19 @@ class Proxy:
             now = time.monotonic()
             start = max(now, self._next_free)
             self._next_free = start + n / rate
-        delay = self._next_free - time.monotonic()
+            until = self._next_free
+        delay = until - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+
+    def _throttle_down(self, n: int) -> None:
+        rate = self.down_rate
+        if not rate:
+            return
+        with self.lock:
+            start = max(time.monotonic(), self._next_free_down)
+            self._next_free_down = until = start + n / rate
+        delay = until - time.monotonic()
         if delay > 0:
             time.sleep(delay)
 
@@ -278,10 +292,11 @@ class Proxy:
     def _pump_down(self, conn: _Conn) -> None:
         try:
             while True:
-                data = conn.upstream.recv(65536)
+                data = conn.upstream.recv(16384 if self.down_rate else 65536)
                 if not data:
                     break
                 self._wait_stall(0.0)  # a stalled link holds both directions
+                self._throttle_down(len(data))
                 conn.client.sendall(data)
                 with self.lock:
                     self.bytes_down += len(data)

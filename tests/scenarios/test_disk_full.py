@@ -97,6 +97,7 @@ def test_disk_full_waits_names_the_cause_and_resumes_when_space_is_freed(
         # On PostgreSQL (the database off this disk) exactly four videos fit with no slack, and one CI
         # run on a loaded machine saw one video's bytes more than the accepted ones' (the cause is not
         # found yet: a resent body or a refused one); the request list is printed to find it.
+        print("\nSENT", body_bytes, uploaded, sent)
         slack = VIDEO_SIZE if os.environ.get("CAMROLL_TEST_DATABASE") == "postgresql" else 0
         assert uploaded * VIDEO_SIZE <= body_bytes <= uploaded * VIDEO_SIZE + slack, (body_bytes, uploaded, sent)
     finally:

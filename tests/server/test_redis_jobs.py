@@ -20,6 +20,7 @@ from services.redis import RedisService
 from sqlalchemy import select
 from support.media import photo
 from support.server import camroll_cmd, run_camroll
+from support.wait import wait_until
 
 from camroll.server.context import Context
 from camroll.server.jobs import status
@@ -136,6 +137,11 @@ def test_two_worker_processes_share_the_redis_queue(ctx: Context, redis_url: str
         deadline = time.monotonic() + 30
         while status.report(ctx).queued and time.monotonic() < deadline:
             time.sleep(0.1)
+        # On a loaded machine one worker can do every job while the other is still starting: a SIGTERM
+        # before its consumer is up would end it by the signal, not by its graceful stop.
+        wait_until(lambda: all("camroll worker:" in log.read_text() for log in logs), 60,
+                   what="both workers are up")
+        time.sleep(0.5)
         for w in workers:
             w.send_signal(signal.SIGTERM)
         for w in workers:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from camroll.agent.cli import commands, daemon, doctor, problems
+from camroll.agent.cli import commands, daemon, doctor, problems, restore
 from camroll.agent.imports import cli as import_cli
 
 
@@ -13,4 +13,5 @@ def register(app: typer.Typer) -> None:
     daemon.register(app)
     doctor.register(app)
     problems.register(app)
+    restore.register(app)
     import_cli.register(app)

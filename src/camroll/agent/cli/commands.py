@@ -13,32 +13,9 @@ from typing import Any
 
 import typer
 
-from camroll.agent.cli.common import agent_paths, friendly
+from camroll.agent.cli.common import agent_paths, friendly, read_password
 from camroll.agent.errors import AgentError
 from camroll.agent.paths import AgentPaths
-
-
-def _read_password(password_file: Path | None) -> str:
-    if password_file is not None:
-        try:
-            text = password_file.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise AgentError(
-                f"Cannot read the password file {password_file}: {exc.strerror}. Fix: check the path and "
-                "its permissions."
-            ) from exc
-        pw = text.rstrip("\r\n")
-        if not pw:
-            raise AgentError(f"The password file {password_file} is empty. Fix: put the password in it.")
-        return pw
-    if not sys.stdin.isatty():
-        raise AgentError("No password given and no terminal to ask for one. Fix: use --password-file FILE.")
-    import getpass
-
-    pw = getpass.getpass("Password: ")
-    if not pw:
-        raise AgentError("No password entered. Fix: run the command again and type the password.")
-    return pw
 
 
 def login(
@@ -58,7 +35,7 @@ def login(
     # in elsewhere would take it away from its library.
     paths = AgentPaths.default(follow_up=False)
     cfg = load_config(paths.config_file)
-    password = _read_password(password_file)
+    password = read_password(password_file)
     reg = register_device(url, user, password, device_name)
     cfg.server = reg.server
     save_config(paths.config_file, cfg)

@@ -4,7 +4,9 @@ sentence and an exit code (``friendly``), and where the agent keeps its files (`
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import ParamSpec, TypeVar
 
 import typer
@@ -16,9 +18,9 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def friendly(fn: Callable[P, R], again: str = "camroll backup") -> Callable[P, R]:
+def friendly(fn: Callable[P, R], again: str = "camroll backup", work: str = "uploads") -> Callable[P, R]:
     """Print ``AgentError``s as the sentence they are and exit non-zero, without a traceback.
-    ``again`` is the command that resumes interrupted work."""
+    ``again`` is the command that resumes interrupted ``work``."""
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -28,7 +30,7 @@ def friendly(fn: Callable[P, R], again: str = "camroll backup") -> Callable[P, R
             typer.echo(str(exc), err=True)
             raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
-            typer.echo(f"Interrupted; unfinished uploads resume on the next '{again}'.", err=True)
+            typer.echo(f"Interrupted; unfinished {work} resume on the next '{again}'.", err=True)
             raise typer.Exit(130) from None
         except (typer.Exit, typer.Abort):
             raise
@@ -58,3 +60,27 @@ def friendly(fn: Callable[P, R], again: str = "camroll backup") -> Callable[P, R
 def agent_paths() -> AgentPaths:
     """The agent's files for this user (``CAMROLL_HOME`` or the default)."""
     return AgentPaths.default()
+
+
+def read_password(password_file: Path | None) -> str:
+    """The password from ``password_file``, or asked on the terminal."""
+    if password_file is not None:
+        try:
+            text = password_file.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise AgentError(
+                f"Cannot read the password file {password_file}: {exc.strerror}. Fix: check the path and "
+                "its permissions."
+            ) from exc
+        pw = text.rstrip("\r\n")
+        if not pw:
+            raise AgentError(f"The password file {password_file} is empty. Fix: put the password in it.")
+        return pw
+    if not sys.stdin.isatty():
+        raise AgentError("No password given and no terminal to ask for one. Fix: use --password-file FILE.")
+    import getpass
+
+    pw = getpass.getpass("Password: ")
+    if not pw:
+        raise AgentError("No password entered. Fix: run the command again and type the password.")
+    return pw

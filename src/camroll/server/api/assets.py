@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Annotated
 from urllib.parse import quote
 
@@ -13,6 +14,7 @@ from fastapi.responses import StreamingResponse
 from camroll import wire
 from camroll.server.api.deps import BackupCaller, Caller, Ctx, PathId
 from camroll.server.problems import ProblemError
+from camroll.server.repositories import assets as repo
 from camroll.server.services import library
 from camroll.server.storage.base import ReadStream
 
@@ -38,9 +40,26 @@ def check(ctx: Ctx, who: BackupCaller, body: wire.CheckRequest) -> wire.CheckRes
 
 @router.get("/assets", response_model=wire.AssetPage)
 def list_assets(ctx: Ctx, who: Caller, cursor: str | None = None,
-                limit: Annotated[int, Query(ge=1, le=library.MAX_LIMIT)] = library.DEFAULT_LIMIT
+                limit: Annotated[int, Query(ge=1, le=library.MAX_LIMIT)] = library.DEFAULT_LIMIT,
+                device_id: Annotated[int | None, Query(ge=1, le=wire.INT64_MAX,
+                                                       description="Only assets this device holds.")] = None,
+                album_id: Annotated[int | None, Query(ge=1, le=wire.INT64_MAX,
+                                                      description="Only this album's items (and the videos "
+                                                      "of its Live Photos).")] = None,
+                since: Annotated[datetime | None, Query(description="Taken at or after (ISO 8601).")] = None,
+                until: Annotated[datetime | None, Query(description="Taken before (ISO 8601).")] = None,
+                trashed: Annotated[bool | None, Query(description="true: only the trash; false: none of "
+                                                      "it; absent: both.")] = None,
                 ) -> wire.AssetPage:
-    return library.page(ctx, who, cursor, limit)
+    """Every asset with the paths its devices recorded, newest id first (what a restore walks)."""
+    listing = repo.Listing(device_id=device_id, album_id=album_id, start=_aware(since), end=_aware(until),
+                           trashed=trashed)
+    return library.page(ctx, who, cursor, limit, listing)
+
+
+def _aware(t: datetime | None) -> datetime | None:
+    """A time without a zone is UTC (the API's times all carry one; a hand-written query may not)."""
+    return t.replace(tzinfo=UTC) if t is not None and t.tzinfo is None else t
 
 
 def _byte_range(header: str | None, size: int) -> tuple[int, int] | None:
@@ -101,9 +120,18 @@ def _ranged(ctx: Ctx, sha256: str, offset: int, size: int, media_type: str, etag
             responses={200: _ORIGINAL, 206: {**_RANGE_DOC, **_ORIGINAL}, 416: {"description": "Range Not Satisfiable"}})
 def original(ctx: Ctx, who: Caller, asset_id: PathId,
              range_: Annotated[str | None, Header(alias="Range")] = None,
-             if_range: Annotated[str | None, Header(alias="If-Range")] = None) -> Response:
+             if_range: Annotated[str | None, Header(alias="If-Range")] = None,
+             replica: Annotated[str | None, Query(max_length=64, description="Read the copy on this replica "
+                                                  "instead of the primary store (whole file, no Range): "
+                                                  "a restore when the primary is damaged.")] = None,
+             ) -> Response:
     asset = library.original(ctx, who, asset_id)
     disposition = {"Content-Disposition": f"attachment; filename*=UTF-8''{quote(asset.filename)}"}
+    if replica is not None:
+        reader = library.replica_copy(ctx, replica, asset)
+        return StreamingResponse(_stream(reader), media_type=asset.mime or "application/octet-stream",
+                                 headers={**disposition, "Content-Length": str(asset.size),
+                                          "ETag": f'"{asset.sha256}"'})
     return _ranged(ctx, asset.sha256, 0, asset.size, asset.mime or "application/octet-stream",
                    f'"{asset.sha256}"', range_, if_range, disposition)
 

@@ -47,10 +47,34 @@ def by_id(db: Session, user_id: int, asset_id: int) -> Asset | None:
     return db.scalars(select(Asset).where(Asset.id == asset_id, Asset.user_id == user_id)).first()
 
 
-def page(db: Session, user_id: int, before_id: int | None, limit: int) -> Sequence[Asset]:
+@dataclass(frozen=True)
+class Listing:
+    """What ``GET /assets`` is narrowed to (a restore's choices); unlike the timeline's ``Filters`` it keeps
+    the MOV half of a Live Photo, which a restore must write too."""
+
+    device_id: int | None = None
+    album_id: int | None = None  # the caller checks the album is the user's
+    start: datetime | None = None  # taken_at >= start
+    end: datetime | None = None  # taken_at < end
+    trashed: bool | None = None  # None: both
+
+
+def page(db: Session, user_id: int, before_id: int | None, limit: int, f: Listing = Listing()) -> Sequence[Asset]:
     q = select(Asset).where(Asset.user_id == user_id)
     if before_id is not None:
         q = q.where(Asset.id < before_id)
+    if f.trashed is not None:
+        q = q.where(Asset.trashed_at.is_not(None) if f.trashed else Asset.trashed_at.is_(None))
+    if f.start is not None:
+        q = q.where(Asset.taken_at >= f.start)
+    if f.end is not None:
+        q = q.where(Asset.taken_at < f.end)
+    if f.device_id is not None:
+        q = q.where(exists().where(AssetFile.asset_id == Asset.id, AssetFile.device_id == f.device_id))
+    if f.album_id is not None:
+        # A Live Photo's video is not an album item itself: it goes with its still.
+        in_album = select(AlbumItem.asset_id).where(AlbumItem.album_id == f.album_id)
+        q = q.where(or_(Asset.id.in_(in_album), Asset.live_of_id.in_(in_album)))
     return db.scalars(q.order_by(Asset.id.desc()).limit(limit)).all()
 
 
@@ -206,7 +230,7 @@ def _conditions(user_id: int, f: Filters) -> list[ColumnElement[bool]]:
     return conds
 
 
-def timeline_query(user_id: int, f: Filters, after: tuple[datetime, int] | None, limit: int) -> Select[tuple[Asset]]:
+def timeline_query(user_id: int, f: Filters, after: tuple[datetime, int] | None, limit: int) -> Select[Asset]:
     """Newest capture time first; ``after`` is the (taken_at, id) of the last item already shown.
 
     A row-value comparison, so the database seeks straight into ``ix_assets_timeline`` however deep

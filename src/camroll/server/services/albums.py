@@ -54,7 +54,7 @@ def _taken(name: str) -> ProblemError:
                         "Choose another name, or add the items to that album.")
 
 
-def _own(db: Session, who: Principal, album_id: int) -> Album:
+def own_album(db: Session, who: Principal, album_id: int) -> Album:
     album = repo.get(db, who.user_id, album_id)
     if album is None:
         raise _missing(album_id)
@@ -83,7 +83,7 @@ def list_albums(ctx: Context, who: Principal) -> list[wire.AlbumInfo]:
 
 def get(ctx: Context, who: Principal, album_id: int) -> wire.AlbumInfo:
     with ctx.db() as db:
-        return _infos(db, [_own(db, who, album_id)])[0]
+        return _infos(db, [own_album(db, who, album_id)])[0]
 
 
 def _add(db: Session, who: Principal, album: Album, ids: Sequence[int]) -> int:
@@ -130,7 +130,7 @@ def update(ctx: Context, who: Principal, album_id: int, body: wire.AlbumUpdate) 
     """Rename, choose a cover (an item of the album), or go back to the automatic cover."""
     name = None if body.name is None else clean_name(body.name)
     with ctx.db() as db:
-        album = _own(db, who, album_id)
+        album = own_album(db, who, album_id)
         if name is not None and name != album.name:
             other = repo.by_name(db, who.user_id, name)
             if other is not None:
@@ -151,12 +151,12 @@ def update(ctx: Context, who: Principal, album_id: int, body: wire.AlbumUpdate) 
 def delete(ctx: Context, who: Principal, album_id: int) -> None:
     """The album goes; every photo in it stays in the library."""
     with ctx.db() as db:
-        repo.delete_album(db, _own(db, who, album_id))
+        repo.delete_album(db, own_album(db, who, album_id))
 
 
 def add(ctx: Context, who: Principal, album_id: int, ids: Sequence[int]) -> wire.AlbumChange:
     with ctx.db() as db:
-        album = _own(db, who, album_id)
+        album = own_album(db, who, album_id)
         added = _add(db, who, album, ids)
         db.flush()
         return wire.AlbumChange(changed=added, album=_infos(db, [album])[0])
@@ -165,7 +165,7 @@ def add(ctx: Context, who: Principal, album_id: int, ids: Sequence[int]) -> wire
 def remove(ctx: Context, who: Principal, album_id: int, ids: Sequence[int]) -> wire.AlbumChange:
     """Take items out of the album (never out of the library); a removed cover falls back to the newest."""
     with ctx.db() as db:
-        album = _own(db, who, album_id)
+        album = own_album(db, who, album_id)
         removed = repo.remove_items(db, album.id, ids)
         if album.cover_asset_id is not None and album.cover_asset_id in set(ids):
             album.cover_asset_id = None
@@ -178,7 +178,7 @@ def remove(ctx: Context, who: Principal, album_id: int, ids: Sequence[int]) -> w
 def items(ctx: Context, who: Principal, album_id: int, cursor: str | None, limit: int) -> wire.TimelinePage:
     """The album's shown items, listed like the timeline (newest capture time first, by day)."""
     with ctx.db() as db:
-        _own(db, who, album_id)
+        own_album(db, who, album_id)
     return timeline.page(ctx, who, Filters(album_id=album_id), cursor, limit)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal, cast
 
 from sqlalchemy import Connection
@@ -16,6 +16,7 @@ from camroll.server.models import Asset
 from camroll.server.problems import ProblemError
 from camroll.server.repositories import assets as repo
 from camroll.server.services.auth import Principal
+from camroll.server.storage.base import ReadStream
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
@@ -103,10 +104,15 @@ def _decode_cursor(cursor: str) -> int:
                            "Pass next_cursor from the previous page unchanged, or omit it.") from None
 
 
-def page(ctx: Context, who: Principal, cursor: str | None, limit: int) -> wire.AssetPage:
+def page(ctx: Context, who: Principal, cursor: str | None, limit: int,
+         listing: repo.Listing = repo.Listing()) -> wire.AssetPage:
     before = _decode_cursor(cursor) if cursor else None
     with ctx.db() as db:
-        rows = repo.page(db, who.user_id, before, limit + 1)
+        if listing.album_id is not None:
+            from camroll.server.services.albums import own_album
+
+            own_album(db, who, listing.album_id)
+        rows = repo.page(db, who.user_id, before, limit + 1, listing)
     more = len(rows) > limit
     rows = rows[:limit]
     return wire.AssetPage(items=_infos(ctx, rows),
@@ -150,3 +156,48 @@ def _copies_of(ctx: Context, sha256: str) -> dict[str, Any]:
     from camroll.server.replicas.status import copies_of
 
     return copies_of(ctx, sha256)
+
+
+def replica_copy(ctx: Context, name: str, asset: Asset) -> ReadStream:
+    """A stream of ``asset``'s original from replica ``name`` (it is the caller's to check the bytes: the
+    replica's copy is what is being tested)."""
+    from camroll.server.replicas.admin import NoSuchReplica, get
+    from camroll.server.replicas.urls import ReplicaConfigError, open_target
+    from camroll.server.storage.base import BlobNotFound, StorageFailure
+
+    try:
+        row = get(ctx, name)
+        target = open_target(row.url, dict(row.options or {}))
+    except NoSuchReplica:
+        raise ProblemError(404, "not_found", f"This server has no replica named {name!r}.",
+                           f"GET /api/v1/assets/{asset.id} lists the replicas that hold its copies.") from None
+    except ReplicaConfigError as exc:
+        raise ProblemError(409, "conflict", f"Replica {name!r} cannot be opened: {exc}",
+                           "Ask the server's admin to fix it (camroll admin replica status).") from None
+    try:
+        stream = target.open(asset.sha256)
+    except BlobNotFound:
+        target.close()
+        raise ProblemError(404, "not_found", f"Replica {name!r} has no copy of asset {asset.id}.",
+                           f"GET /api/v1/assets/{asset.id} lists the replicas that hold its copies.") from None
+    except StorageFailure as exc:
+        target.close()
+        raise ProblemError(502, "busy", f"Replica {name!r} did not give its copy: {exc}",
+                           "Try again later, or restore from another replica.") from None
+    return _Closing(stream, target.close)
+
+
+class _Closing:
+    """A replica stream that closes its target when it is closed."""
+
+    def __init__(self, stream: ReadStream, close_target: Callable[[], None]) -> None:
+        self.stream, self.close_target = stream, close_target
+
+    def read(self, size: int = -1, /) -> bytes:
+        return self.stream.read(size)
+
+    def close(self) -> None:
+        try:
+            self.stream.close()
+        finally:
+            self.close_target()
