@@ -30,9 +30,42 @@ def _root(
     """camroll backs up every photo and video on this device to your own server, verified."""
 
 
+# What the server part of camroll needs beyond the agent's own dependencies (pip install 'camroll[server]').
+SERVER_MODULES = ("fastapi", "uvicorn", "sqlalchemy", "alembic", "PIL", "huey")
+SERVER_FIX = "pip install 'camroll[server]'"
+
+
+def server_part_missing() -> list[str]:
+    """The server's libraries this install lacks: all of them on an agent-only install (a phone, a NAS)."""
+    import importlib.util
+
+    return [m for m in SERVER_MODULES if importlib.util.find_spec(m) is None]
+
+
+def _agent_only(missing: list[str]) -> None:
+    """``up``, ``serve``, ``worker`` and ``admin`` on an agent-only install: a sentence with the fix."""
+
+    def refuse(ctx: typer.Context) -> None:
+        typer.echo(f"'camroll {ctx.info_name}' runs a camroll server; this is an agent-only install (it has no "
+                   f"{', '.join(missing)}). Fix: {SERVER_FIX} on the machine that keeps the library; this "
+                   "device backs up to it with camroll login URL --user NAME.", err=True)
+        raise typer.Exit(1)
+
+    extra = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
+    for name, what in (("up", "server and agent on this machine"), ("serve", "the camroll server"),
+                       ("worker", "the server's background workers"), ("admin", "server administration")):
+        app.command(name, context_settings=extra, help=f"Runs {what} (needs {SERVER_FIX}).")(refuse)
+
+
 def _register() -> None:
-    from camroll import allinone
     from camroll.agent.cli import app as agent_cli
+
+    missing = server_part_missing()
+    if missing:
+        agent_cli.register(app)
+        _agent_only(missing)
+        return
+    from camroll import allinone
     from camroll.server import cli as server_cli
 
     # Listed in --help in this order: the all-in-one first, then the agent, then the server.
