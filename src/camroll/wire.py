@@ -40,6 +40,9 @@ META_PATH = "path"
 # hold its readable form (:func:`display_name`) and ``path_raw`` its exact bytes (:func:`raw_name_to_wire`),
 # so a restore can recreate the name byte for byte.  Absent for UTF-8 paths.
 META_PATH_RAW = "path_raw"
+# JSON of ``ImportHints``: what an importer knows beyond the file (a Takeout sidecar's date, place, caption,
+# favourite flag and albums).
+META_HINTS = "hints"
 
 # Answer header of the request that completes an upload (and of HEAD on a completed one): the asset id.
 ASSET_ID_HEADER = "Camroll-Asset-Id"
@@ -340,6 +343,25 @@ class NotificationResult(_Model):
 MAX_CHECK_BATCH = 5000
 
 
+MAX_HINT_ALBUMS = 100
+MAX_DESCRIPTION = 2000
+
+
+class ImportHints(_Model):
+    """What an importer knows about a file beyond its bytes (a Google Takeout sidecar, an XMP file).  The
+    file's own metadata wins where it has any: a hint's time and place are used only when it has none."""
+
+    taken_at: datetime | None = Field(default=None, description="When it was taken, timezone-aware.")
+    latitude: float | None = Field(default=None, ge=-90, le=90)
+    longitude: float | None = Field(default=None, ge=-180, le=180)
+    altitude: float | None = Field(default=None, ge=-20_000, le=100_000)
+    description: str | None = Field(default=None, max_length=MAX_DESCRIPTION)
+    favorite: bool = False
+    albums: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
+        default_factory=list, max_length=MAX_HINT_ALBUMS,
+        description="Albums to put it in (made when the user has none of that name).")
+
+
 class CheckItem(_Model):
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     # When given and the asset exists, the server records this device path for it, so a file found
@@ -351,6 +373,8 @@ class CheckItem(_Model):
     path_raw: str | None = Field(default=None, max_length=MAX_PATH * 4 // 3 + 4,
                                  description="Base64 of the path's exact bytes when they are not UTF-8 "
                                              "(``path`` then shows them as \\xNN).")
+    hints: ImportHints | None = Field(default=None, description="For an asset the server has: the importer's "
+                                      "albums, favourite flag and caption are added to it.")
 
 
 class CheckRequest(_Model):
@@ -405,7 +429,7 @@ class AssetPage(_Model):
 # --- Library: timeline, details, thumbnails, trash, storage ------------------------------------------
 # Filled in by the server's background jobs (metadata extraction, thumbnails); until a job has run the
 # fields are null and ``capture_time`` falls back to the file's mtime.
-CaptureTimeSource = Literal["exif", "quicktime", "filename", "mtime", "upload"]
+CaptureTimeSource = Literal["exif", "quicktime", "filename", "sidecar", "mtime", "upload"]
 ThumbSize = Literal["grid", "preview"]
 MAX_TIMELINE_LIMIT = 1000
 
@@ -480,6 +504,8 @@ class AssetDetail(AssetInfo):
                                          "on the server (re-hashed to its SHA-256); null until then.")
     copies: list[AssetCopy] = Field(default_factory=list, max_length=100,
                                     description="Where the original's other copies are (replicas), and their state.")
+    favorite: bool = Field(default=False, description="Marked as a favourite (e.g. in Google Photos, by an import).")
+    description: str | None = Field(default=None, description="Its caption, when one was imported.")
 
 
 MAX_ASSET_IDS = 10_000

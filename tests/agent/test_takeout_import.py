@@ -1,5 +1,6 @@
 """`camroll import takeout` against a real `camroll serve`: the generated export (several zip parts,
-every naming quirk) imports with every capture time right and every album membership recorded; an
+every naming quirk) imports with every capture time right, every album filled on the server and the
+favourites marked; an
 interrupted import re-run imports nothing twice; --dry-run sends nothing."""
 
 from __future__ import annotations
@@ -86,6 +87,19 @@ def test_export_imports_with_right_times_and_albums(agent: Agent, export: Export
     for title in export.albums.values():
         want_ids = sorted(items[e.name]["asset_id"] for e in export.expect.values() if title in e.albums)
         assert sorted(albums[title]) == want_ids and want_ids, title
+    # ... and the same albums on the server, filled (a Live Photo's video goes with its still, which
+    # is what the album shows).
+    on_server = {a["name"]: a for a in agent.api("GET", "/albums").json()}
+    assert set(on_server) == set(export.albums.values()), on_server
+    for title, info in on_server.items():
+        listed = agent.api("GET", f"/albums/{info['id']}/items", params={"limit": 1000}).json()
+        shown = {i["id"] for d in listed["days"] for i in d["items"]}
+        wanted = set(albums[title])
+        videos = {agent.api("GET", f"/assets/{i}").json()["live_video_id"] for i in shown}
+        assert shown <= wanted and wanted - shown <= videos, (title, shown, wanted)
+    for name, want in export.expect.items():
+        detail = agent.api("GET", f"/assets/{items[name]['asset_id']}").json()
+        assert detail["favorite"] == want.favorited, name
     assert {s["name"]: s["reason"] for s in report["skipped"]} == export.skipped
     assert [u["name"] for u in report["unused_json"]] == export.unused_json
     assert report["without_sidecar"] == [n for n, e in export.expect.items() if e.sidecar is None]

@@ -33,7 +33,7 @@ from camroll.media.motion import MotionPhoto
 
 pillow_heif.register_heif_opener()
 
-CaptureTimeSource = Literal["exif", "quicktime", "filename", "mtime"]
+CaptureTimeSource = Literal["exif", "quicktime", "filename", "sidecar", "mtime"]
 
 # Errors a damaged or unexpected file makes Pillow, struct or ffprobe raise; anything else is a bug.
 DECODE_ERRORS: tuple[type[BaseException], ...] = (

@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -144,6 +145,11 @@ class Asset(Base):
     job_error: Mapped[str | None] = mapped_column(String(2000), nullable=True)
     job_error_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     trashed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # From importers (migration 0013): a favourite flag and caption, and ``hints`` (wire.ImportHints as
+    # JSON: the sidecar's time and place) that the metadata job uses where the file itself has none.
+    favorite: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    description: Mapped[str | None] = mapped_column(String(2000), nullable=True)
+    hints: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class AssetFile(Base):

@@ -203,6 +203,25 @@ def _hash(src: Source, m: Member) -> tuple[str, str] | str:
     return h.hexdigest(), mt.mime
 
 
+def hints_of(item: Item) -> wire.ImportHints | None:
+    """What the export says about ``item`` beyond its bytes: the sidecar's date, place, caption and
+    favourite flag, and the albums it is in (None when it says nothing)."""
+    sc = item.sidecar
+    albums = list(dict.fromkeys(a.strip() for a in item.albums if a.strip()))[:wire.MAX_HINT_ALBUMS]
+    told = wire.ImportHints(albums=[a[:200] for a in albums])
+    if sc is not None:
+        place = sc.latitude is not None and sc.longitude is not None and (sc.latitude, sc.longitude) != (0.0, 0.0)
+        told = told.model_copy(update={
+            "taken_at": sc.taken_at, "favorite": sc.favorited,
+            "description": sc.description.strip()[:wire.MAX_DESCRIPTION] or None,
+            **({"latitude": sc.latitude, "longitude": sc.longitude,
+                "altitude": sc.altitude if sc.altitude is not None and -20_000 <= sc.altitude <= 100_000 else None}
+               if place else {})})
+    if told == wire.ImportHints():
+        return None
+    return wire.ImportHints.model_validate(told.model_dump())
+
+
 def _ns(dt: datetime | None) -> int | None:
     return int(dt.timestamp()) * 1_000_000_000 if dt is not None else None
 
@@ -275,8 +294,11 @@ class Importer:
         items = []
         for item, _key, sha in batch:
             taken = _ns(item.sidecar.taken_at if item.sidecar else None)
-            items.append(wire.CheckItem(sha256=sha) if self.dry_run
-                         else check_item(sha, item.member.name, taken if taken is not None else 0))
+            if self.dry_run:
+                items.append(wire.CheckItem(sha256=sha))
+            else:
+                found = check_item(sha, item.member.name, taken if taken is not None else 0)
+                items.append(found.model_copy(update={"hints": hints_of(item)}))
         return dict(self._retrying(lambda: self.api.check(items)).present)  # type: ignore[union-attr]
 
     def _retrying(self, fn: Callable[[], Any]) -> Any:
@@ -292,6 +314,9 @@ class Importer:
         taken = _ns(item.sidecar.taken_at if item.sidecar else None)
         if taken is not None:
             meta[wire.META_MTIME_NS] = str(taken)
+        told = hints_of(item)
+        if told is not None:
+            meta[wire.META_HINTS] = told.model_dump_json(exclude_defaults=True)
         return meta
 
     def _upload(self, item: Item, key: str, sha: str) -> ItemResult:

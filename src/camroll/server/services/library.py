@@ -23,6 +23,9 @@ MAX_LIMIT = 1000
 
 
 def check(ctx: Context, who: Principal, req: wire.CheckRequest) -> wire.CheckResponse:
+    from camroll.server.services import hints
+
+    hinted: list[tuple[int, wire.ImportHints]] = []
     with ctx.db() as db:
         have = repo.by_hashes(db, who.user_id, (i.sha256 for i in req.items))
         for item in req.items:
@@ -30,7 +33,12 @@ def check(ctx: Context, who: Principal, req: wire.CheckRequest) -> wire.CheckRes
             if asset is not None and item.path:
                 path, filename, raw = device_name(item.path, item.filename, item.path_raw)
                 repo.record_file(db, asset.id, who.device_id, path, filename, item.mtime_ns, raw)
+            if asset is not None and item.hints is not None:
+                hints.record(db.connection(), asset.id, item.hints)
+                hinted.append((asset.id, item.hints))
         missing = list(dict.fromkeys(i.sha256 for i in req.items if i.sha256 not in have))
+    for asset_id, told in hinted:
+        hints.fill_albums(ctx, who.user_id, asset_id, told)
     with ctx.conn() as conn:
         room = upload_room(ctx, conn, who.user_id)
     return wire.CheckResponse(present={h: a.id for h, a in have.items()}, missing=missing, room=room)
@@ -146,7 +154,7 @@ def detail(ctx: Context, who: Principal, asset_id: int) -> wire.AssetDetail:
         **info.model_dump(), kind=cast(Literal["image", "video", "other"], asset.kind), metadata=meta,
         has_thumbnail=asset.thumbs_at is not None, job_error=asset.job_error, trashed_at=asset.trashed_at,
         live_video_id=asset.live_video_id, motion_video_offset=asset.motion_video_offset,
-        motion_video_length=asset.motion_video_length,
+        motion_video_length=asset.motion_video_length, favorite=bool(asset.favorite), description=asset.description,
         **_copies_of(ctx, asset.sha256),
     )
 

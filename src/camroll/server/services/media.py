@@ -13,7 +13,7 @@ import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy.orm import Session
 
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("camroll.server.jobs")
 
 __all__ = ["SIZES", "THUMB_MIME", "ThumbStore", "local_copy", "process", "thumb_store"]
-_CAPTURE_SOURCES = {"exif", "quicktime", "filename", "mtime"}
+_CAPTURE_SOURCES = {"exif", "quicktime", "filename", "sidecar", "mtime"}
 # These formats have no reduced-resolution decode: a 12 MP HEIC peaks at ~100 MB while libheif decodes
 # all of it (a JPEG, decoded at 1/4 scale, at ~25 MB).  One at a time keeps a server whose workers
 # meet a batch of iPhone photos near its memory budget; other kinds proceed in parallel.
@@ -154,6 +154,7 @@ def record_metadata(ctx: Context, asset_id: int, info: MediaInfo) -> None:
         a = repo.by_id_any_user(db, asset_id)
         if a is None:
             return
+        info, meta = _with_hints(info, meta, a.hints)
         if info.capture_time is not None and info.capture_time_source in _CAPTURE_SOURCES:
             a.taken_at, a.taken_offset = _as_utc(info.capture_time)
             a.taken_source = info.capture_time_source
@@ -167,6 +168,25 @@ def record_metadata(ctx: Context, asset_id: int, info: MediaInfo) -> None:
         a.metadata_at = utcnow()
         db.flush()
         _link_live(db, a)
+
+
+def _with_hints(info: MediaInfo, meta: wire.AssetMetadata, stored: dict[str, Any] | None
+                ) -> tuple[MediaInfo, wire.AssetMetadata]:
+    """An importer's time and place (a Takeout sidecar's) where the file itself has none: its own EXIF or
+    container time, and a time in its name, still win; an mtime does not."""
+    if not stored:
+        return info, meta
+    try:
+        told = wire.ImportHints.model_validate(stored)
+    except ValueError:
+        return info, meta
+    if told.taken_at is not None and info.capture_time_source in (None, "mtime"):
+        info = info.model_copy(update={"capture_time": told.taken_at, "capture_time_source": "sidecar"})
+        meta = meta.model_copy(update={"capture_time": told.taken_at, "capture_time_source": "sidecar"})
+    if meta.latitude is None and told.latitude is not None and told.longitude is not None:
+        meta = meta.model_copy(update={"latitude": told.latitude, "longitude": told.longitude,
+                                       "altitude": meta.altitude if meta.altitude is not None else told.altitude})
+    return info, meta
 
 
 def _link_live(db: Session, a: Asset) -> None:

@@ -24,7 +24,7 @@ from camroll.server.problems import ProblemError
 from camroll.server.repositories import assets as asset_repo
 from camroll.server.repositories import locks
 from camroll.server.repositories import uploads as repo
-from camroll.server.services import auth, quota
+from camroll.server.services import auth, hints, quota
 from camroll.server.services.auth import Principal
 from camroll.server.services.library import device_name
 from camroll.server.services.partfiles import NOTHING, PartsGone, Recorded
@@ -123,6 +123,7 @@ def parse_metadata(header: str | None) -> dict[str, str]:
         meta[wire.META_SHA256] = sha
     if wire.META_PATH_RAW in meta:
         device_name(meta.get(wire.META_PATH, ""), None, meta[wire.META_PATH_RAW])  # refuses what is not base64
+    hints.parse(meta.get(wire.META_HINTS))  # refuses what is not ImportHints
     return meta
 
 
@@ -589,11 +590,24 @@ def _finish(ctx: Context, upload_id: str, digest: str, known: UploadState, mime:
         asset_id = asset_repo.get_or_create(conn, known.user_id, digest, known.length, mime, filename,
                                             _mtime(mtime))
         asset_repo.record_file_core(conn, asset_id, known.device_id, path or filename, filename, mtime, raw)
+        told = _hints(meta)
+        if told is not None:
+            hints.record(conn, asset_id, told)
         repo.mark_complete(conn, upload_id, asset_id, known.length, now, _expiry(ctx, now))
     # After the commit, never inside it: a job must find the row, and a queue hiccup must not undo it.
+    if told is not None:
+        hints.fill_albums(ctx, known.user_id, asset_id, told)
     ctx.work.asset_added(asset_id)
     metrics.of(ctx).upload_completed(known.length)
     return asset_id
+
+
+def _hints(meta: dict[str, str]) -> wire.ImportHints | None:
+    # Checked at creation; hints gone bad since (a row edited by hand) are dropped, never fatal here.
+    try:
+        return hints.parse(meta.get(wire.META_HINTS))
+    except ProblemError:
+        return None
 
 
 def _mtime(mtime_ns: int | None) -> datetime | None:

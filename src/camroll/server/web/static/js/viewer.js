@@ -14,7 +14,7 @@ const PREVIEW_TRIES = 40;
 
 export function browserCanShow(mime) { return DISPLAYABLE.has((mime || "").toLowerCase()); }
 
-const SOURCES = { exif: "EXIF", quicktime: "video metadata", filename: "file name", mtime: "file modification time", upload: "upload time" };
+const SOURCES = { exif: "EXIF", quicktime: "video metadata", filename: "file name", sidecar: "the imported metadata (e.g. Google Takeout)", mtime: "file modification time", upload: "upload time" };
 
 export function openViewer({ items, index, originalUrl, thumbUrl, more, onClose }) {
   let i = index;
@@ -182,7 +182,8 @@ function details(d, item) {
     // A name that is not UTF-8 shows its other bytes as \xNN; the server keeps the exact bytes for a restore.
     f.path_raw ? h("div", { class: "muted" }, "The name on the device is not UTF-8 text; its exact bytes are kept.") : null));
   return h("div", {},
-    h("h2", {}, d.filename),
+    h("h2", {}, d.favorite ? h("span", { class: "favorite", title: "Favourite", "aria-label": "Favourite" }, "★ ") : null, d.filename),
+    d.description ? h("p", { class: "caption" }, d.description) : null,
     h("dl", {},
       row("Taken", dateTime(when), h("br"), h("span", { class: "muted" }, `from ${SOURCES[source] || source || "unknown"}`)),
       camera ? row("Camera", camera, m.lens ? h("span", { class: "muted" }, ` · ${m.lens}`) : null) : null,
