@@ -87,8 +87,7 @@ def _text(report: Any) -> str:
         if p.unused_json:
             lines.append(f"{len(p.unused_json)} JSON files were not used (see --json for the list).")
     for title, names in report.album_members().items():
-        lines.append(f"Album {title!r}: {len(names)} items (recorded in the report; albums on the server "
-                     "come with camroll's albums)")
+        lines.append(f"Album {title!r}: {len(names)} items")
     for r in report.refused:
         lines.append(f"  refused in {r.part}: {r.raw_name!r}: {r.reason.sentence}")
     return "\n".join(lines)
