@@ -85,7 +85,7 @@ def _text(report: Any) -> str:
             lines.append(f"{len(p.without_sidecar)} without a sidecar (their own dates are used):")
             lines.extend(f"  {i.name}" for i in p.without_sidecar[:50])
         if p.unused_json:
-            lines.append(f"{len(p.unused_json)} JSON files were not used (see --json for the list).")
+            lines.append(f"{len(p.unused_json)} sidecar files (JSON, XMP) were not used (see --json for the list).")
     for title, names in report.album_members().items():
         lines.append(f"Album {title!r}: {len(names)} items")
     for r in report.refused:
@@ -93,25 +93,15 @@ def _text(report: Any) -> str:
     return "\n".join(lines)
 
 
-def takeout(
-    paths: list[Path] = typer.Argument(..., metavar="ARCHIVE_OR_FOLDER...",
-                                       help="The export's .zip or .tgz parts (all of them), or its folder."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Match and hash, ask the server what it has, "
-                                 "and report; upload and record nothing."),
-    json_out: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
-) -> None:
-    """Import a Google Takeout export: photos and videos with their sidecars' dates and places.
-
-    Reads the parts where they are (nothing is extracted), pairs every file with its JSON sidecar,
-    and uploads what the server does not have yet.  Run it again after an interruption: what was
-    imported is not sent again, and a cut upload resumes."""
+def _run(indexer: Any, dry_run: bool, json_out: bool, what: str) -> None:
+    """Index, then import under the one-import-at-a-time lock, and report (shared by every import kind)."""
     import fcntl
 
     from camroll.agent.api import Api, make_client
     from camroll.agent.backup.tus import TusClient
     from camroll.agent.cli.common import agent_paths as _paths
     from camroll.agent.errors import AgentError
-    from camroll.agent.imports.run import Importer, Outcome, index
+    from camroll.agent.imports.run import Importer, Outcome
     from camroll.agent.imports.state import ImportState
     from camroll.agent.settings.config import load_config
 
@@ -126,8 +116,8 @@ def takeout(
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise AgentError("Another 'camroll import' is running for this device. Fix: wait for it to "
-                             "finish (or stop it); this one would send the same files.") from None
-        idx = index(paths)
+                             f"finish (or stop it); this one would send the same {what}.") from None
+        idx = indexer()
         client = make_client(cfg.server.url, cfg.server.token) if cfg.server else None
         state = ImportState(state_path)
         progress: Any = _Bar() if sys.stderr.isatty() else _Lines()
@@ -150,8 +140,47 @@ def takeout(
         raise typer.Exit(1)
 
 
+def takeout(
+    paths: list[Path] = typer.Argument(..., metavar="ARCHIVE_OR_FOLDER...",
+                                       help="The export's .zip or .tgz parts (all of them), or its folder."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Match and hash, ask the server what it has, "
+                                 "and report; upload and record nothing."),
+    json_out: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
+) -> None:
+    """Import a Google Takeout export: photos and videos with their sidecars' dates, places, captions,
+    favourites and albums.
+
+    Reads the parts where they are (nothing is extracted), pairs every file with its JSON sidecar,
+    and uploads what the server does not have yet.  Run it again after an interruption: what was
+    imported is not sent again, and a cut upload resumes."""
+    from camroll.agent.imports.run import index
+
+    _run(lambda: index(paths), dry_run, json_out, "files")
+
+
+def folder(
+    paths: list[Path] = typer.Argument(..., metavar="FOLDER_OR_ARCHIVE...",
+                                       help="The exported folder(s), or .zip/.tgz files of them."),
+    albums_from_folders: bool = typer.Option(False, "--albums-from-folders", help="Make each folder an album "
+                                             "of its name (OneDrive, Dropbox and Amazon exports keep albums "
+                                             "as folders)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Hash, ask the server what it has, and report; "
+                                 "upload and record nothing."),
+    json_out: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
+) -> None:
+    """Import a plain export (iCloud, Amazon Photos, OneDrive, Dropbox, Flickr, a photo manager's folder),
+    with the capture time, place, caption and rating of XMP sidecars (IMG_1.JPG.xmp or IMG_1.xmp).
+
+    The file's own EXIF wins where it has any; a 5-star rating marks a favourite.  Resumable like
+    'camroll import takeout': run it again after an interruption."""
+    from camroll.agent.imports.run import index_folder
+
+    _run(lambda: index_folder(paths, albums_from_folders=albums_from_folders), dry_run, json_out, "files")
+
+
 def register(app: typer.Typer) -> None:
     from camroll.agent.cli.common import friendly
 
     import_app.command("takeout")(friendly(takeout, again="camroll import takeout"))
+    import_app.command("folder")(friendly(folder, again="camroll import folder"))
     app.add_typer(import_app, name="import")

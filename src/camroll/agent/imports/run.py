@@ -11,6 +11,7 @@ metadata job uses it only when the file has no EXIF, QuickTime or file-name date
 from __future__ import annotations
 
 import hashlib
+import posixpath
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -154,32 +155,47 @@ class Indexed:
 
 
 def index(paths: Iterable[str | Path]) -> Indexed:
-    """Open every part, list its members and read its JSON files (bounded), then match."""
+    """A Takeout export: open every part, list its members and read its JSON files (bounded), then match."""
+    return _index(paths, ".json", sidecars.MAX_JSON_BYTES, lambda members, read: plan(members, {
+        name: sidecars.parse(data) for name, data in read.items()}))
+
+
+def index_folder(paths: Iterable[str | Path], *, albums_from_folders: bool = False) -> Indexed:
+    """A plain export with XMP sidecars (``camroll import folder``)."""
+    from camroll.agent.imports import folder, xmp
+
+    return _index(paths, folder.SIDECAR_EXT, xmp.MAX_BYTES, lambda members, read: folder.plan(
+        members, {name: xmp.parse(data, posixpath.basename(name)) for name, data in read.items()},
+        albums_from_folders=albums_from_folders))
+
+
+def _index(paths: Iterable[str | Path], sidecar_ext: str, limit: int,
+           planner: Callable[[list[Member], dict[str, bytes | None]], Plan]) -> Indexed:
     sources: dict[str, Source] = {}
     members: list[Member] = []
-    jsons: dict[str, sidecars.Parsed] = {}
+    read: dict[str, bytes | None] = {}
     refused: list[Refused] = []
     try:
         for p in paths:
             try:
                 src = open_source(p)
             except NotAnExport as exc:
-                raise AgentError(f"Cannot import {exc}. Fix: give the Takeout .zip/.tgz parts or the folder "
+                raise AgentError(f"Cannot import {exc}. Fix: give the export's .zip/.tgz parts or the folder "
                                  "they were extracted to.") from None
             sources[src.path] = src
-            # JSON is read during the listing: a compressed tar is read once, front to back.
+            # Sidecars are read during the listing: a compressed tar is read once, front to back.
             for m in src.members():
                 members.append(m)
-                if m.name.lower().endswith(".json") and m.name not in jsons:
+                if m.name.lower().endswith(sidecar_ext) and m.name not in read:
                     from camroll.agent.imports.archive import read_bounded
 
-                    jsons[m.name] = sidecars.parse(read_bounded(src, m, sidecars.MAX_JSON_BYTES))
+                    read[m.name] = read_bounded(src, m, limit)
             refused.extend(src.refused)
     except BaseException:
         for s in sources.values():
             s.close()
         raise
-    return Indexed(sources, plan(members, jsons), refused)
+    return Indexed(sources, planner(members, read), refused)
 
 
 def _hash(src: Source, m: Member) -> tuple[str, str] | str:
