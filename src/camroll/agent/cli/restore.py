@@ -211,7 +211,12 @@ def restore(
                 if isinstance(progress, _Bar):
                     progress.progress.stop()
         finally:
-            client.post(f"{wire.API_PREFIX}/auth/logout")
+            import contextlib
+
+            import httpx
+
+            with contextlib.suppress(httpx.HTTPError):  # the session expires by itself otherwise
+                client.post(f"{wire.API_PREFIX}/auth/logout")
     typer.echo(json.dumps(report.to_json()) if json_out else _restore_text(report))
     if report.count(Outcome.FAILED):
         raise typer.Exit(1)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import os
 import shutil
+import sys
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -17,6 +19,32 @@ _TMP_DIR = ".tmp"
 # fsyncs a batch issues at once: ext4 commits its journal once for all that wait together, so 200 small
 # files cost about 0.3-1 ms each here instead of 3.5 ms one after the other (a loaded 2-core machine).
 _SYNC_THREADS = 16
+
+
+def _load_syncfs() -> Callable[[int], int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).syncfs
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int]
+    fn.restype = ctypes.c_int
+    return fn
+
+
+# Linux's syncfs(2): every dirty page and inode of one filesystem written and its journal committed at
+# once.  For a batch of small files in many shard directories that is two calls instead of one fsync per
+# file and one per directory (500 files of 10 KB in ~500 directories: ~60 ms against ~140 ms with 16
+# fsyncs in flight, bench/README.md).
+_SYNCFS = _load_syncfs()
+
+
+def _syncfs(fd: int) -> None:
+    assert _SYNCFS is not None
+    if _SYNCFS(fd) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"syncfs: {os.strerror(err)}")
 
 
 def _fsync_dir(path: Path) -> None:
@@ -102,6 +130,9 @@ class LocalBlobStore:
                 source.unlink()
         if not new:
             return reused
+        if _SYNCFS is not None and self._same_filesystem([source for _, source, _ in new]):
+            self._put_synced(new)
+            return reused
         with ThreadPoolExecutor(min(_SYNC_THREADS, len(new)), thread_name_prefix="camroll-fsync") as pool:
             list(pool.map(_fsync_file, [source for _, source, _ in new]))
             dirs: dict[Path, None] = {}
@@ -121,6 +152,24 @@ class LocalBlobStore:
             # New shard directories must be durable in their parents, and new top shards in the root.
             list(pool.map(_fsync_dir, [*dirs, *parents, self.root]))
         return reused
+
+    def _same_filesystem(self, sources: list[Path]) -> bool:
+        dev = os.stat(self.root).st_dev
+        return all(os.stat(s).st_dev == dev for s in sources)
+
+    def _put_synced(self, new: list[tuple[str, Path, Path]]) -> None:
+        """``put_files`` by whole-filesystem syncs: the staged bytes made durable, then every name, with
+        the same order as the per-file path (bytes before their name exists)."""
+        fd = os.open(self.root, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        try:
+            _syncfs(fd)
+            for _sha256, source, dest in new:
+                if not dest.parent.is_dir():
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(source, dest)
+            _syncfs(fd)
+        finally:
+            os.close(fd)
 
     def open(self, sha256: str, offset: int = 0, length: int | None = None) -> ReadStream:
         path = self._path(sha256)
