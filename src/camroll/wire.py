@@ -11,7 +11,7 @@ import base64
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 API_PREFIX = "/api/v1"
 UPLOADS_PATH = f"{API_PREFIX}/uploads/"
@@ -351,7 +351,7 @@ class ImportHints(_Model):
     """What an importer knows about a file beyond its bytes (a Google Takeout sidecar, an XMP file).  The
     file's own metadata wins where it has any: a hint's time and place are used only when it has none."""
 
-    taken_at: datetime | None = Field(default=None, description="When it was taken, timezone-aware.")
+    taken_at: AwareDatetime | None = Field(default=None, description="When it was taken (years 1800-2200).")
     latitude: float | None = Field(default=None, ge=-90, le=90)
     longitude: float | None = Field(default=None, ge=-180, le=180)
     altitude: float | None = Field(default=None, ge=-20_000, le=100_000)
@@ -360,6 +360,13 @@ class ImportHints(_Model):
     albums: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
         default_factory=list, max_length=MAX_HINT_ALBUMS,
         description="Albums to put it in (made when the user has none of that name).")
+
+    @field_validator("taken_at")
+    @classmethod
+    def _plausible(cls, v: datetime | None) -> datetime | None:
+        if v is not None and not 1800 <= v.year <= 2200:
+            raise ValueError("a capture time must lie between the years 1800 and 2200")
+        return v
 
 
 class CheckItem(_Model):
@@ -399,6 +406,8 @@ class CheckResponse(_Model):
     missing: list[str]
     room: UploadRoom | None = Field(default=None, description="Room for uploads now; absent from servers "
                                     "too old to tell.")
+    trashed: list[str] = Field(default_factory=list, description="Of ``present``, the hashes whose asset is in "
+                               "the trash (purged after the trash period): there, but not safe.")
 
 
 class AssetFileInfo(_Model):
@@ -406,15 +415,15 @@ class AssetFileInfo(_Model):
     device_name: str | None
     path: str
     filename: str
-    mtime_ns: int | None
+    mtime_ns: Int64 | None
     path_raw: str | None = Field(default=None, description="Base64 of the path's exact bytes on the device "
                                  "when they are not UTF-8; a restore recreates the name from these.")
 
 
 class AssetInfo(_Model):
     id: int
-    sha256: str
-    size: int
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    size: Count
     mime: str | None
     filename: str
     created_at: datetime = Field(description="When the server stored the verified blob.")

@@ -32,6 +32,13 @@ def _xmp(caption: str = "", **attrs: str) -> bytes:
     return XMP.format(attrs=" ".join(f'{k}="{v}"' for k, v in attrs.items()), caption=caption).encode()
 
 
+def test_a_long_caption_is_read_in_linear_time() -> None:
+    started = time.perf_counter()
+    found = xmp.parse(_xmp("line\n" * 150_000), "a.jpg")
+    assert found is not None and len(found.description) <= 2000
+    assert time.perf_counter() - started < 5  # quadratic took minutes; linear takes well under a second
+
+
 def test_the_reader_takes_what_photo_managers_write() -> None:
     s = xmp.parse(_xmp("Tour Eiffel", **{"exif:DateTimeOriginal": "2011-07-14T18:30:05+02:00",
                                           "exif:GPSLatitude": "48,51.5034N", "exif:GPSLongitude": "2,17.67E",
@@ -49,6 +56,7 @@ def test_the_reader_takes_what_photo_managers_write() -> None:
 @pytest.mark.parametrize("data", [
     BOMB, b"<not xml", b"", b"x" * (xmp.MAX_BYTES + 1), _xmp(**{"exif:GPSLatitude": "91,0N"}),
     _xmp(**{"exif:DateTimeOriginal": "yesterday", "exif:GPSAltitude": "1/0"}),
+    _xmp(**{"xmp:Rating": "\u00b2"}),  # a digit to str.isdigit, not to int()
 ])
 def test_the_reader_ignores_what_it_cannot_use(data: bytes) -> None:
     assert xmp.parse(data, "x.jpg") is None

@@ -232,6 +232,12 @@ def test_verify_says_what_is_not_backed_up(agent: Agent, photos: Path) -> None:
     assert bad.returncode == 1
     assert "2 of 21 photos and videos" in bad.stdout and "IMG_NEW.JPG" in bad.stdout, bad.stdout
     assert str(changed) in bad.stdout and "camroll backup" in bad.stdout
+    # In the server's trash is not safe: it is purged after the trash period.
+    trashed = agent.server_has(_sha(photos / "IMG_0007.JPG"))
+    assert trashed is not None
+    agent.api("POST", "/assets/trash", json={"ids": [trashed]}).raise_for_status()
+    in_trash = json.loads(agent.run("verify", "--json", check=False).stdout)
+    assert in_trash["in_trash"] == [str(photos / "IMG_0007.JPG")] and not in_trash["ok"], in_trash
     missing = agent.run("verify", "/nonexistent/folder", check=False)
     assert missing.returncode == 1 and "is not a folder" in missing.stderr and "Traceback" not in missing.stderr
 

@@ -71,3 +71,22 @@ def test_bad_hints_are_refused_before_any_byte(user: User) -> None:
 
 def _hints_raw(text: str) -> str:
     return wire.encode_upload_metadata({"filename": "x.jpg", "hints": text})
+
+
+def test_a_check_may_not_fill_too_many_albums(user: User) -> None:
+    from camroll.server.services.hints import MAX_ALBUMS_PER_REQUEST
+
+    items = [{"sha256": f"{i:064x}", "hints": {"albums": [f"album {i}-{j}" for j in range(100)]}}
+             for i in range(MAX_ALBUMS_PER_REQUEST // 100 + 1)]
+    body = assert_problem(user.client.post(f"{API}/assets/check", json={"items": items}), 400, "bad_request")
+    assert "albums" in str(body["detail"])
+    assert user.session.get(f"{API}/albums").json() == []
+
+
+def test_a_listing_never_carries_a_hash_that_could_be_a_path() -> None:
+    import pytest
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError):
+        wire.AssetInfo.model_validate({"id": 1, "sha256": "../../../home/u/x", "size": 0, "mime": None,
+                                       "filename": "x", "created_at": "2024-01-01T00:00:00Z", "files": []})

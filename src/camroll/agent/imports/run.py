@@ -238,6 +238,23 @@ def hints_of(item: Item) -> wire.ImportHints | None:
     return wire.ImportHints.model_validate(told.model_dump())
 
 
+# Well inside Upload-Metadata's 16 KiB per value once base64 (4/3) is added.
+HINTS_LIMIT = 11_000
+
+
+def _fitting(told: wire.ImportHints) -> str:
+    """The hints as JSON short enough for Upload-Metadata: the last albums, then the caption's end, go
+    first (a photo in 100 long-named albums is rare; refusing its upload would be worse)."""
+    text = told.model_dump_json(exclude_defaults=True)
+    while len(text.encode()) > HINTS_LIMIT and told.albums:
+        told = told.model_copy(update={"albums": told.albums[:-1]})
+        text = told.model_dump_json(exclude_defaults=True)
+    if len(text.encode()) > HINTS_LIMIT and told.description:
+        told = told.model_copy(update={"description": told.description[:500]})
+        text = told.model_dump_json(exclude_defaults=True)
+    return text
+
+
 def _ns(dt: datetime | None) -> int | None:
     return int(dt.timestamp()) * 1_000_000_000 if dt is not None else None
 
@@ -287,6 +304,11 @@ class Importer:
                     asset = present.get(sha, seen.get(sha))
                     res = ItemResult(item.name, Outcome.ALREADY_THERE, sha, asset, item=item,
                                      reason="" if sha in present else "the same bytes as another file of the export")
+                    told = hints_of(item)
+                    if sha not in present and asset is not None and told is not None and not self.dry_run:
+                        # Uploaded moments ago under another name: this copy's albums and flags go too.
+                        one = [wire.CheckItem(sha256=sha, hints=told)]
+                        self._retrying(lambda one=one: self.api.check(one))  # type: ignore[union-attr,misc]
                 elif self.dry_run:
                     res = ItemResult(item.name, Outcome.WOULD_IMPORT, sha, item=item)
                 else:
@@ -332,7 +354,7 @@ class Importer:
             meta[wire.META_MTIME_NS] = str(taken)
         told = hints_of(item)
         if told is not None:
-            meta[wire.META_HINTS] = told.model_dump_json(exclude_defaults=True)
+            meta[wire.META_HINTS] = _fitting(told)
         return meta
 
     def _upload(self, item: Item, key: str, sha: str) -> ItemResult:

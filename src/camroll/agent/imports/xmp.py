@@ -40,6 +40,7 @@ class _Collector:
         self.values: dict[str, str] = {}
         self._stack: list[str] = []
         self._text: list[str] = []
+        self._length = 0  # of _text: kept, not summed per call (a long caption would be quadratic)
 
     def start(self, name: str, attrs: dict[str, str]) -> None:
         for k, v in attrs.items():
@@ -47,12 +48,12 @@ class _Collector:
             if local in _ALL and local not in self.values:
                 self.values[local] = v[:4000]
         self._stack.append(_local(name))
-        self._text = []
+        self._text, self._length = [], 0
 
     def end(self, name: str) -> None:
         local = self._stack.pop() if self._stack else ""
         text = "".join(self._text).strip()
-        self._text = []
+        self._text, self._length = [], 0
         if not text:
             return
         # A caption is rdf:Alt/rdf:li inside dc:description: the text belongs to the nearest known name.
@@ -61,8 +62,9 @@ class _Collector:
             self.values[owner] = text[:4000]
 
     def chars(self, data: str) -> None:
-        if sum(len(t) for t in self._text) < 8000:
+        if self._length < 8000:
             self._text.append(data)
+            self._length += len(data)
 
 
 def _refuse(*_: object) -> int:
@@ -134,7 +136,7 @@ def parse(data: bytes | None, title: str) -> Sidecar | None:
     rating = v.get("Rating", "").strip()
     found = Sidecar(title=title, taken_at=taken, latitude=lat, longitude=lon, altitude=alt,
                     description=v.get("description", "")[:2000],
-                    favorited=rating.isdigit() and int(rating) >= FAVORITE_RATING)
+                    favorited=rating.isascii() and rating.isdigit() and int(rating[:3]) >= FAVORITE_RATING)
     if found == Sidecar(title=title, taken_at=None):
         return None
     return found

@@ -10,6 +10,7 @@ apart, not reported missing.
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -32,16 +33,18 @@ class VerifyResult:
     backed_up_bytes: int = 0
     missing: list[str] = field(default_factory=list)
     missing_bytes: int = 0
+    # On the server only in its trash: purged after the trash period, so not safe.
+    in_trash: list[str] = field(default_factory=list)
     unreadable: list[tuple[str, str]] = field(default_factory=list)
     left_out: int = 0
     not_media: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return {"folders": self.folders, "backed_up": self.backed_up, "backed_up_bytes": self.backed_up_bytes,
-                "missing": self.missing, "missing_bytes": self.missing_bytes,
+                "missing": self.missing, "missing_bytes": self.missing_bytes, "in_trash": self.in_trash,
                 "unreadable": [{"path": p, "reason": r} for p, r in self.unreadable],
                 "left_out": self.left_out, "not_media": self.not_media,
-                "ok": not self.missing and not self.unreadable}
+                "ok": not self.missing and not self.unreadable and not self.in_trash}
 
     def text(self) -> str:
         where = ", ".join(self.folders)
@@ -52,12 +55,13 @@ class VerifyResult:
         if self.not_media:
             extra.append(f"{self.not_media} not photos or videos")
         tail = f" ({'; '.join(extra)})" if extra else ""
-        if not self.missing and not self.unreadable:
+        if not self.missing and not self.unreadable and not self.in_trash:
             return (f"All {total} photos and videos in {where} ({format_size(self.backed_up_bytes)}) are on the "
                     f"server, byte for byte{tail}.")
-        lines = [f"{len(self.missing)} of {total} photos and videos in {where} are NOT on the server "
-                 f"({format_size(self.missing_bytes)}){tail}:"]
+        lines = [f"{len(self.missing) + len(self.in_trash)} of {total} photos and videos in {where} are NOT "
+                 f"safely on the server ({format_size(self.missing_bytes)}){tail}:"]
         lines += [f"  missing: {p}" for p in self.missing[:200]]
+        lines += [f"  in the server's trash (deleted there; purged after 30 days): {p}" for p in self.in_trash[:200]]
         if len(self.missing) > 200:
             lines.append(f"  ... and {len(self.missing) - 200} more (--json lists them all)")
         lines += [f"  unreadable: {p}: {r}" for p, r in self.unreadable[:50]]
@@ -66,24 +70,41 @@ class VerifyResult:
 
 
 def _files(roots: list[Path], policy: PolicyConfig, result: VerifyResult) -> Iterator[tuple[str, int]]:
+    """Every file the backup would look at, walked as its scanner walks (backup/scanner.py): links
+    followed with a loop guard, hidden folders not entered, unreadable folders and files reported."""
     for root in roots:
         folder = os.fspath(root)
-        for dirpath, dirnames, filenames in os.walk(folder):
-            dirnames.sort()
-            for name in sorted(filenames):
-                path = os.path.join(dirpath, name)
+        st = os.stat(folder)
+        visited = {(st.st_dev, st.st_ino)}
+        stack = [folder]
+        while stack:
+            d = stack.pop()
+            try:
+                names = sorted(os.listdir(d))
+            except OSError as exc:
+                result.unreadable.append((shown(d), exc.strerror or str(exc)))
+                continue
+            for name in names:
+                path = os.path.join(d, name)
                 try:
-                    st = os.stat(path, follow_symlinks=False)
+                    s = os.stat(path)
+                except FileNotFoundError:
+                    continue
                 except OSError as exc:
                     result.unreadable.append((shown(path), exc.strerror or str(exc)))
                     continue
-                if not os.path.isfile(path) or os.path.islink(path):
+                if stat.S_ISDIR(s.st_mode):
+                    if name[0] != "." and (s.st_dev, s.st_ino) not in visited:
+                        visited.add((s.st_dev, s.st_ino))
+                        stack.append(path)
                     continue
-                d = check_stat(path, folder, st.st_size, st.st_mtime_ns, policy, ServerLimits())
-                if d is not None and (d.code in LEFT_OUT_CODES or d.code == "empty"):
+                if not stat.S_ISREG(s.st_mode):
+                    continue
+                decision = check_stat(path, folder, s.st_size, s.st_mtime_ns, policy, ServerLimits())
+                if decision is not None and (decision.code in LEFT_OUT_CODES or decision.code == "empty"):
                     result.left_out += 1
                     continue
-                yield path, st.st_size
+                yield path, s.st_size
 
 
 def _hash(path: str) -> tuple[str, str | None, str]:
@@ -129,12 +150,18 @@ def verify_folders(url: str, token: str, roots: list[Path], policy: PolicyConfig
     with make_client(url, token) as client:
         api = Api(client)
         present: set[str] = set()
+        trashed: set[str] = set()
         shas = sorted({sha for _, sha in hashed})
         for i in range(0, len(shas), wire.MAX_CHECK_BATCH):
             items = [wire.CheckItem(sha256=s) for s in shas[i:i + wire.MAX_CHECK_BATCH]]
-            present.update(with_retries(partial(api.check, items), base_url=api.base_url).present)
+            answer = with_retries(partial(api.check, items), base_url=api.base_url)
+            present.update(answer.present)
+            trashed.update(answer.trashed)
     for path, sha in hashed:
-        if sha in present:
+        if sha in trashed:
+            result.in_trash.append(shown(path))
+            result.missing_bytes += sizes[path]
+        elif sha in present:
             result.backed_up += 1
             result.backed_up_bytes += sizes[path]
         else:

@@ -31,13 +31,16 @@ def _clip(component: bytes) -> bytes:
     digest = b"~" + hashlib.sha256(component).hexdigest()[:8].encode()
     dot = component.rfind(b".")
     ext = component[dot:] if dot > 0 and len(component) - dot <= 16 else b""
-    head = component[:MAX_COMPONENT - len(digest) - len(ext)]
-    # Never end on half a UTF-8 character.
-    while head and (head[-1] & 0xC0) == 0x80:
-        head = head[:-1]
-    if head and head[-1] >= 0xC0:
-        head = head[:-1]
-    return head + digest + ext
+    return _whole_chars(component[:MAX_COMPONENT - len(digest) - len(ext)]) + digest + ext
+
+
+def _whole_chars(cut: bytes) -> bytes:
+    """``cut`` without a UTF-8 character it split in half at its end."""
+    while cut and (cut[-1] & 0xC0) == 0x80:
+        cut = cut[:-1]
+    if cut and cut[-1] >= 0xC0:
+        cut = cut[:-1]
+    return cut
 
 
 def component(name: bytes) -> bytes:
@@ -78,7 +81,7 @@ def device_path(info: wire.AssetFileInfo) -> bytes:
 def relative(device: str | None, path: bytes, filename: str) -> bytes:
     """Where under DEST a file recorded at ``path`` by ``device`` (None: uploaded without one) is written."""
     top = component(device.encode("utf-8", "surrogateescape")) if device else NO_DEVICE
-    if top == WORK_DIR.encode():
+    if top.lower() == WORK_DIR.encode():  # case-insensitive disks (APFS, exFAT) too
         top = b"_" + top
     parts = components(path) or [component(filename.encode("utf-8", "surrogateescape"))]
     rel = b"/".join([top, *parts])
@@ -91,7 +94,7 @@ def numbered(rel: bytes, n: int, word: bytes = b"") -> bytes:
     """``a/IMG.jpg`` as ``a/IMG (2).jpg`` (``word`` first when given: ``a/IMG (restored 2).jpg``)."""
     head, sep, name = rel.rpartition(b"/")
     dot = name.rfind(b".")
-    stem, ext = (name[:dot], name[dot:]) if dot > 0 else (name, b"")
+    stem, ext = (name[:dot], name[dot:]) if dot > 0 and len(name) - dot <= 16 else (name, b"")
     label = b" ".join(x for x in (word, str(n).encode() if n > 1 or not word else b"") if x)
-    stem = stem[:MAX_COMPONENT - len(ext) - len(label) - 3]
+    stem = _whole_chars(stem[:MAX_COMPONENT - len(ext) - len(label) - 3])
     return head + sep + stem + b" (" + label + b")" + ext

@@ -20,6 +20,8 @@ import errno
 import fcntl
 import hashlib
 import os
+import shutil
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -193,7 +195,11 @@ class Restorer:
         self.dest_fd = os.open(self.dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
             work = self.dest / WORK_DIR
-            (work / "partial").mkdir(parents=True, exist_ok=True)
+            for d in (work, work / "partial"):
+                d.mkdir(exist_ok=True)
+                if d.is_symlink() or not d.is_dir():
+                    raise AgentError(f"{d} is not a folder of its own (a link or a file). Fix: move it away; "
+                                     "camroll keeps its restore journal there and never writes through links.")
             with open(work / "lock", "a") as lock:
                 try:
                     fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -201,7 +207,13 @@ class Restorer:
                     raise AgentError(f"Another 'camroll restore' is writing to {self.dest}. Fix: wait for it to "
                                      "finish; running it again afterwards resumes where it stopped.") from None
                 self.partial = work / "partial"
-                self.journal = Journal(work / "journal.db")
+                try:
+                    self.journal = Journal(work / "journal.db")
+                except sqlite3.Error as exc:
+                    raise AgentError(f"The restore journal {work / 'journal.db'} cannot be used ({exc}). Fix: "
+                                     "check that DEST is writable (a local disk, not a network share without "
+                                     "locking); delete the journal to start the restore's bookkeeping afresh "
+                                     "(nothing restored is written again: identical files are recognised).") from None
                 try:
                     report.results.extend(self._run(entries))
                 finally:
@@ -243,6 +255,16 @@ class Restorer:
         return Result(e, Outcome.EARLIER_RUN, placed=None if placed == e.rel else placed)
 
     def _restore_bytes(self, entries: list[Entry]) -> list[Result]:
+        try:
+            return self._restore_one(entries)
+        except Exception as exc:  # one file's surprise must not end the restore of every other file
+            from camroll.agent.log import logger
+
+            logger.exception("restoring %s", entries[0].sha256)
+            return [self._failed(e, f"unexpected error ({type(exc).__name__}: {exc}); run the restore again, "
+                                    "and report it with the agent log if it repeats") for e in entries]
+
+    def _restore_one(self, entries: list[Entry]) -> list[Result]:
         """Every place of one asset's bytes: downloaded once, copied locally for the other places."""
         results: list[Result] = []
         todo: list[Entry] = []
@@ -316,15 +338,21 @@ class Restorer:
                     raise
             except TRANSIENT_ERRORS as exc:
                 if retry + 1 >= self.backoff.attempts:
-                    from camroll.agent.api import unreachable
+                    from camroll.agent.report.reach import classify
 
-                    raise unreachable(str(self.source.client.base_url), exc, answered=True) from exc
+                    found = classify(str(self.source.client.base_url), exc, 120.0, answered=True)
+                    raise AgentError(f"the download broke off: {found.sentence} Fix: {found.fix.split(';')[0]}, "
+                                     "then run the restore again (it goes on from here)") from exc
             if self._stop.is_set():
                 raise AgentError("the restore was interrupted")
             self.sleep(self.backoff.delay(retry))
             retry += 1
 
     def _fetch_into(self, part: Path, e: Entry) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            if os.stat(part, follow_symlinks=False).st_nlink > 1:
+                # Killed between linking it into place and removing it: it *is* a restored file now.
+                part.unlink()
         fd = os.open(part, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         with os.fdopen(fd, "r+b") as f:
             h = hashlib.sha256()
@@ -362,8 +390,11 @@ class Restorer:
     def _copy(self, part: Path, e: Entry) -> Path:
         """A verified local copy of the downloaded bytes for another place of the same file."""
         copy = self.partial / f"{e.sha256}.copy"
+        # A copy left by a killed run may be linked into place already: never write through it.
+        copy.unlink(missing_ok=True)
         h = hashlib.sha256()
-        with open(part, "rb") as src, open(copy, "wb") as dst:
+        out = os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        with open(part, "rb") as src, os.fdopen(out, "wb") as dst:
             while block := src.read(READ):
                 dst.write(block)
                 h.update(block)
@@ -406,7 +437,7 @@ class Restorer:
         """Put ``source`` (verified bytes) at ``e.rel``, or next to a different file that holds it; returns
         where, or None when an identical file was there.  Consumes ``source``."""
         # The mtime first: a file appears in place complete, even if the restore is killed right after.
-        if e.mtime_ns is not None:
+        if e.mtime_ns:  # 0: an importer that knew no time
             os.utime(source, ns=(e.mtime_ns, e.mtime_ns))
         word = 0
         rel = e.rel
@@ -436,12 +467,28 @@ def _put(source: Path, fd: int, name: bytes) -> bool:
     except OSError as exc:
         if exc.errno not in _NO_LINKS:
             raise
-        try:
-            os.stat(name, dir_fd=fd, follow_symlinks=False)
-            return False
-        except FileNotFoundError:
-            os.rename(source, name, dst_dir_fd=fd)
-            return True
+        return _copy_new(source, fd, name)
+    source.unlink()
+    return True
+
+
+def _copy_new(source: Path, fd: int, name: bytes) -> bool:
+    """Where there are no hard links (FAT, exFAT): create ``name`` only if it does not exist, copy into it."""
+    try:
+        out = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644, dir_fd=fd)
+    except FileExistsError:
+        return False
+    try:
+        with open(source, "rb") as src, os.fdopen(out, "wb") as dst:
+            shutil.copyfileobj(src, dst, READ)
+            dst.flush()
+            os.fsync(dst.fileno())
+            st = os.stat(source)
+            os.utime(dst.fileno(), ns=(st.st_atime_ns, st.st_mtime_ns))
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(name, dir_fd=fd)
+        raise
     source.unlink()
     return True
 
@@ -454,8 +501,14 @@ def _same_bytes(fd: int, name: bytes, e: Entry) -> bool:
     if not _regular(st.st_mode) or st.st_size != e.size:
         return False
     h = hashlib.sha256()
-    f = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+    try:
+        f = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=fd)
+    except PermissionError:
+        return False  # not readable: not known to be ours, so ours goes next to it
     with os.fdopen(f, "rb") as src:
+        st2 = os.fstat(src.fileno())
+        if not _regular(st2.st_mode) or st2.st_size != e.size:
+            return False
         while block := src.read(READ):
             h.update(block)
     return h.hexdigest() == e.sha256

@@ -20,6 +20,8 @@ from camroll.server.models import Asset
 from camroll.server.problems import ProblemError
 
 log = logging.getLogger(__name__)
+# Distinct album names the hints of one hash check may fill (each is a transaction of its own).
+MAX_ALBUMS_PER_REQUEST = 200
 _ASSETS: Table = Asset.__table__  # type: ignore[assignment]
 
 
@@ -54,10 +56,26 @@ def record(conn: Connection, asset_id: int, hints: wire.ImportHints) -> None:
 
 def fill_albums(ctx: Context, user_id: int, asset_id: int, hints: wire.ImportHints) -> None:
     """Put the asset in each album the hints name (made if new); after the asset's commit."""
-    from camroll.server.services import albums
+    fill_named(ctx, user_id, {name: [asset_id] for name in hints.albums})
 
-    for name in hints.albums:
+
+def fill_named(ctx: Context, user_id: int, albums: dict[str, list[int]]) -> None:
+    """One fill per album name.  Never raises: the assets are committed already, and an album that
+    cannot be filled (the user's album limit, a database hiccup) must not turn their upload into an error."""
+    from camroll.server.services import albums as album_service
+
+    for name, ids in albums.items():
         try:
-            albums.fill(ctx, user_id, name, [asset_id])
+            album_service.fill(ctx, user_id, name, ids)
         except ProblemError as exc:
-            log.warning("asset %d not added to album %r: %s", asset_id, name[:80], exc.detail)
+            log.warning("%d assets not added to album %r: %s", len(ids), name[:80], exc.detail)
+        except Exception:
+            log.exception("%d assets not added to album %r", len(ids), name[:80])
+
+
+def apply_to_read(asset: Asset, hints: wire.ImportHints) -> None:
+    """The hints' time and place on an asset whose metadata job has already run (a photo backed up from
+    the phone before the Takeout import came): where the file itself had none, as the job would have."""
+    from camroll.server.services.media import apply_hints
+
+    apply_hints(asset, hints)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import logging
 from collections.abc import Callable, Sequence
 from typing import Any, Literal, cast
 
@@ -18,6 +19,8 @@ from camroll.server.repositories import assets as repo
 from camroll.server.services.auth import Principal
 from camroll.server.storage.base import ReadStream
 
+log = logging.getLogger(__name__)
+
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 
@@ -25,7 +28,12 @@ MAX_LIMIT = 1000
 def check(ctx: Context, who: Principal, req: wire.CheckRequest) -> wire.CheckResponse:
     from camroll.server.services import hints
 
-    hinted: list[tuple[int, wire.ImportHints]] = []
+    names = {a for i in req.items if i.hints is not None for a in i.hints.albums}
+    if len(names) > hints.MAX_ALBUMS_PER_REQUEST:
+        raise ProblemError(400, "bad_request", f"The hints of this check name {len(names)} albums, more than "
+                           f"the {hints.MAX_ALBUMS_PER_REQUEST} one request may fill.",
+                           "Send the items of fewer albums per check.")
+    albums: dict[str, list[int]] = {}
     with ctx.db() as db:
         have = repo.by_hashes(db, who.user_id, (i.sha256 for i in req.items))
         for item in req.items:
@@ -35,13 +43,16 @@ def check(ctx: Context, who: Principal, req: wire.CheckRequest) -> wire.CheckRes
                 repo.record_file(db, asset.id, who.device_id, path, filename, item.mtime_ns, raw)
             if asset is not None and item.hints is not None:
                 hints.record(db.connection(), asset.id, item.hints)
-                hinted.append((asset.id, item.hints))
+                if asset.metadata_at is not None:  # its job has run: the hints' time and place apply now
+                    hints.apply_to_read(asset, item.hints)
+                for name in item.hints.albums:
+                    albums.setdefault(name, []).append(asset.id)
         missing = list(dict.fromkeys(i.sha256 for i in req.items if i.sha256 not in have))
-    for asset_id, told in hinted:
-        hints.fill_albums(ctx, who.user_id, asset_id, told)
+    hints.fill_named(ctx, who.user_id, albums)
     with ctx.conn() as conn:
         room = upload_room(ctx, conn, who.user_id)
-    return wire.CheckResponse(present={h: a.id for h, a in have.items()}, missing=missing, room=room)
+    return wire.CheckResponse(present={h: a.id for h, a in have.items()}, missing=missing, room=room,
+                              trashed=[h for h, a in have.items() if a.trashed_at is not None])
 
 
 def upload_room(ctx: Context, conn: Connection, user_id: int) -> wire.UploadRoom:
@@ -180,8 +191,9 @@ def replica_copy(ctx: Context, name: str, asset: Asset) -> ReadStream:
         raise ProblemError(404, "not_found", f"This server has no replica named {name!r}.",
                            f"GET /api/v1/assets/{asset.id} lists the replicas that hold its copies.") from None
     except ReplicaConfigError as exc:
-        raise ProblemError(409, "conflict", f"Replica {name!r} cannot be opened: {exc}",
-                           "Ask the server's admin to fix it (camroll admin replica status).") from None
+        log.warning("replica %r cannot be opened for a restore: %s", name, exc)
+        raise ProblemError(409, "conflict", f"Replica {name!r} cannot be opened now.",
+                           "Ask the server's admin to look at it (camroll admin replica status).") from None
     try:
         stream = target.open(asset.sha256)
     except BlobNotFound:
@@ -190,7 +202,8 @@ def replica_copy(ctx: Context, name: str, asset: Asset) -> ReadStream:
                            f"GET /api/v1/assets/{asset.id} lists the replicas that hold its copies.") from None
     except StorageFailure as exc:
         target.close()
-        raise ProblemError(502, "busy", f"Replica {name!r} did not give its copy: {exc}",
+        log.warning("replica %r did not give %s for a restore: %s", name, asset.sha256, exc)
+        raise ProblemError(502, "busy", f"Replica {name!r} did not give its copy of asset {asset.id}.",
                            "Try again later, or restore from another replica.") from None
     return _Closing(stream, target.close)
 

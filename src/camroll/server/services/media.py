@@ -189,6 +189,20 @@ def _with_hints(info: MediaInfo, meta: wire.AssetMetadata, stored: dict[str, Any
     return info, meta
 
 
+def apply_hints(a: Asset, told: wire.ImportHints) -> None:
+    """``_with_hints`` for an asset whose metadata is recorded already (in the caller's session)."""
+    media = dict(a.media or {})
+    if told.taken_at is not None and a.taken_source in ("mtime", "upload"):
+        a.taken_at, a.taken_offset = _as_utc(told.taken_at)
+        a.taken_source = "sidecar"
+        media.update(capture_time=told.taken_at.isoformat(), capture_time_source="sidecar")
+    if media.get("latitude") is None and told.latitude is not None and told.longitude is not None:
+        media.update(latitude=told.latitude, longitude=told.longitude,
+                     altitude=media.get("altitude") if media.get("altitude") is not None else told.altitude)
+    if media != (a.media or {}):
+        a.media = media
+
+
 def _link_live(db: Session, a: Asset) -> None:
     partner = repo.live_partner(db, a)
     if partner is None:

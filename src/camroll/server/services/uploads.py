@@ -595,9 +595,9 @@ def _finish(ctx: Context, upload_id: str, digest: str, known: UploadState, mime:
             hints.record(conn, asset_id, told)
         repo.mark_complete(conn, upload_id, asset_id, known.length, now, _expiry(ctx, now))
     # After the commit, never inside it: a job must find the row, and a queue hiccup must not undo it.
+    ctx.work.asset_added(asset_id)
     if told is not None:
         hints.fill_albums(ctx, known.user_id, asset_id, told)
-    ctx.work.asset_added(asset_id)
     metrics.of(ctx).upload_completed(known.length)
     return asset_id
 
