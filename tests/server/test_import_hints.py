@@ -90,3 +90,21 @@ def test_a_listing_never_carries_a_hash_that_could_be_a_path() -> None:
     with pytest.raises(ValidationError):
         wire.AssetInfo.model_validate({"id": 1, "sha256": "../../../home/u/x", "size": 0, "mime": None,
                                        "filename": "x", "created_at": "2024-01-01T00:00:00Z", "files": []})
+
+
+def test_hints_for_a_photo_already_read_apply_at_once(user: User) -> None:
+    """Backed up from the phone first (its job has read it: no EXIF time, no GPS), then found in the
+    Takeout export: the sidecar's time and place apply without another job."""
+    data = photo(None, color=(90, 91, 92))
+    asset = upload(user.client, data, filename="phone.jpg", path="/DCIM/phone.jpg")
+    before = wait_for_jobs(user.session, [asset])[asset]
+    assert before.metadata.capture_time_source != "sidecar" and before.metadata.latitude is None
+    r = user.client.post(f"{API}/assets/check", json={"items": [{"sha256": before.sha256, "hints": {
+        "taken_at": WHEN.isoformat(), "latitude": 10.5, "longitude": 20.25}}]})
+    assert r.status_code == 200, r.text
+    after = wire.AssetDetail.model_validate(user.session.get(f"{API}/assets/{asset}").json())
+    assert (after.metadata.capture_time, after.metadata.capture_time_source) == (WHEN, "sidecar")
+    assert (after.metadata.latitude, after.metadata.longitude) == (10.5, 20.25)
+    page = wire.TimelinePage.model_validate(user.session.get(f"{API}/timeline").json())
+    [item] = [i for d in page.days for i in d.items if i.id == asset]
+    assert item.capture_time == WHEN
