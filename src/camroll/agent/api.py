@@ -76,19 +76,24 @@ def fatal_for_pass(err: ProblemError) -> PassAborted | None:
     return None
 
 
-def unreachable(base_url: str, exc: Exception, *, answered: bool = False) -> ServerUnreachable:
+def unreachable(base_url: str, exc: Exception, *, answered: bool = False,
+                then: str = "backup resumes where it stopped") -> ServerUnreachable:
     """The pass-stopping error for a transport failure, telling DNS, refused, TLS and timeout apart.
-    ``answered``: the server already answered this client, so a dropped connection is a network cut."""
+    ``answered``: the server already answered this client, so a dropped connection is a network cut.
+    ``then``: what happens once it is fixed (said when the cause does not heal by itself)."""
     from camroll.agent.report.reach import classify
 
     found = classify(base_url, exc, TIMEOUT.read or 120.0, answered=answered)
-    resumes = "" if found.heals else "; backup resumes where it stopped"
-    return ServerUnreachable(f"Cannot reach the camroll server: {found.sentence} Fix: {found.fix}{resumes}.")
+    resumes = "" if found.heals else f"; {then}"
+    err = ServerUnreachable(f"Cannot reach the camroll server: {found.sentence} Fix: {found.fix}{resumes}.")
+    err.answered = answered
+    return err
 
 
 def with_retries(fn: Callable[[], T], *, base_url: str, backoff: Backoff = IN_PASS,
                  sleep: Callable[[float], None] = time.sleep,
-                 should_stop: Callable[[], bool] = lambda: False) -> T:
+                 should_stop: Callable[[], bool] = lambda: False,
+                 then: str = "backup resumes where it stopped") -> T:
     """Call ``fn`` until it succeeds or fails non-transiently, sleeping with full-jitter back-off
     between attempts.  Transport errors that outlast the attempts become ``ServerUnreachable``
     (``Api`` raises that at once, with the transport error as its cause: it is retried here too)."""
@@ -100,12 +105,14 @@ def with_retries(fn: Callable[[], T], *, base_url: str, backoff: Backoff = IN_PA
             if not exc.transient or retry + 1 >= backoff.attempts or should_stop():
                 raise
         except ServerUnreachable as exc:
-            if (not isinstance(exc.__cause__, TRANSIENT_ERRORS) or retry + 1 >= backoff.attempts
-                    or should_stop()):
+            cause = exc.__cause__
+            if not isinstance(cause, TRANSIENT_ERRORS):
                 raise
+            if retry + 1 >= backoff.attempts or should_stop():
+                raise unreachable(base_url, cause, answered=exc.answered, then=then) from cause
         except TRANSIENT_ERRORS as exc:
             if retry + 1 >= backoff.attempts or should_stop():
-                raise unreachable(base_url, exc) from exc
+                raise unreachable(base_url, exc, then=then) from exc
         sleep(backoff.delay(retry))
         retry += 1
 

@@ -33,6 +33,8 @@ class ServerUnreachable(AgentError):
 
     exit_code = 2
     stop_code = StopCode.UNREACHABLE
+    # Whether the server had answered this client before the failure (a cut, not a wrong address).
+    answered = False
 
 
 class ProblemError(AgentError):

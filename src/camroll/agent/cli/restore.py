@@ -92,6 +92,19 @@ def _pick(items: list[Any], name: str, what: str, listing: str) -> Any:
                      f"names ({listing}).")
 
 
+def _allinone_password(paths: Any, name: str) -> str | None:
+    """The password ``camroll up`` made for its local user, when this is its agent and ``name`` that user."""
+    if paths.allinone is None:
+        return None
+    try:
+        creds = json.loads((paths.allinone.data / "credentials").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(creds, dict) or creds.get("username") != name or not isinstance(creds.get("password"), str):
+        return None
+    return str(creds["password"])
+
+
 def _assets(client: Any, params: dict[str, Any]) -> list[Any]:
     from camroll import wire
     from camroll.agent.api import problem_from
@@ -164,7 +177,8 @@ def restore(
     from camroll.agent.settings.account import server_url
     from camroll.agent.settings.config import load_config
 
-    cfg = load_config(agent_paths().config_file)
+    paths = agent_paths()
+    cfg = load_config(paths.config_file)
     url = server or (cfg.server.url if cfg.server else None)
     name = user or (cfg.server.username if cfg.server else None)
     if not url or not name:
@@ -172,7 +186,9 @@ def restore(
                          "--server URL --user NAME")
     url = server_url(url)
     start, end = _when(since, "--since"), _when(until, "--until", end=True)
-    password = read_password(password_file)
+    password = _allinone_password(paths, name) if password_file is None and server is None else None
+    if password is None:
+        password = read_password(password_file)
     with make_client(url, max_connections=workers + 2) as client:
         api = Api(client)
         try:

@@ -154,7 +154,8 @@ def verify_folders(url: str, token: str, roots: list[Path], policy: PolicyConfig
         shas = sorted({sha for _, sha in hashed})
         for i in range(0, len(shas), wire.MAX_CHECK_BATCH):
             items = [wire.CheckItem(sha256=s) for s in shas[i:i + wire.MAX_CHECK_BATCH]]
-            answer = with_retries(partial(api.check, items), base_url=api.base_url)
+            answer = with_retries(partial(api.check, items), base_url=api.base_url,
+                                  then="then run camroll verify again")
             present.update(answer.present)
             trashed.update(answer.trashed)
     for path, sha in hashed:
