@@ -11,6 +11,7 @@ Names are matched by their local part, whatever the prefix or namespace, as phon
 from __future__ import annotations
 
 import xml.parsers.expat
+from collections.abc import Callable
 from dataclasses import dataclass
 
 MAX_BYTES = 1 << 20
@@ -92,8 +93,27 @@ class _Scanner:
             self._item[key] = value
 
 
+class Refused(_Refused):
+    """A DTD, entity or element declaration: what XMP never has and an entity bomb needs."""
+
+
 def _refuse(*_: object) -> int:
-    raise _Refused
+    raise Refused
+
+
+def bounded_parser(start: Callable[[str, dict[str, str]], None], end: Callable[[str], None],
+                   data: Callable[[str], None]) -> xml.parsers.expat.XMLParserType:
+    """An expat parser with these handlers that raises ``Refused`` at any declaration (shared with the
+    agent's XMP sidecar reader)."""
+    parser = xml.parsers.expat.ParserCreate()
+    parser.StartElementHandler = start
+    parser.EndElementHandler = end
+    parser.CharacterDataHandler = data
+    parser.StartDoctypeDeclHandler = _refuse
+    parser.EntityDeclHandler = _refuse
+    parser.ExternalEntityRefHandler = _refuse
+    parser.ElementDeclHandler = _refuse
+    return parser
 
 
 def motion(packet: bytes) -> MotionXmp:
@@ -102,14 +122,7 @@ def motion(packet: bytes) -> MotionXmp:
     if not packet or len(packet) > MAX_BYTES:
         return MotionXmp()
     scanner = _Scanner()
-    parser = xml.parsers.expat.ParserCreate()
-    parser.StartElementHandler = scanner.start
-    parser.EndElementHandler = scanner.end
-    parser.CharacterDataHandler = scanner.data
-    parser.StartDoctypeDeclHandler = _refuse
-    parser.EntityDeclHandler = _refuse
-    parser.ExternalEntityRefHandler = _refuse
-    parser.ElementDeclHandler = _refuse
+    parser = bounded_parser(scanner.start, scanner.end, scanner.data)
     try:
         # The packet wrapper's trailing padding and NULs are not XML.
         parser.Parse(packet.rstrip(b"\x00 \t\r\n"), True)

@@ -1,7 +1,7 @@
 """XMP sidecars (``IMG_1234.JPG.xmp`` or ``IMG_1234.xmp``) as Lightroom, darktable, digiKam, Apple Photos'
 "export with XMP" and most photo managers write them: the capture time, place, caption and rating.
 
-Untrusted input, parsed like ``camroll.media.xmp``: expat in one pass, no tree, a document type
+Untrusted input, parsed by ``camroll.media.xmp``'s bounded expat parser: one pass, no tree, a document type
 declaration refused before any entity can expand, at most ``MAX_BYTES``.  Names are matched by their
 local part (``exif:DateTimeOriginal`` and ``exifEX:DateTimeOriginal`` alike).  A value that does not
 parse is left out; nothing here raises for bad content.
@@ -14,6 +14,7 @@ import xml.parsers.expat
 from datetime import UTC, datetime
 
 from camroll.agent.imports.sidecar import Sidecar
+from camroll.media.xmp import Refused, bounded_parser
 
 MAX_BYTES = 1 << 20
 # Capture time, best first: when the shutter fired, then what the software recorded as creation.
@@ -25,10 +26,6 @@ _DMS = re.compile(r"^\s*(\d{1,3})(?:,(\d{1,2}(?:\.\d+)?))?(?:,(\d{1,2}(?:\.\d+)?
 _RATIONAL = re.compile(r"^\s*(-?\d{1,9})(?:/(\d{1,9}))?\s*$")
 # The rating a photo manager gives its favourites (xmp:Rating runs 1-5; -1 is rejected).
 FAVORITE_RATING = 5
-
-
-class _Refused(Exception):
-    pass
 
 
 def _local(name: str) -> str:
@@ -65,10 +62,6 @@ class _Collector:
         if self._length < 8000:
             self._text.append(data)
             self._length += len(data)
-
-
-def _refuse(*_: object) -> int:
-    raise _Refused
 
 
 def _time(text: str) -> datetime | None:
@@ -116,15 +109,10 @@ def parse(data: bytes | None, title: str) -> Sidecar | None:
     if not data or len(data) > MAX_BYTES:
         return None
     c = _Collector()
-    p = xml.parsers.expat.ParserCreate()
-    p.StartElementHandler = c.start
-    p.EndElementHandler = c.end
-    p.CharacterDataHandler = c.chars
-    p.StartDoctypeDeclHandler = _refuse
-    p.EntityDeclHandler = _refuse
+    p = bounded_parser(c.start, c.end, c.chars)
     try:
         p.Parse(data, True)
-    except (_Refused, xml.parsers.expat.ExpatError, ValueError):
+    except (Refused, xml.parsers.expat.ExpatError, ValueError):
         return None
     v = c.values
     taken = next((t for k in _TIMES if (t := _time(v.get(k, ""))) is not None), None)
