@@ -57,6 +57,26 @@ def test_one_job_at_a_time_while_uploads_arrive_then_all_catch_up() -> None:
     assert activity.running == 0
 
 
+def test_while_uploads_arrive_jobs_take_only_their_share_of_the_time() -> None:
+    clock = FakeClock()
+    activity = ReceiveActivity(clock, quiet_seconds=2.0, busy_workers=1, busy_share=0.25)
+    activity.receiving()
+    with activity.turn():
+        clock.now += 0.4  # a 0.4 s thumbnail
+    activity.receiving()
+    assert not activity.may_start()  # resting: 0.4 s of work buys 1.2 s of rest at a quarter share
+    clock.now += 1.1
+    activity.receiving()
+    assert not activity.may_start()
+    clock.now += 0.2
+    activity.receiving()
+    assert activity.may_start()
+    with activity.turn():
+        clock.now += 0.4
+    clock.now += 2.5  # nothing received since: no rests, every worker runs
+    assert activity.may_start()
+
+
 def test_an_idle_server_runs_every_worker() -> None:
     activity = ReceiveActivity(FakeClock(), busy_workers=1)
     assert not activity.busy()
