@@ -46,7 +46,10 @@ from camroll.server.services.partfiles import (
 
 log = logging.getLogger("camroll.server.uploads")
 
-BLOCK = 4 * 2**20
+# What the event loop gathers before a worker thread writes and hashes it.  At most two blocks per
+# upload are in memory (one being written, one gathering); with the agent's parallel uploads 4 MiB blocks
+# took the server to 175 MB peak on the camera-roll bench (286 MB/s), 1 MiB to 149 MB (265-270 MB/s).
+BLOCK = 1 * 2**20
 FLUSH_EVERY = 64 * 2**20
 
 
