@@ -126,6 +126,11 @@ _BLOB_INSERT = {name: dialect_insert(_BLOBS).on_conflict_do_nothing(index_elemen
 _ASSET_INSERT = {name: dialect_insert(_ASSETS).on_conflict_do_nothing(index_elements=["user_id", "sha256"])
                  .returning(_ASSETS.c.id)
                  for name, dialect_insert in (("sqlite", sqlite_insert), ("postgresql", pg_insert))}
+# The same insert for many rows at once, reporting which hashes it created (RETURNING runs for the rows
+# inserted, not for those the conflict skipped).
+_ASSETS_INSERT = {name: dialect_insert(_ASSETS).on_conflict_do_nothing(index_elements=["user_id", "sha256"])
+                  .returning(_ASSETS.c.sha256, _ASSETS.c.id)
+                  for name, dialect_insert in (("sqlite", sqlite_insert), ("postgresql", pg_insert))}
 _FILE_AT = select(_FILES.c.id, _FILES.c.mtime_ns).where(
     _FILES.c.asset_id == bindparam("b_asset"), _FILES.c.device_id == bindparam("b_device"),
     _FILES.c.path == bindparam("b_path"))
@@ -139,6 +144,47 @@ _FILE_UPDATE = update(_FILES).where(_FILES.c.id == bindparam("b_id"))
 def asset_id_of(conn: Connection, user_id: int, sha256: str) -> int | None:
     found = conn.scalar(_ASSET_ID, {"b_user": user_id, "b_sha": sha256})
     return None if found is None else int(found)
+
+
+def asset_ids_of(conn: Connection, user_id: int, hashes: Sequence[str]) -> dict[str, int]:
+    """The user's asset ids for those of ``hashes`` they have, 500 a query."""
+    out: dict[str, int] = {}
+    for i in range(0, len(hashes), 500):
+        rows = conn.execute(select(_ASSETS.c.sha256, _ASSETS.c.id).where(
+            _ASSETS.c.user_id == user_id, _ASSETS.c.sha256.in_(hashes[i:i + 500])))
+        out.update({str(r.sha256): int(r.id) for r in rows})
+    return out
+
+
+@dataclass(frozen=True)
+class NewAsset:
+    sha256: str
+    size: int
+    mime: str | None
+    filename: str
+    mtime: datetime | None
+
+
+def create_many(conn: Connection, user_id: int, new: Sequence[NewAsset]) -> dict[str, int]:
+    """Blob rows and assets for ``new`` in a few statements (a batch's group commit).  Returns the ids
+    of the assets this call created; a hash another transaction created meanwhile is not among them
+    (the caller looks it up, as ``get_or_create`` would)."""
+    if not new:
+        return {}
+    now = utcnow()
+    conn.execute(_BLOB_INSERT[conn.dialect.name],
+                 [{"sha256": n.sha256, "size": n.size, "created_at": now} for n in new])
+    rows = conn.execute(_ASSETS_INSERT[conn.dialect.name], [
+        {"user_id": user_id, "sha256": n.sha256, "size": n.size, "mime": n.mime, "filename": n.filename,
+         "created_at": now, "kind": kind_of(n.mime), "taken_at": n.mtime or now,
+         "taken_source": "mtime" if n.mtime else "upload"} for n in new])
+    return {str(r.sha256): int(r.id) for r in rows}
+
+
+def record_new_files(conn: Connection, files: Sequence[dict[str, Any]]) -> None:
+    """Device paths of assets just created (no row can exist yet but a concurrent one: then it stays)."""
+    if files:
+        conn.execute(_FILE_INSERT[conn.dialect.name], list(files))
 
 
 def ensure_blob(conn: Connection, sha256: str, size: int) -> None:

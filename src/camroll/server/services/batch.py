@@ -248,28 +248,48 @@ def _commit(ctx: Context, who: Principal, staged: list[_Staged], results: dict[i
             locks.quota(conn, who.user_id)
             quota_left = (int(users.quota_of(conn, who.user_id) or 0) - users.used_bytes_core(conn, who.user_id)
                           - upload_repo.reserved_bytes(conn, who.user_id, ctx.clock.now()))
+        have = asset_repo.asset_ids_of(conn, who.user_id, sorted(first))
+        # Decide every file first (gone, quota, new or a duplicate), then write in a few statements.
+        fresh: dict[str, asset_repo.NewAsset] = {}
+        decided: list[tuple[_Staged, str, str, bytes | None]] = []
         for s in staged:
             e = s.entry
             if e.sha256 in gone:
                 results[s.index] = _not_stored(s, "Its stored bytes were removed meanwhile (a trash purge).")
                 continue
-            existing = asset_repo.asset_id_of(conn, who.user_id, e.sha256)
-            if existing is None and quota_left is not None:
-                if e.size > quota_left:
-                    results[s.index] = _refused(s.index, e, "quota_exceeded", f"Storage full: this "
-                                                f"{format_size(e.size)} file no longer fits in the quota.",
-                                                "Free space or ask the admin to raise your quota.")
-                    continue
-                quota_left -= e.size
             path, filename, raw = device_name(e.path, e.filename, e.path_raw)
-            asset_repo.ensure_blob(conn, e.sha256, e.size)
-            asset_id = existing if existing is not None else asset_repo.get_or_create(
-                conn, who.user_id, e.sha256, e.size, s.mime, filename, _mtime(e.mtime_ns))
-            asset_repo.record_file_core(conn, asset_id, who.device_id, path or filename, filename, e.mtime_ns, raw)
+            if e.sha256 not in have and e.sha256 not in fresh:
+                if quota_left is not None:
+                    if e.size > quota_left:
+                        results[s.index] = _refused(s.index, e, "quota_exceeded", f"Storage full: this "
+                                                    f"{format_size(e.size)} file no longer fits in the quota.",
+                                                    "Free space or ask the admin to raise your quota.")
+                        continue
+                    quota_left -= e.size
+                fresh[e.sha256] = asset_repo.NewAsset(e.sha256, e.size, s.mime, filename, _mtime(e.mtime_ns))
+            decided.append((s, path, filename, raw))
+        made = asset_repo.create_many(conn, who.user_id, list(fresh.values()))
+        for sha, n in fresh.items():
+            if sha not in made:  # another request created it meanwhile: it is a duplicate after all
+                have[sha] = asset_repo.get_or_create(conn, who.user_id, sha, n.size, n.mime, n.filename, n.mtime)
+        files: list[dict[str, object]] = []
+        announced: set[str] = set()
+        for s, path, filename, raw in decided:
+            e = s.entry
+            new = e.sha256 in made and e.sha256 not in announced
+            asset_id = made[e.sha256] if e.sha256 in made else have[e.sha256]
+            if new and who.device_id is not None:
+                files.append({"asset_id": asset_id, "device_id": who.device_id, "path": path or filename,
+                              "filename": filename, "mtime_ns": e.mtime_ns, "path_raw": raw})
+            else:
+                asset_repo.record_file_core(conn, asset_id, who.device_id, path or filename, filename,
+                                            e.mtime_ns, raw)
             results[s.index] = wire.BatchItemResult(index=s.index, sha256=e.sha256, asset_id=asset_id,
-                                                    status="duplicate" if existing is not None else "created")
-            if existing is None:
+                                                    status="created" if new else "duplicate")
+            if new:
+                announced.add(e.sha256)
                 created.append((asset_id, e.size))
+        asset_repo.record_new_files(conn, files)
     # After the commit, never inside it: a job must find the row, and a queue hiccup must not undo it.
     m = metrics.of(ctx)
     for asset_id, size in created:
