@@ -155,6 +155,9 @@ def test_restore_writes_every_file_byte_for_byte_and_never_twice(
                                  "--json").stdout)["counts"]
     assert (third["restored"], third["earlier_run"]) == (0, 500), third
     assert {p: (p.stat().st_ino, p.stat().st_ctime_ns) for p in restored} == before  # nothing written again
+    dry = json.loads(agent.run("restore", str(dest), "--dry-run", "--json", "--user", "ann", "--password-file",
+                               str(pw)).stdout)["counts"]
+    assert (dry["earlier_run"], dry["would_restore"]) == (500, 0), dry
 
     # The choices narrow what is restored: one device, a span of capture dates.
     only_phone = json.loads(agent.run("restore", str(tmp_path / "p"), "--device", "phone", "--dry-run", "--json",

@@ -18,9 +18,12 @@ _SCHEMA = ("CREATE TABLE IF NOT EXISTS done (rel BLOB PRIMARY KEY, sha256 TEXT N
 
 
 class Journal:
-    def __init__(self, path: Path) -> None:
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    def __init__(self, path: Path, *, read_only: bool = False) -> None:
         self._lock = threading.Lock()
+        if read_only:  # a dry run: nothing under DEST changes, not even the journal's mode
+            self._db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False)
+            return
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(_SCHEMA)

@@ -188,8 +188,7 @@ class Restorer:
         report = Report(self.dest, dry_run=dry_run)
         self.progress.planned(len(entries), sum(e.size for e in entries))
         if dry_run:
-            for e in entries:
-                report.results.append(Result(e, Outcome.WOULD_RESTORE))
+            report.results.extend(self._dry(entries))
             return report
         self.dest.mkdir(parents=True, exist_ok=True)
         self.dest_fd = os.open(self.dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -222,6 +221,20 @@ class Restorer:
             os.close(self.dest_fd)
         report.results.sort(key=lambda r: r.entry.rel)
         return report
+
+    def _dry(self, entries: list[Entry]) -> list[Result]:
+        """What a run would do, writing nothing: what an earlier run finished (its journal, read only,
+        and the file still in place) is left; the rest would be restored."""
+        journal = self.dest / WORK_DIR / "journal.db"
+        if not journal.is_file() or not self.dest.is_dir():
+            return [Result(e, Outcome.WOULD_RESTORE) for e in entries]
+        self.journal = Journal(journal, read_only=True)
+        self.dest_fd = os.open(self.dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            return [self._earlier(e) or Result(e, Outcome.WOULD_RESTORE) for e in entries]
+        finally:
+            os.close(self.dest_fd)
+            self.journal.close()
 
     def _run(self, entries: list[Entry]) -> Iterator[Result]:
         by_sha: dict[str, list[Entry]] = {}
