@@ -22,6 +22,7 @@ import hashlib
 import os
 import shutil
 import sqlite3
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -528,8 +529,6 @@ def _same_bytes(fd: int, name: bytes, e: Entry) -> bool:
 
 
 def _regular(mode: int) -> bool:
-    import stat
-
     return stat.S_ISREG(mode)
 
 

@@ -71,11 +71,3 @@ def fill_named(ctx: Context, user_id: int, albums: dict[str, list[int]]) -> None
             log.warning("%d assets not added to album %r: %s", len(ids), name[:80], exc.detail)
         except Exception:
             log.exception("%d assets not added to album %r", len(ids), name[:80])
-
-
-def apply_to_read(asset: Asset, hints: wire.ImportHints) -> None:
-    """The hints' time and place on an asset whose metadata job has already run (a photo backed up from
-    the phone before the Takeout import came): where the file itself had none, as the job would have."""
-    from camroll.server.services.media import apply_hints
-
-    apply_hints(asset, hints)

@@ -27,6 +27,7 @@ MAX_LIMIT = 1000
 
 def check(ctx: Context, who: Principal, req: wire.CheckRequest) -> wire.CheckResponse:
     from camroll.server.services import hints
+    from camroll.server.services.media import apply_hints
 
     names = {a for i in req.items if i.hints is not None for a in i.hints.albums}
     if len(names) > hints.MAX_ALBUMS_PER_REQUEST:
@@ -44,7 +45,7 @@ def check(ctx: Context, who: Principal, req: wire.CheckRequest) -> wire.CheckRes
             if asset is not None and item.hints is not None:
                 hints.record(db.connection(), asset.id, item.hints)
                 if asset.metadata_at is not None:  # its job has run: the hints' time and place apply now
-                    hints.apply_to_read(asset, item.hints)
+                    apply_hints(asset, item.hints)
                 for name in item.hints.albums:
                     albums.setdefault(name, []).append(asset.id)
         missing = list(dict.fromkeys(i.sha256 for i in req.items if i.sha256 not in have))

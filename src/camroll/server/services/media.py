@@ -154,7 +154,6 @@ def record_metadata(ctx: Context, asset_id: int, info: MediaInfo) -> None:
         a = repo.by_id_any_user(db, asset_id)
         if a is None:
             return
-        info, meta = _with_hints(info, meta, a.hints)
         if info.capture_time is not None and info.capture_time_source in _CAPTURE_SOURCES:
             a.taken_at, a.taken_offset = _as_utc(info.capture_time)
             a.taken_source = info.capture_time_source
@@ -165,32 +164,27 @@ def record_metadata(ctx: Context, asset_id: int, info: MediaInfo) -> None:
         mp = info.motion_photo
         a.motion_video_offset, a.motion_video_length = (mp.offset, mp.length) if mp is not None else (None, None)
         a.live_photo_id = info.live_photo_id
+        told = _stored_hints(a.hints)
+        if told is not None:
+            apply_hints(a, told)
         a.metadata_at = utcnow()
         db.flush()
         _link_live(db, a)
 
 
-def _with_hints(info: MediaInfo, meta: wire.AssetMetadata, stored: dict[str, Any] | None
-                ) -> tuple[MediaInfo, wire.AssetMetadata]:
-    """An importer's time and place (a Takeout sidecar's) where the file itself has none: its own EXIF or
-    container time, and a time in its name, still win; an mtime does not."""
+def _stored_hints(stored: dict[str, Any] | None) -> wire.ImportHints | None:
     if not stored:
-        return info, meta
+        return None
     try:
-        told = wire.ImportHints.model_validate(stored)
-    except ValueError:
-        return info, meta
-    if told.taken_at is not None and info.capture_time_source in (None, "mtime"):
-        info = info.model_copy(update={"capture_time": told.taken_at, "capture_time_source": "sidecar"})
-        meta = meta.model_copy(update={"capture_time": told.taken_at, "capture_time_source": "sidecar"})
-    if meta.latitude is None and told.latitude is not None and told.longitude is not None:
-        meta = meta.model_copy(update={"latitude": told.latitude, "longitude": told.longitude,
-                                       "altitude": meta.altitude if meta.altitude is not None else told.altitude})
-    return info, meta
+        return wire.ImportHints.model_validate(stored)
+    except ValueError:  # written by an older server or by hand: the file's own metadata stands alone
+        return None
 
 
 def apply_hints(a: Asset, told: wire.ImportHints) -> None:
-    """``_with_hints`` for an asset whose metadata is recorded already (in the caller's session)."""
+    """An importer's time and place (a Takeout sidecar's) where the file itself has none, on the asset
+    in the caller's session: its own EXIF or container time, and a time in its name, still win; an
+    mtime does not.  Run by the metadata job, and at once for an asset whose job has run already."""
     media = dict(a.media or {})
     if told.taken_at is not None and a.taken_source in ("mtime", "upload"):
         a.taken_at, a.taken_offset = _as_utc(told.taken_at)
