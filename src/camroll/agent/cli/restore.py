@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-import threading
-import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -31,55 +29,6 @@ def _when(text: str | None, option: str, *, end: bool = False) -> datetime | Non
         raise AgentError(f"{option} {text!r} is not a date. Fix: give it as YYYY-MM-DD "
                          "(or an ISO 8601 time such as 2024-05-01T18:30).") from None
     return t if t.tzinfo else t.replace(tzinfo=UTC)
-
-
-class _Lines:
-    """Progress for a pipe or a log: a line a second at most (a terminal gets a Rich bar instead)."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.files = self.done = 0
-        self.last = -10.0
-
-    def planned(self, files: int, total_bytes: int) -> None:
-        self.files = files
-        typer.echo(f"{files} files to restore ({format_size(total_bytes)})", err=True)
-
-    def advance(self, n: int) -> None:
-        pass
-
-    def finished(self, result: Any) -> None:
-        with self.lock:
-            self.done += 1
-            now = time.monotonic()
-            if now - self.last >= 1.0 or self.done == self.files:
-                self.last = now
-                typer.echo(f"{self.done}/{self.files} {result.outcome.value}: {result.entry.shown}", err=True)
-
-
-class _Bar:
-    def __init__(self) -> None:
-        from rich.console import Console
-        from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
-
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                                 TransferSpeedColumn(), console=Console(stderr=True), transient=True)
-        self.task = self.progress.add_task("restoring", total=None)
-        self.lock = threading.Lock()
-        self.files = self.done = 0
-
-    def planned(self, files: int, total_bytes: int) -> None:
-        self.files = files
-        self.progress.update(self.task, total=total_bytes)
-        self.progress.start()
-
-    def advance(self, n: int) -> None:
-        self.progress.update(self.task, advance=n)
-
-    def finished(self, result: Any) -> None:
-        with self.lock:
-            self.done += 1
-            self.progress.update(self.task, description=f"{self.done}/{self.files}")
 
 
 def _pick(items: list[Any], name: str, what: str, listing: str) -> Any:
@@ -219,13 +168,19 @@ def restore(
             if end is not None:
                 params["until"] = end.isoformat()
             entries = plan(_assets(client, params), device_id)
-            progress: Any = _Bar() if sys.stderr.isatty() and not json_out else _Lines()
+            from camroll.agent.cli.files_progress import FileBar, FileLines
+
+            progress: FileBar | FileLines
+            if sys.stderr.isatty() and not json_out:
+                # The restorer advances the bar itself (bytes as they arrive, a file found done at once).
+                progress = FileBar("restoring", lambda r: 0, speed=True)
+            else:
+                progress = FileLines(lambda n, b: f"{n} files to restore ({format_size(b)})", lambda r: r.entry.shown)
             try:
                 report = Restorer(dest, Source(client, from_replica), workers=workers,
                                   progress=progress).run(entries, dry_run=dry_run)
             finally:
-                if isinstance(progress, _Bar):
-                    progress.progress.stop()
+                progress.stop()
         finally:
             import contextlib
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -13,53 +12,29 @@ import typer
 import_app = typer.Typer(help="Import libraries exported from other services.", no_args_is_help=True)
 
 
-class _Lines:
-    """Progress for a pipe or log: one line a second at most (a terminal gets a Rich bar instead)."""
+class _ImportProgress:
+    """The importer's progress calls (``sent``: bytes of an upload, counted when the item finishes)."""
 
-    def __init__(self, clock: Any = time.monotonic) -> None:
-        self.clock = clock
-        self.last = -10.0
-        self.items = 0
-        self.done = 0
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
 
     def planned(self, items: int, total_bytes: int) -> None:
-        self.items = items
-        typer.echo(f"{items} photos and videos to import ({total_bytes / 1e6:.1f} MB)", err=True)
+        self.inner.planned(items, total_bytes)
 
     def sent(self, n: int) -> None:
         pass
 
     def finished(self, result: Any) -> None:
-        self.done += 1
-        now = self.clock()
-        if now - self.last >= 1.0 or self.done == self.items:
-            self.last = now
-            typer.echo(f"{self.done}/{self.items} {result.outcome.value}: {result.name}", err=True)
+        self.inner.finished(result)
 
 
-class _Bar:
-    def __init__(self) -> None:
-        from rich.console import Console
-        from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
+def _progress() -> _ImportProgress:
+    from camroll.agent.cli.files_progress import FileBar, FileLines
 
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
-                                 console=Console(stderr=True), transient=True)
-        self.task = self.progress.add_task("importing", total=None)
-        self.items = 0
-        self.done = 0
-
-    def planned(self, items: int, total_bytes: int) -> None:
-        self.items = items
-        self.progress.update(self.task, total=total_bytes)
-        self.progress.start()
-
-    def sent(self, n: int) -> None:
-        pass
-
-    def finished(self, result: Any) -> None:
-        self.done += 1
-        size = result.item.member.size if result.item else 0
-        self.progress.update(self.task, advance=size, description=f"{self.done}/{self.items}")
+    if sys.stderr.isatty():
+        return _ImportProgress(FileBar("importing", lambda r: r.item.member.size if r.item else 0))
+    return _ImportProgress(FileLines(lambda n, b: f"{n} photos and videos to import ({b / 1e6:.1f} MB)",
+                                     lambda r: r.name))
 
 
 def _text(report: Any) -> str:
@@ -120,14 +95,13 @@ def _run(indexer: Any, dry_run: bool, json_out: bool, what: str) -> None:
         idx = indexer()
         client = make_client(cfg.server.url, cfg.server.token) if cfg.server else None
         state = ImportState(state_path)
-        progress: Any = _Bar() if sys.stderr.isatty() else _Lines()
+        progress = _progress()
         try:
             api = Api(client) if client else None
             tus = TusClient(client) if client else None
             report = Importer(idx, state, api=api, tus=tus, dry_run=dry_run, progress=progress).run()
         finally:
-            if isinstance(progress, _Bar):
-                progress.progress.stop()
+            progress.inner.stop()
             state.close()
             idx.close()
             if client is not None:
