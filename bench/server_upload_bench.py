@@ -274,6 +274,8 @@ def main() -> None:
                    help="send Upload-Checksum sha256 (the file's SHA-256) with each small file")
     p.add_argument("--batch", type=int, default=0,
                    help="also send the small files through POST /uploads/batch, this many per request (0 skips)")
+    p.add_argument("--batch-only", action="store_true",
+                   help="with --batch: skip the one-request-per-file (tus) run")
     p.add_argument("--large-mib", type=int, default=1024, help="large file size in MiB (0 skips; default 1024)")
     p.add_argument("--chunk-mib", type=int, default=16, help="PATCH size in MiB (default 16)")
     p.add_argument("--repeat", type=int, default=1, help="runs, each on a fresh server (default 1)")
@@ -287,7 +289,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="camroll-bench-", dir=args.tmp) as tmp:
             with server(Path(tmp) / "data", args.src) as srv:
                 results = []
-                if args.files:
+                if args.files and not args.batch_only:
                     results.append(small_files(srv, args.files, args.size, args.threads, args.checksum,
                                                seed=run))
                 if args.files and args.batch:

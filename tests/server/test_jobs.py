@@ -341,3 +341,53 @@ def test_a_job_whose_store_fails_waits_without_a_verdict_on_the_file(ctx: Contex
             assert a is not None and a.thumbs_at is not None and a.job_error is None
     finally:
         queue.huey.flush()
+
+
+def test_a_batch_is_queued_in_groups_and_one_failing_asset_is_retried_alone(
+        ctx: Context, monkeypatch: Any) -> None:
+    """A batch's uploads cost one queue write per group, not per asset; an asset whose job breaks in a
+    way worth retrying goes back to the queue on its own, and the rest of its group is still done."""
+    from camroll.server.jobs import queue as queue_mod
+
+    user = add_user(ctx, "ann", PASSWORD)
+    ids = []
+    for i in range(3):
+        data = photo(datetime(2019, 3, 3 + i), size=(320, 240))
+        sha = hashlib.sha256(data).hexdigest()
+        src = ctx.settings.data_dir / f"p{i}.jpg"
+        src.write_bytes(data)
+        ctx.blobs.put_file(sha, src)
+        with ctx.conn() as conn:
+            repo.ensure_blob(conn, sha, len(data))
+            ids.append(repo.get_or_create(conn, user.id, sha, len(data), "image/jpeg", f"IMG_{i}.jpg"))
+    queue = JobQueue(ctx)
+    try:
+        many = list(range(1000, 1000 + 2 * queue_mod.GROUP_SIZE + 1))
+        queue.assets_added(many)
+        pending = queue.huey.pending()
+        assert [t.name for t in pending] == [queue_mod.TASK_PROCESS_GROUP] * 3
+        assert [a for t in pending for a in t.args[0]] == many
+        queue.huey.flush()
+
+        real = media.process
+
+        def flaky(c: Context, asset_id: int, sandbox: Any) -> str:
+            if asset_id == ids[1]:
+                raise ConnectionError("the database went away for a moment")
+            return real(c, asset_id, sandbox)
+
+        monkeypatch.setattr(media, "process", flaky)
+        assert queue._run_group(ids) == "group"
+        with ctx.db() as db:
+            done = {i: repo.by_id(db, user.id, i) for i in ids}
+        assert all(a is not None for a in done.values())
+        assert done[ids[0]].thumbs_at is not None and done[ids[2]].thumbs_at is not None  # type: ignore[union-attr]
+        # Not a verdict on the photo: no error recorded, and it waits in the queue alone, with retries.
+        assert done[ids[1]].thumbs_at is None and done[ids[1]].job_error is None  # type: ignore[union-attr]
+        [again] = queue.huey.pending()
+        assert again.name == queue_mod.TASK_PROCESS and again.args == (ids[1],)
+        monkeypatch.setattr(media, "process", real)
+        queue.huey.flush()
+        assert queue._run(ids[1]) == "done"
+    finally:
+        queue.huey.flush()

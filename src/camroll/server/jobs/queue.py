@@ -27,7 +27,7 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from huey import Huey, PriorityRedisHuey
@@ -49,6 +49,11 @@ log = logging.getLogger("camroll.server.jobs")
 
 QUEUE_NAME = "camroll"
 TASK_PROCESS = "process_asset"
+TASK_PROCESS_GROUP = "process_assets"
+# A batch of uploads is queued as groups of this many assets, one task each: one queue write per group
+# instead of per asset (a 500-file batch paid 500 SQLite commits), while several worker threads can
+# still share the catch-up.
+GROUP_SIZE = 25
 # An idle worker polls the embedded queue at most this often, so a fresh upload waits no longer.
 _MAX_POLL_SECONDS = 1.0
 _BACKFILL_BATCH = 1000
@@ -89,6 +94,16 @@ class _QueueStorage(SqliteStorage):  # type: ignore[misc]
         return conn
 
 
+class _Retryable:
+    """Stands for a huey task with retries left: an error is raised (then queued alone) rather than
+    recorded on the asset as final."""
+
+    retries = 1
+
+
+_RETRYABLE = _Retryable()
+
+
 class _InProcessConsumer(Consumer):  # type: ignore[misc]
     """huey's consumer without its signal handlers: uvicorn owns SIGINT/SIGTERM in this process."""
 
@@ -113,8 +128,11 @@ class JobQueue:
         self._claims_lock = threading.Lock()
         self._renew_at = 0.0
         self.huey = make_huey(ctx.settings, self.jobs)
+        self._run_timed = metrics.timed(ctx, TASK_PROCESS, self._run)
         self._process = self.huey.task(retries=self.jobs.retries, retry_delay=self.jobs.retry_delay_seconds,
-                                       context=True, name=TASK_PROCESS)(metrics.timed(ctx, TASK_PROCESS, self._run))
+                                       context=True, name=TASK_PROCESS)(self._run_timed)
+        # No retries of its own: an asset of the group that fails is queued again alone, with them.
+        self._process_group = self.huey.task(retries=0, context=True, name=TASK_PROCESS_GROUP)(self._run_group)
         # Every file is read in this sandbox's children, whether the consumer is in the server or in
         # 'camroll worker'; children start at the first job.
         self.sandbox = Sandbox(sandbox_limits())
@@ -142,6 +160,15 @@ class JobQueue:
         except Exception:
             log.exception("could not queue jobs for asset %d; they are queued at the next start", asset_id)
 
+    def assets_added(self, asset_ids: Sequence[int]) -> None:
+        """WorkQueue: fresh uploads committed together (a batch), queued as groups of ``GROUP_SIZE``."""
+        for i in range(0, len(asset_ids), GROUP_SIZE):
+            group = list(asset_ids[i:i + GROUP_SIZE])
+            try:
+                self._process_group(group, priority=PRIORITY_NEW)
+            except Exception:
+                log.exception("could not queue jobs for %d assets; they are queued at the next start", len(group))
+
     def redo(self, asset_id: int) -> None:
         """WorkQueue: a result the row says exists is missing; the job does what is missing."""
         self.asset_added(asset_id)
@@ -165,6 +192,20 @@ class JobQueue:
         return total
 
     # --- consuming ------------------------------------------------------------------------------
+    def _run_group(self, asset_ids: list[int], task: Any = None) -> str:
+        """Each asset as its own job would be: its own claim, outcome and metric.  One that fails in a
+        way worth retrying is queued again alone, where huey's retries take it over, so it never
+        takes the rest of its group down with it."""
+        for asset_id in asset_ids:
+            if self._stop.is_set():
+                break  # the asset rows say what is left; the next start queues it
+            try:
+                self._run_timed(asset_id, _RETRYABLE)
+            except Exception:
+                log.info("asset %d: its job is tried again on its own", asset_id, exc_info=True)
+                self.asset_added(asset_id)
+        return "group"
+
     def _run(self, asset_id: int, task: Any = None) -> str:
         lower_this_thread()
         with self.ctx.activity.turn(self._stop):

@@ -291,9 +291,9 @@ def _commit(ctx: Context, who: Principal, staged: list[_Staged], results: dict[i
                 created.append((asset_id, e.size))
         asset_repo.record_new_files(conn, files)
     # After the commit, never inside it: a job must find the row, and a queue hiccup must not undo it.
+    ctx.work.assets_added([asset_id for asset_id, _ in created])
     m = metrics.of(ctx)
-    for asset_id, size in created:
-        ctx.work.asset_added(asset_id)
+    for _, size in created:
         m.upload_completed(size)
 
 
