@@ -6,6 +6,7 @@ And the XMP reader alone, on what photo managers write and on hostile input."""
 from __future__ import annotations
 
 import json
+import os
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -129,3 +130,21 @@ def test_an_export_with_xmp_sidecars_imports_with_their_time_place_and_albums(ag
     assert again["counts"]["earlier_run"] == 5 and again["counts"]["imported"] == 0
     missing = agent.run("import", "folder", str(tmp_path / "nope"), check=False)
     assert missing.returncode == 1 and "does not exist" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_a_second_import_at_once_is_refused_and_names_the_first(agent: Agent, tmp_path: Path) -> None:
+    """Two imports for one device would send the same items and resume each other's uploads: the second
+    is refused before it reads or sends anything, and says which process has the lock."""
+    from camroll.agent.paths import AgentPaths
+    from camroll.agent.service.lock import exclusive
+
+    ex = tmp_path / "export"
+    write(ex / "IMG_1.JPG", photo(None, color=(9, 9, 9)))
+    lock = AgentPaths.in_dir(agent.home).state_db.parent / "imports.lock"
+    with exclusive(lock, lambda pid: AssertionError("the test could not take the lock")):
+        r = agent.run("import", "folder", str(ex), check=False)
+    assert r.returncode == 1, r.stderr
+    assert f"Another 'camroll import' (process {os.getpid()}) is running for this device" in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
+    assert agent.api("GET", "/assets").json()["items"] == []
+    assert _import(agent, str(ex))["counts"]["imported"] == 1  # and once the first is done, it runs

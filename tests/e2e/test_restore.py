@@ -189,6 +189,12 @@ def test_restore_killed_mid_way_resumes_without_rewriting(agent: Agent, photos: 
                           "--workers", "2")
         wait_until(lambda: partial.exists() and partial.stat().st_size > 6 * MIB
                    and len(_files(dest / "e2e-device")) >= 20, 120, what="a restore half done")
+        # The same command again while the first runs: refused at once, naming the first, writing nothing.
+        second = agent.run("restore", str(dest), "--server", proxy.url, "--user", "ann", "--password-file",
+                           str(pw), check=False)
+        assert second.returncode == 1, second.stderr
+        assert f"Another 'camroll restore' (process {run.pid}) is writing to {dest}" in second.stderr, second.stderr
+        assert "Traceback" not in second.stderr
         run.send_signal(signal.SIGKILL)
         run.communicate(timeout=30)
     finally:

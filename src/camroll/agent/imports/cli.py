@@ -70,14 +70,13 @@ def _text(report: Any) -> str:
 
 def _run(indexer: Any, dry_run: bool, json_out: bool, what: str) -> None:
     """Index, then import under the one-import-at-a-time lock, and report (shared by every import kind)."""
-    import fcntl
-
     from camroll.agent.api import Api, make_client
     from camroll.agent.backup.tus import TusClient
     from camroll.agent.cli.common import agent_paths as _paths
     from camroll.agent.errors import AgentError
     from camroll.agent.imports.run import Importer, Outcome
     from camroll.agent.imports.state import ImportState
+    from camroll.agent.service.lock import exclusive, holder
     from camroll.agent.settings.config import load_config
 
     agent_paths = _paths()
@@ -86,12 +85,11 @@ def _run(indexer: Any, dry_run: bool, json_out: bool, what: str) -> None:
         cfg.require_server()
     state_path = agent_paths.state_db.parent / "imports.db"
     state_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(state_path.with_suffix(".lock"), "a") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise AgentError("Another 'camroll import' is running for this device. Fix: wait for it to "
-                             f"finish (or stop it); this one would send the same {what}.") from None
+    def busy(pid: int | None) -> AgentError:
+        return AgentError(f"Another 'camroll import' ({holder(pid)}) is running for this device. Fix: wait for "
+                          f"it to finish (or stop it); this one would send the same {what}.")
+
+    with exclusive(state_path.with_suffix(".lock"), busy):
         idx = indexer()
         client = make_client(cfg.server.url, cfg.server.token) if cfg.server else None
         state = ImportState(state_path)

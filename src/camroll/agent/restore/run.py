@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import enum
 import errno
-import fcntl
 import hashlib
 import os
 import shutil
@@ -39,6 +38,7 @@ from camroll.agent.backup.retry import IN_PASS, Backoff
 from camroll.agent.errors import AgentError, ProblemError
 from camroll.agent.restore.journal import Journal
 from camroll.agent.restore.names import WORK_DIR, device_path, numbered, relative
+from camroll.agent.service.lock import exclusive, holder
 
 READ = 1 << 20
 _NOFOLLOW_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -200,12 +200,13 @@ class Restorer:
                 if d.is_symlink() or not d.is_dir():
                     raise AgentError(f"{d} is not a folder of its own (a link or a file). Fix: move it away; "
                                      "camroll keeps its restore journal there and never writes through links.")
-            with open(work / "lock", "a") as lock:
-                try:
-                    fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    raise AgentError(f"Another 'camroll restore' is writing to {self.dest}. Fix: wait for it to "
-                                     "finish; running it again afterwards resumes where it stopped.") from None
+            dest = self.dest
+
+            def busy(pid: int | None) -> AgentError:
+                return AgentError(f"Another 'camroll restore' ({holder(pid)}) is writing to {dest}. Fix: wait "
+                                  "for it to finish; running it again afterwards resumes where it stopped.")
+
+            with exclusive(work / "lock", busy):
                 self.partial = work / "partial"
                 try:
                     self.journal = Journal(work / "journal.db")

@@ -4,13 +4,16 @@ it if the process dies, so a killed agent never leaves a stale lock.
 - ``<state_db>.lock``: one backup pass at a time (two would upload the same files twice).
 - ``<state_db>.agent.lock``: one ``camroll agent`` loop (or ``camroll up --watch``) per state database,
   held for the loop's whole life: a second loop would fight the first over the same files and settings.
+- ``imports.lock`` beside the state database: one ``camroll import`` per device (two would send the same
+  items and resume each other's uploads).
+- ``DEST/.camroll-restore/lock``: one ``camroll restore`` per destination (two would write the same names).
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,13 +44,18 @@ class AgentRunning(AgentError):
 
     def __init__(self, pid: int | None, state_db: Path) -> None:
         self.pid = pid
-        who = f"process {pid}" if pid is not None else "another process"
+        who = holder(pid)
         stop = f"kill {pid}" if pid is not None else "stop it"
         super().__init__(
             f"camroll agent is already running on this device's backup ({who}, state {state_db}); it backs up "
             f"the same folders and picks up new ones by itself. Fix: use that one (camroll status shows what it "
             f"does), or stop it first ({stop})."
         )
+
+
+def holder(pid: int | None) -> str:
+    """The process holding a lock, as a person reads it."""
+    return f"process {pid}" if pid is not None else "another process"
 
 
 def _lock_file(state_db: Path, suffix: str) -> Path:
@@ -60,14 +68,16 @@ def _pid(fd: int) -> int | None:
 
 
 @contextmanager
-def _exclusive(path: Path, busy: type[Exception], *args: object) -> Iterator[None]:
+def exclusive(path: Path, busy: Callable[[int | None], Exception]) -> Iterator[None]:
+    """Hold ``path``'s lock for the block, with this process's pid in the file; while another process
+    holds it, raise ``busy(its pid)`` at once (never wait: the person is told who has it)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise busy(_pid(fd), *args) from None
+            raise busy(_pid(fd)) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         yield
@@ -94,7 +104,7 @@ def _holder(path: Path) -> Holder | None:
 @contextmanager
 def pass_lock(state_db: Path) -> Iterator[None]:
     """Hold the pass lock; raises :class:`PassBusy` while another pass holds it."""
-    with _exclusive(_lock_file(state_db, ".lock"), PassBusy):
+    with exclusive(_lock_file(state_db, ".lock"), PassBusy):
         yield
 
 
@@ -106,7 +116,7 @@ def pass_holder(state_db: Path) -> Holder | None:
 @contextmanager
 def agent_lock(state_db: Path) -> Iterator[None]:
     """Hold the loop lock for a ``camroll agent`` run; raises :class:`AgentRunning` if one already runs."""
-    with _exclusive(_lock_file(state_db, ".agent.lock"), AgentRunning, state_db):
+    with exclusive(_lock_file(state_db, ".agent.lock"), lambda pid: AgentRunning(pid, state_db)):
         yield
 
 
