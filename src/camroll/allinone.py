@@ -128,6 +128,18 @@ def _pick_listen(listen: str | None, remembered: int | None) -> tuple[str, int, 
     return host, port, f"{wanted[0][1]}; serving on {host}:{port} instead."
 
 
+def _server_said(log: Path) -> str:
+    """The server's own reason when it refused to start (its last 'Error:' line), for the message."""
+    try:
+        with open(log, "rb") as f:
+            f.seek(max(0, os.fstat(f.fileno()).st_size - 8192))
+            tail = f.read().decode(errors="replace").splitlines()
+    except OSError:
+        return ""
+    errors = [line.strip() for line in tail if line.startswith("Error: ")]
+    return f": {errors[-1][len('Error: '):].rstrip('.')}" if errors else ""
+
+
 def _wait_ready(url: str, proc: subprocess.Popen[bytes] | None, log: Path, timeout: float = 60) -> None:
     """Until ``url`` answers as a camroll server; ``proc`` (our child) dying first is an error."""
     import httpx
@@ -172,7 +184,8 @@ def running_server(layout: UpLayout, host: str, port: int) -> Iterator[str]:
             other = lock.running(layout.server_data)
             if other is not None and other.url:
                 raise _LostRace(other) from None
-            raise UpError(f"The camroll server stopped at start (exit code {exc.code}). "
+            said = _server_said(layout.server_log)
+            raise UpError(f"The camroll server stopped at start (exit code {exc.code}){said}. "
                           f"Fix: see the last lines of {layout.server_log}.") from None
         yield url
     finally:

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from support.server import database_env, run_camroll
 
 
@@ -143,4 +144,18 @@ def test_serve_on_a_busy_port(tmp_path: Path) -> None:
                         timeout=30)
     assert r.returncode != 0
     assert "cannot listen" in r.stderr and "--listen" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize(("name", "value", "said"), [
+    ("CAMROLL_JOB_RETRY_DELAY", "abc", "is not a number"),
+    ("CAMROLL_REPLICA_INTERVAL", "-1", "is negative"),
+    ("CAMROLL_SCRUB_SAMPLE", "nan", "not a number"),
+])
+def test_serve_with_a_bad_setting_in_its_environment_names_it(tmp_path: Path, name: str, value: str,
+                                                             said: str) -> None:
+    r = run_camroll("serve", "--data", str(tmp_path / "d"), "--listen", "127.0.0.1:1", env={name: value},
+                    check=False, timeout=60)
+    assert r.returncode == 2, r.stderr
+    assert f"{name}={value!r}" in r.stderr and said in r.stderr and "unset it" in r.stderr, r.stderr
     assert "Traceback" not in r.stderr

@@ -192,6 +192,7 @@ def serve(
         settings = Settings.for_data_dir(data_dir, **overrides)
     except ValueError as exc:
         _fail(f"{exc}.")
+    check_environment()
     _check_storage(settings)
     from camroll.server.lock import ServerRunning, hold, local_url
 
@@ -209,6 +210,22 @@ def serve(
         stop = f" (kill {other.pid})" if other.pid is not None else ""
         _fail(f"a camroll server is already running on the library in {data_dir} ({other.describe()}); one "
               f"library is served by one server. Fix: use that one, or stop it first{stop}.")
+
+
+def check_environment() -> None:
+    """Exit with the variable and the fix when a setting read from the environment is not valid, before
+    the server starts (its threads would otherwise fail one by one with a traceback)."""
+    from camroll.server.egress import EgressPolicy
+    from camroll.server.jobs.config import JobSettings, sandbox_limits
+    from camroll.server.replicas.settings import ReplicaSettings
+
+    try:
+        JobSettings.from_env()
+        sandbox_limits()
+        ReplicaSettings.from_env()
+        EgressPolicy.from_env()
+    except ValueError as exc:
+        _fail(str(exc))
 
 
 def _check_storage(settings: Settings) -> None:

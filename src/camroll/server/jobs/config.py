@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from camroll.media.sandbox import DEFAULT_MEMORY, DEFAULT_TIMEOUT, Limits
+from camroll.server.envnumbers import env_number
 from camroll.units import parse_size
 
 REDIS_URL_ENV = "CAMROLL_REDIS_URL"
@@ -25,23 +26,10 @@ DEFAULT_RETRY_DELAY = 30.0
 DEFAULT_PURGE_INTERVAL = 3600.0
 
 
-def _float(name: str, default: float) -> float:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"{name}={raw!r} is not a number; set it to a number or unset it.") from None
-    if value < 0:
-        raise ValueError(f"{name}={raw!r} is negative; set it to zero or more, or unset it.")
-    return value
-
-
 def sandbox_limits() -> Limits:
     """The media sandbox's limits from ``$CAMROLL_JOB_TIMEOUT`` (seconds) and ``$CAMROLL_JOB_MEMORY``
     (a size such as "1GiB" or "800MB"); 60 s and 1 GiB by default."""
-    timeout = _float(TIMEOUT_ENV, DEFAULT_TIMEOUT)
+    timeout = env_number(TIMEOUT_ENV, DEFAULT_TIMEOUT)
     raw = os.environ.get(MEMORY_ENV, "").strip()
     try:
         memory = parse_size(raw) if raw else DEFAULT_MEMORY
@@ -64,15 +52,15 @@ class JobSettings:
     @classmethod
     def from_env(cls) -> JobSettings:
         # Thumbnails are CPU-bound: more workers than cores only queue on the GIL and the decoder.
-        workers = int(_float(WORKERS_ENV, float(min(2, os.cpu_count() or 1))))
+        workers = int(env_number(WORKERS_ENV, float(min(2, os.cpu_count() or 1))))
         return cls(
             redis_url=os.environ.get(REDIS_URL_ENV) or None,
             # 0: this process only enqueues; a 'camroll worker' process does the work.
             workers=max(0, workers),
             retries=DEFAULT_RETRIES,
-            retry_delay_seconds=_float(RETRY_DELAY_ENV, DEFAULT_RETRY_DELAY),
-            trash_days=_float(TRASH_DAYS_ENV, DEFAULT_TRASH_DAYS),
-            purge_interval_seconds=max(0.2, _float(PURGE_INTERVAL_ENV, DEFAULT_PURGE_INTERVAL)),
+            retry_delay_seconds=env_number(RETRY_DELAY_ENV, DEFAULT_RETRY_DELAY),
+            trash_days=env_number(TRASH_DAYS_ENV, DEFAULT_TRASH_DAYS),
+            purge_interval_seconds=max(0.2, env_number(PURGE_INTERVAL_ENV, DEFAULT_PURGE_INTERVAL)),
         )
 
 

@@ -3,21 +3,9 @@ environment (``CAMROLL_REPLICA_*``, ``CAMROLL_SCRUB_*``), tests build it directl
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
-
-def _env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"{name}={raw!r} is not a number; unset it for the default {default:g}") from None
-    if value < 0:
-        raise ValueError(f"{name}={raw!r} must not be negative; unset it for the default {default:g}")
-    return value
+from camroll.server.envnumbers import env_number
 
 
 @dataclass(frozen=True)
@@ -45,11 +33,11 @@ class ReplicaSettings:
     def from_env(cls) -> ReplicaSettings:
         d = cls()
         return cls(
-            interval_seconds=_env_float("CAMROLL_REPLICA_INTERVAL", d.interval_seconds),
-            failing_seconds=_env_float("CAMROLL_REPLICA_FAILING_MINUTES", d.failing_seconds / 60) * 60,
-            backlog_seconds=_env_float("CAMROLL_REPLICA_BACKLOG_HOURS", d.backlog_seconds / 3600) * 3600,
-            scrub_period_seconds=_env_float("CAMROLL_SCRUB_PERIOD_DAYS", d.scrub_period_seconds / 86400) * 86400,
-            scrub_rate_bytes=_env_float("CAMROLL_SCRUB_RATE_MB", d.scrub_rate_bytes / 2**20) * 2**20,
-            scrub_tick_seconds=_env_float("CAMROLL_SCRUB_TICK_SECONDS", d.scrub_tick_seconds),
-            remote_sample=min(1.0, _env_float("CAMROLL_SCRUB_SAMPLE", d.remote_sample)),
+            interval_seconds=env_number("CAMROLL_REPLICA_INTERVAL", d.interval_seconds),
+            failing_seconds=env_number("CAMROLL_REPLICA_FAILING_MINUTES", d.failing_seconds / 60) * 60,
+            backlog_seconds=env_number("CAMROLL_REPLICA_BACKLOG_HOURS", d.backlog_seconds / 3600) * 3600,
+            scrub_period_seconds=env_number("CAMROLL_SCRUB_PERIOD_DAYS", d.scrub_period_seconds / 86400) * 86400,
+            scrub_rate_bytes=env_number("CAMROLL_SCRUB_RATE_MB", d.scrub_rate_bytes / 2**20) * 2**20,
+            scrub_tick_seconds=env_number("CAMROLL_SCRUB_TICK_SECONDS", d.scrub_tick_seconds),
+            remote_sample=min(1.0, env_number("CAMROLL_SCRUB_SAMPLE", d.remote_sample)),
         )
