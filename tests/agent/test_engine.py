@@ -505,3 +505,30 @@ def test_a_body_travels_with_the_creation_only_when_the_server_said_it_fits(
     patches = sum(1 for m, _ in srv.requests if m == "PATCH")
     assert srv.requests.count(("POST", "/api/v1/uploads/")) == 3
     assert patches == 3 - with_body, srv.requests
+
+
+@pytest.mark.parametrize("then", ["grows", "starts_over_as_zeros"])
+def test_a_file_that_moved_since_the_scan_waits_and_is_not_judged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                   then: str) -> None:
+    """Between the scan and the read a copy goes on: the file is 'still being written' (it waits and
+    goes on a later pass), whether it still reads as a photo or has only zeros where its header will be."""
+    from camroll.agent.backup import hasher
+
+    paths, cfg, photos = _setup(tmp_path)
+    p = write(photos / "copying.jpg", jpeg_bytes(4))
+    write(photos / "done.jpg", jpeg_bytes(5))
+    real = hasher.hash_file
+
+    def copy_goes_on(path: str, chunk_size: int = 0) -> hasher.HashResult:
+        if path == str(p) and p.stat().st_size < 100_000:
+            data = jpeg_bytes(4) + b"\x00" * 100_000 if then == "grows" else b"\x00" * 150_000
+            p.write_bytes(data)
+        return real(path, chunk_size)
+
+    monkeypatch.setattr(hasher, "hash_file", copy_goes_on)
+    srv = FakeServer()
+    s = run_backup(paths, cfg, transport=srv.transport())
+    states = _states(paths)
+    assert states["done.jpg"][0] == "backed_up"
+    assert states["copying.jpg"][0] == "waiting" and states["copying.jpg"][1].startswith("still being written"), states
+    assert s.files_uploaded == 1 and s.files_skipped == 0

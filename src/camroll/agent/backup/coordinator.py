@@ -430,26 +430,19 @@ class PassCoordinator:
 
     def _hash_worker(self, item: Item) -> Handler:
         """Hash one file (worker thread); returns what the coordinator does with the result."""
-        from camroll.agent.backup.hasher import FileChanged, NotMedia, hash_file, stat_key
+        from camroll.agent.backup.hasher import FileChanged, NotMedia, hash_file
 
         if self.stop.is_set():
             return lambda: self._finish_item(item, "waiting", "not hashed: the pass stopped")
-        now_key = item.row.stat_key
-        if item.rehashes == 0:
-            # (A rehash already knows the file changed and reads it again, as designed.)
-            try:
-                now_key = stat_key(item.row.path)
-            except FileNotFoundError:
-                return lambda: self._hashed_gone(item)
-            except OSError:
-                pass  # the open below reports it
-        if now_key != item.row.stat_key:
-            # Different from what the scan saw moments ago: something is still writing it.
-            d = still_being_written(f"{item.row.size:,} -> {now_key[0]:,} bytes since the scan")
-            return lambda: self._hashed_decision(item, d)
+        # The file's stat from the open descriptor (hash_file's own, before and after reading) is compared
+        # with the scan's afterwards: one stat call less per file than a look before reading.
         try:
             res = hash_file(item.row.path, self.cfg.policy.chunk_size)
         except NotMedia as exc:
+            # A file still being written may not have its first bytes yet: that is not a verdict.
+            moved = self._moved_since_scan(item)
+            if moved is not None:
+                return lambda: self._hashed_decision(item, moved)
             nd = not_media(str(exc))
             return lambda: self._hashed_decision(item, nd)
         except FileChanged as exc:
@@ -460,7 +453,25 @@ class PassCoordinator:
         except OSError as exc:
             reason = f"cannot read the file: {exc.strerror or exc}"
             return lambda: self._fail(item, reason, "unreadable", UNREADABLE_FIX)
+        if item.rehashes == 0 and res.stat_key != item.row.stat_key:
+            # (A rehash already knows the file changed and reads it again, as designed.)
+            d = still_being_written(f"{item.row.size:,} -> {res.stat_key[0]:,} bytes since the scan")
+            return lambda: self._hashed_decision(item, d)
         return lambda: self._hashed_ok(item, res)
+
+    def _moved_since_scan(self, item: Item) -> Decision | None:
+        """'Still being written' when the file's stat differs from the scan's (worker thread)."""
+        from camroll.agent.backup.hasher import stat_key
+
+        if item.rehashes:
+            return None
+        try:
+            now_key = stat_key(item.row.path)
+        except OSError:
+            return None
+        if now_key == item.row.stat_key:
+            return None
+        return still_being_written(f"{item.row.size:,} -> {now_key[0]:,} bytes since the scan")
 
     def _hashed_ok(self, item: Item, res: HashResult) -> None:
         refused = check_type(res.media_type.mime, self.limits)
