@@ -117,12 +117,14 @@ class LocalBlobStore:
         so a crash never leaves a blob name over bytes that are not all there."""
         reused: set[str] = set()
         new: list[tuple[str, Path, Path]] = []
+        taken: set[str] = set()
         for sha256, source in items:
             dest = self._path(sha256)
             try:
                 os.utime(dest)
             except FileNotFoundError:
-                if all(sha256 != s for s, _, _ in new):
+                if sha256 not in taken:
+                    taken.add(sha256)
                     new.append((sha256, source, dest))
                     continue
             reused.add(sha256)
@@ -154,8 +156,9 @@ class LocalBlobStore:
         return reused
 
     def _same_filesystem(self, sources: list[Path]) -> bool:
+        # By folder: a batch's sources share one staging folder, so this is one stat, not one per file.
         dev = os.stat(self.root).st_dev
-        return all(os.stat(s).st_dev == dev for s in sources)
+        return all(os.stat(folder).st_dev == dev for folder in {s.parent for s in sources})
 
     def _put_synced(self, new: list[tuple[str, Path, Path]]) -> None:
         """``put_files`` by whole-filesystem syncs: the staged bytes made durable, then every name, with
@@ -164,9 +167,12 @@ class LocalBlobStore:
         try:
             _syncfs(fd)
             for _sha256, source, dest in new:
-                if not dest.parent.is_dir():
+                try:
+                    os.replace(source, dest)
+                except FileNotFoundError:
+                    # Its shard folder is new (the source's absence would raise again below).
                     dest.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(source, dest)
+                    os.replace(source, dest)
             _syncfs(fd)
         finally:
             os.close(fd)
