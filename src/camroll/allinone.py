@@ -128,11 +128,12 @@ def _pick_listen(listen: str | None, remembered: int | None) -> tuple[str, int, 
     return host, port, f"{wanted[0][1]}; serving on {host}:{port} instead."
 
 
-def _server_said(log: Path) -> str:
-    """The server's own reason when it refused to start (its last 'Error:' line), for the message."""
+def _server_said(log: Path, since: int) -> str:
+    """The server's own reason when it refused to start (its last 'Error:' line after ``since``, where
+    this start's output begins in the log it appends to), for the message."""
     try:
         with open(log, "rb") as f:
-            f.seek(max(0, os.fstat(f.fileno()).st_size - 8192))
+            f.seek(max(since, os.fstat(f.fileno()).st_size - 8192))
             tail = f.read().decode(errors="replace").splitlines()
     except OSError:
         return ""
@@ -172,6 +173,7 @@ def running_server(layout: UpLayout, host: str, port: int) -> Iterator[str]:
     layout.root.mkdir(parents=True, exist_ok=True)
     url = f"http://{host}:{port}"
     with open(layout.server_log, "ab") as log:
+        started_at = log.tell()  # only this start's lines tell why it stopped
         proc = subprocess.Popen(
             [sys.executable, "-m", "camroll", "serve", "--data", str(layout.server_data),
              "--listen", f"{host}:{port}"],
@@ -184,7 +186,7 @@ def running_server(layout: UpLayout, host: str, port: int) -> Iterator[str]:
             other = lock.running(layout.server_data)
             if other is not None and other.url:
                 raise _LostRace(other) from None
-            said = _server_said(layout.server_log)
+            said = _server_said(layout.server_log, started_at)
             raise UpError(f"The camroll server stopped at start (exit code {exc.code}){said}. "
                           f"Fix: see the last lines of {layout.server_log}.") from None
         yield url

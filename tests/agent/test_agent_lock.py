@@ -8,6 +8,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
 from support.server import camroll_cmd, run_camroll
 
 
@@ -35,3 +36,17 @@ def test_a_second_agent_on_the_same_state_is_refused_with_the_first_ones_pid(tmp
     finally:
         again.kill()
         again.communicate()
+
+
+def test_a_lock_file_that_is_a_link_is_refused_and_its_target_kept(tmp_path: Path) -> None:
+    from camroll.agent.errors import AgentError
+    from camroll.agent.service.lock import exclusive
+
+    precious = tmp_path / "precious.jpg"
+    precious.write_bytes(b"\xff\xd8 someone's photo")
+    link = tmp_path / "work" / "lock"
+    link.parent.mkdir()
+    link.symlink_to(precious)
+    with pytest.raises(AgentError, match="is a link"), exclusive(link, lambda pid: AgentError("busy")):
+        pass
+    assert precious.read_bytes() == b"\xff\xd8 someone's photo"

@@ -149,8 +149,10 @@ def test_serve_on_a_busy_port(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("name", "value", "said"), [
     ("CAMROLL_JOB_RETRY_DELAY", "abc", "is not a number"),
-    ("CAMROLL_REPLICA_INTERVAL", "-1", "is negative"),
+    ("CAMROLL_REPLICA_INTERVAL", "-1", "not a number from 0"),
     ("CAMROLL_SCRUB_SAMPLE", "nan", "not a number"),
+    ("CAMROLL_JOB_WORKERS", "inf", "not a number from 0"),
+    ("CAMROLL_TRASH_DAYS", "1e400", "not a number from 0"),
 ])
 def test_serve_with_a_bad_setting_in_its_environment_names_it(tmp_path: Path, name: str, value: str,
                                                              said: str) -> None:

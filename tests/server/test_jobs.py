@@ -391,3 +391,35 @@ def test_a_batch_is_queued_in_groups_and_one_failing_asset_is_retried_alone(
         assert queue._run(ids[1]) == "done"
     finally:
         queue.huey.flush()
+
+
+def test_a_group_cut_by_a_stopping_worker_goes_back_to_the_queue(ctx: Context, monkeypatch: Any) -> None:
+    """Run through huey itself: the worker stops after the first asset, and the rest of the group is
+    queued again (with Redis another replica takes it at once) instead of waiting for some start."""
+    import dataclasses
+
+    from camroll.server.jobs import queue as queue_mod
+    from camroll.server.jobs.config import JobSettings
+
+    queue = JobQueue(ctx, dataclasses.replace(JobSettings.from_env(), workers=2))
+    try:
+        # A small batch is split so that every worker thread (2 by default here) has a group.
+        queue.assets_added([11, 12, 13, 14, 15, 16])
+        task, other = queue.huey.pending()
+        assert (task.name, task.args, other.args) == (queue_mod.TASK_PROCESS_GROUP, ([11, 12, 13],), ([14, 15, 16],))
+        queue.huey.flush()
+        seen: list[int] = []
+
+        def first_then_stop(c: Context, asset_id: int, sandbox: Any) -> str:
+            seen.append(asset_id)
+            queue._stop.set()
+            return "gone"
+
+        monkeypatch.setattr(media, "process", first_then_stop)
+        queue.huey.execute(task)
+        assert seen == [11]
+        [again] = queue.huey.pending()
+        assert again.name == queue_mod.TASK_PROCESS_GROUP and again.args == ([12, 13],)
+    finally:
+        queue._stop.clear()
+        queue.huey.flush()

@@ -5,7 +5,11 @@ and the fix, never a traceback deep in a thread."""
 
 from __future__ import annotations
 
+import math
 import os
+
+# Larger than any sensible setting (seconds, days, MB/s), small enough for timedelta and int().
+MAX_VALUE = 1e9
 
 
 def env_number(name: str, default: float) -> float:
@@ -18,7 +22,7 @@ def env_number(name: str, default: float) -> float:
     except ValueError:
         raise ValueError(f"{name}={raw!r} is not a number; set it to a number or unset it for the default "
                          f"{default:g}.") from None
-    if value < 0 or value != value:
-        raise ValueError(f"{name}={raw!r} is negative or not a number; set it to zero or more, or unset it for "
-                         f"the default {default:g}.")
+    if not math.isfinite(value) or value < 0 or value > MAX_VALUE:
+        raise ValueError(f"{name}={raw!r} is not a number from 0 to {MAX_VALUE:g}; set it to one, or unset it "
+                         f"for the default {default:g}.")
     return value

@@ -446,6 +446,11 @@ class PassCoordinator:
             nd = not_media(str(exc))
             return lambda: self._hashed_decision(item, nd)
         except FileChanged as exc:
+            # Changed since the scan as well as while read: a copy going on, which waits for a later pass
+            # rather than being read again at once (a pause in the copy would pass for the end).
+            copying = self._moved_since_scan(item)
+            if copying is not None:
+                return lambda: self._hashed_decision(item, copying)
             reason = str(exc)
             return lambda: self._changed(item, reason)
         except FileNotFoundError:

@@ -115,7 +115,7 @@ def hash_file(path: str, chunk_size: int = 0) -> HashResult:
         buf = bytearray(step if per_chunk else min(step, st.st_size + 1))
         view = memoryview(buf)
         n = f.readinto(buf)
-        last = n
+        last, last_view = n, view
         head = bytes(view[: min(n, SNIFF_BYTES)])
         mt = sniff(head)
         if mt is None:
@@ -144,11 +144,16 @@ def hash_file(path: str, chunk_size: int = 0) -> HashResult:
             while n:
                 h.update(view[:n])
                 total += n
-                last = n
+                last, last_view = n, view
+                if n == len(buf) < step:
+                    # It grew since it was opened: read the rest in full-size steps.
+                    buf = bytearray(step)
+                    view = memoryview(buf)
                 n = f.readinto(buf)
         after_st = os.fstat(f.fileno())
         # The last read is still in the buffer (the final, empty read wrote nothing).
-        warning = damage_warning(bytes(view[max(0, last - TAIL_BYTES):last]), mt.mime) if mt.mime in _TRAILERS else ""
+        tail = bytes(last_view[max(0, last - TAIL_BYTES):last])
+        warning = damage_warning(tail, mt.mime) if mt.mime in _TRAILERS else ""
     after: StatKey = (after_st.st_size, after_st.st_mtime_ns, after_st.st_ino)
     if after != before or total != before[0]:
         raise FileChanged(f"changed while reading ({before[0]} -> {after[0]} bytes)")

@@ -11,6 +11,7 @@ it if the process dies, so a killed agent never leaves a stale lock.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 from collections.abc import Callable, Iterator
@@ -72,7 +73,14 @@ def exclusive(path: Path, busy: Callable[[int | None], Exception]) -> Iterator[N
     """Hold ``path``'s lock for the block, with this process's pid in the file; while another process
     holds it, raise ``busy(its pid)`` at once (never wait: the person is told who has it)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        # Never through a link: the pid is written into the file, and a link could point at anything.
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise
+        raise AgentError(f"{path} is a link, not camroll's lock file. Fix: remove it (camroll makes it "
+                         "again); camroll never writes through links.") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

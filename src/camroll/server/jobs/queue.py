@@ -161,9 +161,11 @@ class JobQueue:
             log.exception("could not queue jobs for asset %d; they are queued at the next start", asset_id)
 
     def assets_added(self, asset_ids: Sequence[int]) -> None:
-        """WorkQueue: fresh uploads committed together (a batch), queued as groups of ``GROUP_SIZE``."""
-        for i in range(0, len(asset_ids), GROUP_SIZE):
-            group = list(asset_ids[i:i + GROUP_SIZE])
+        """WorkQueue: fresh uploads committed together (a batch), queued as groups of at most
+        ``GROUP_SIZE``, and never fewer groups than worker threads, so a small batch keeps them all busy."""
+        size = max(1, min(GROUP_SIZE, -(-len(asset_ids) // max(1, self.jobs.workers))))
+        for i in range(0, len(asset_ids), size):
+            group = list(asset_ids[i:i + size])
             try:
                 self._process_group(group, priority=PRIORITY_NEW)
             except Exception:
@@ -196,15 +198,23 @@ class JobQueue:
         """Each asset as its own job would be: its own claim, outcome and metric.  One that fails in a
         way worth retrying is queued again alone, where huey's retries take it over, so it never
         takes the rest of its group down with it."""
-        for asset_id in asset_ids:
+        for n, asset_id in enumerate(asset_ids):
             if self._stop.is_set():
-                break  # the asset rows say what is left; the next start queues it
+                # Back to the queue: with Redis another replica or worker takes them now, not at some start.
+                self._requeue_group(asset_ids[n:])
+                break
             try:
                 self._run_timed(asset_id, _RETRYABLE)
             except Exception:
                 log.info("asset %d: its job is tried again on its own", asset_id, exc_info=True)
                 self.asset_added(asset_id)
         return "group"
+
+    def _requeue_group(self, asset_ids: list[int]) -> None:
+        try:
+            self._process_group(asset_ids, priority=PRIORITY_NEW)
+        except Exception:
+            log.exception("could not queue %d assets again; they are queued at the next start", len(asset_ids))
 
     def _run(self, asset_id: int, task: Any = None) -> str:
         lower_this_thread()
