@@ -110,9 +110,27 @@ def test_readyz_fails_fast_when_the_database_hangs(ctx: Context, hung_port: int)
     assert time.monotonic() - start < 1.0
 
 
-def test_probes_that_overlap_share_one_run() -> None:
+class _NotingLock:
+    """checks' registry lock, noting which threads have been through it (the decision to join or to
+    start a probe is made inside it), so a test can wait for that decision instead of guessing."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.through: set[int] = set()
+
+    def __enter__(self) -> None:
+        self._lock.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.through.add(threading.get_ident())
+        self._lock.release()
+
+
+def test_probes_that_overlap_share_one_run(monkeypatch: pytest.MonkeyPatch) -> None:
     """Two load balancers probing at the same moment both get the running probe's answer: neither
     fails because the other's probe is still running, and the dependency is asked once."""
+    noting = _NotingLock()
+    monkeypatch.setattr(checks, "_running_lock", noting)
     gate = threading.Event()
     calls: list[int] = []
     owner = object()
@@ -135,6 +153,10 @@ def test_probes_that_overlap_share_one_run() -> None:
         time.sleep(0.005)
     second = threading.Thread(target=ask)
     second.start()
+    # The first probe is still held at the gate until the second call has decided to join it.
+    while second.ident not in noting.through:
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
     gate.set()
     first.join(5)
     second.join(5)
