@@ -161,3 +161,15 @@ def test_serve_with_a_bad_setting_in_its_environment_names_it(tmp_path: Path, na
     assert r.returncode == 2, r.stderr
     assert f"{name}={value!r}" in r.stderr and said in r.stderr and "unset it" in r.stderr, r.stderr
     assert "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize(("name", "value"), [("CAMROLL_DB_POOL_SIZE", "inf"), ("CAMROLL_DB_POOL_SIZE", "0"),
+                                             ("CAMROLL_DB_POOL_TIMEOUT", "0.01"), ("CAMROLL_DB_LOCK_TIMEOUT", "x")])
+def test_database_pool_numbers_are_bounded_like_the_others(monkeypatch: pytest.MonkeyPatch, name: str,
+                                                           value: str) -> None:
+    from camroll.server import db
+
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValueError, match=f"{name}={value!r} is not a number"):
+        db.pool_options()
+        db._postgres_options()

@@ -17,13 +17,14 @@ admin commands, plus a few for the operator.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.exc import DBAPIError, StatementError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
+
+from camroll.server.envnumbers import env_number
 
 POOL_SIZE_ENV = "CAMROLL_DB_POOL_SIZE"
 MAX_OVERFLOW_ENV = "CAMROLL_DB_MAX_OVERFLOW"
@@ -69,19 +70,6 @@ def _sqlite_begin(conn: Connection) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def _number(name: str, default: float, *, minimum: float = 0.0) -> float:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError(f"{name}={raw!r} is not a number; set it to one such as {default:g}, or unset it.") from None
-    if value < minimum:
-        raise ValueError(f"{name}={raw!r} is below {minimum:g}; raise it, or unset it for {default:g}.")
-    return value
-
-
 def _job_workers() -> int:
     from camroll.server.jobs.config import JobSettings
 
@@ -95,12 +83,12 @@ def pool_options() -> dict[str, Any]:
     """The PostgreSQL pool's settings from the environment (see the module docstring for the rule);
     ValueError names a variable that is wrong."""
     threads = REQUEST_THREADS + _job_workers() + BACKGROUND_THREADS
-    size = int(_number(POOL_SIZE_ENV, DEFAULT_POOL_SIZE, minimum=1))
-    overflow = int(_number(MAX_OVERFLOW_ENV, max(0, threads - size)))
+    size = int(env_number(POOL_SIZE_ENV, DEFAULT_POOL_SIZE, minimum=1))
+    overflow = int(env_number(MAX_OVERFLOW_ENV, max(0, threads - size)))
     return {
         "pool_size": size,
         "max_overflow": overflow,
-        "pool_timeout": _number(POOL_TIMEOUT_ENV, DEFAULT_POOL_TIMEOUT, minimum=0.1),
+        "pool_timeout": env_number(POOL_TIMEOUT_ENV, DEFAULT_POOL_TIMEOUT, minimum=0.1),
         # A connection the server closed (restart, failover, idle timeout) is noticed before use.
         "pool_pre_ping": True,
         "pool_recycle": POOL_RECYCLE_SECONDS,
@@ -108,8 +96,8 @@ def pool_options() -> dict[str, Any]:
 
 
 def _postgres_options() -> str:
-    lock_ms = int(_number(LOCK_TIMEOUT_ENV, DEFAULT_LOCK_TIMEOUT) * 1000)
-    statement_ms = int(_number(STATEMENT_TIMEOUT_ENV, DEFAULT_STATEMENT_TIMEOUT) * 1000)
+    lock_ms = int(env_number(LOCK_TIMEOUT_ENV, DEFAULT_LOCK_TIMEOUT) * 1000)
+    statement_ms = int(env_number(STATEMENT_TIMEOUT_ENV, DEFAULT_STATEMENT_TIMEOUT) * 1000)
     return (f"-c lock_timeout={lock_ms} -c statement_timeout={statement_ms} "
             f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_TIMEOUT_MS} -c timezone=UTC")
 

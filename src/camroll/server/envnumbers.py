@@ -1,4 +1,4 @@
-"""Numbers the server reads from its environment (job, trash, replica and scrub settings), so every
+"""Numbers the server reads from its environment (database pool, job, trash, replica and scrub settings), so every
 ``camroll serve``, ``camroll worker`` and ``camroll admin`` of one deployment agrees without a config
 file.  A value that is not a number, or is negative, stops the start with a sentence naming the variable
 and the fix, never a traceback deep in a thread."""
@@ -12,8 +12,8 @@ import os
 MAX_VALUE = 1e9
 
 
-def env_number(name: str, default: float) -> float:
-    """``$name`` as a number of zero or more; ``default`` when it is unset or blank."""
+def env_number(name: str, default: float, *, minimum: float = 0.0) -> float:
+    """``$name`` as a finite number from ``minimum`` to ``MAX_VALUE``; ``default`` when it is unset or blank."""
     raw = os.environ.get(name, "").strip()
     if not raw:
         return default
@@ -22,7 +22,7 @@ def env_number(name: str, default: float) -> float:
     except ValueError:
         raise ValueError(f"{name}={raw!r} is not a number; set it to a number or unset it for the default "
                          f"{default:g}.") from None
-    if not math.isfinite(value) or value < 0 or value > MAX_VALUE:
-        raise ValueError(f"{name}={raw!r} is not a number from 0 to {MAX_VALUE:g}; set it to one, or unset it "
-                         f"for the default {default:g}.")
+    if not math.isfinite(value) or value < minimum or value > MAX_VALUE:
+        raise ValueError(f"{name}={raw!r} is not a number from {minimum:g} to {MAX_VALUE:g}; set it to one, or "
+                         f"unset it for the default {default:g}.")
     return value
