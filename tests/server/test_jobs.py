@@ -11,6 +11,7 @@ from typing import Any, cast
 
 import httpx
 from sqlalchemy import Select, Table, insert
+from support.library import stored_assets
 from support.media import photo
 from support.server import ServerProcess
 
@@ -350,16 +351,7 @@ def test_a_batch_is_queued_in_groups_and_one_failing_asset_is_retried_alone(
     from camroll.server.jobs import queue as queue_mod
 
     user = add_user(ctx, "ann", PASSWORD)
-    ids = []
-    for i in range(3):
-        data = photo(datetime(2019, 3, 3 + i), size=(320, 240))
-        sha = hashlib.sha256(data).hexdigest()
-        src = ctx.settings.data_dir / f"p{i}.jpg"
-        src.write_bytes(data)
-        ctx.blobs.put_file(sha, src)
-        with ctx.conn() as conn:
-            repo.ensure_blob(conn, sha, len(data))
-            ids.append(repo.get_or_create(conn, user.id, sha, len(data), "image/jpeg", f"IMG_{i}.jpg"))
+    ids = stored_assets(ctx, user.id, [photo(datetime(2019, 3, 3 + i), size=(320, 240)) for i in range(3)])
     queue = JobQueue(ctx)
     try:
         many = list(range(1000, 1000 + 2 * queue_mod.GROUP_SIZE + 1))

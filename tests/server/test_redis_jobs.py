@@ -6,7 +6,6 @@ jobs and finish every asset once, giving back every claim."""
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import os
 import signal
@@ -18,6 +17,7 @@ from pathlib import Path
 import pytest
 from services.redis import RedisService
 from sqlalchemy import select
+from support.library import stored_assets
 from support.media import photo
 from support.server import camroll_cmd, run_camroll
 from support.wait import wait_until
@@ -26,7 +26,6 @@ from camroll.server.context import Context
 from camroll.server.jobs import status
 from camroll.server.jobs.queue import JobQueue
 from camroll.server.models import Asset, Lease
-from camroll.server.repositories import assets as repo
 from camroll.server.services import accounts, media
 
 
@@ -94,17 +93,8 @@ def test_priority_retries_and_disk_backoff_on_redis(ctx: Context, redis_url: str
 
 def _assets(ctx: Context, n: int) -> list[int]:
     user = accounts.add_user(ctx, "ann", "pw")
-    ids = []
-    for i in range(n):
-        data = photo(datetime(2020, 1, 1 + i), size=(640, 480), color=(10 * i, 40, 90))
-        sha = hashlib.sha256(data).hexdigest()
-        src = ctx.settings.data_dir / f"in-{i}.jpg"
-        src.write_bytes(data)
-        ctx.blobs.put_file(sha, src)
-        with ctx.conn() as conn:
-            repo.ensure_blob(conn, sha, len(data))
-            ids.append(repo.get_or_create(conn, user.id, sha, len(data), "image/jpeg", f"IMG_{i}.JPG"))
-    return ids
+    return stored_assets(ctx, user.id, [photo(datetime(2020, 1, 1 + i), size=(640, 480), color=(10 * i, 40, 90))
+                                        for i in range(n)], name="IMG_{i}.JPG")
 
 
 def test_two_worker_processes_share_the_redis_queue(ctx: Context, redis_url: str, tmp_path: Path) -> None:
