@@ -172,4 +172,12 @@ def test_database_pool_numbers_are_bounded_like_the_others(monkeypatch: pytest.M
     monkeypatch.setenv(name, value)
     with pytest.raises(ValueError, match=f"{name}={value!r} is not a number"):
         db.pool_options()
-        db._postgres_options()
+        db.postgres_options()
+
+
+def test_serve_on_postgresql_checks_the_pool_numbers_before_it_connects(tmp_path: Path) -> None:
+    env = {"CAMROLL_DATABASE_URL": "postgresql+psycopg://nobody@127.0.0.1:1/none", "CAMROLL_DB_POOL_SIZE": "inf"}
+    r = run_camroll("serve", "--data", str(tmp_path / "d"), "--listen", "127.0.0.1:1", env=env, check=False,
+                    timeout=60)
+    assert r.returncode == 2, r.stderr
+    assert "CAMROLL_DB_POOL_SIZE='inf' is not a number from 1" in r.stderr and "Traceback" not in r.stderr, r.stderr

@@ -192,7 +192,7 @@ def serve(
         settings = Settings.for_data_dir(data_dir, **overrides)
     except ValueError as exc:
         _fail(f"{exc}.")
-    check_environment()
+    check_environment(settings)
     _check_storage(settings)
     from camroll.server.lock import ServerRunning, hold, local_url
 
@@ -212,9 +212,10 @@ def serve(
               f"library is served by one server. Fix: use that one, or stop it first{stop}.")
 
 
-def check_environment() -> None:
+def check_environment(settings: Settings) -> None:
     """Exit with the variable and the fix when a setting read from the environment is not valid, before
     the server starts (its threads would otherwise fail one by one with a traceback)."""
+    from camroll.server import db
     from camroll.server.egress import EgressPolicy
     from camroll.server.jobs.config import JobSettings, sandbox_limits
     from camroll.server.replicas.settings import ReplicaSettings
@@ -224,6 +225,9 @@ def check_environment() -> None:
         sandbox_limits()
         ReplicaSettings.from_env()
         EgressPolicy.from_env()
+        if settings.database_url.startswith("postgresql"):  # read only there
+            db.pool_options()
+            db.postgres_options()
     except ValueError as exc:
         _fail(str(exc))
 

@@ -95,7 +95,7 @@ def pool_options() -> dict[str, Any]:
     }
 
 
-def _postgres_options() -> str:
+def postgres_options() -> str:
     lock_ms = int(env_number(LOCK_TIMEOUT_ENV, DEFAULT_LOCK_TIMEOUT) * 1000)
     statement_ms = int(env_number(STATEMENT_TIMEOUT_ENV, DEFAULT_STATEMENT_TIMEOUT) * 1000)
     return (f"-c lock_timeout={lock_ms} -c statement_timeout={statement_ms} "
@@ -109,7 +109,7 @@ def make_engine(url: str) -> Engine:
         event.listen(engine, "begin", _sqlite_begin)
         return engine
     if url.startswith("postgresql"):
-        return create_engine(url, connect_args={"options": _postgres_options(),
+        return create_engine(url, connect_args={"options": postgres_options(),
                                                 "application_name": "camroll"}, **pool_options())
     return create_engine(url, pool_pre_ping=True)
 
