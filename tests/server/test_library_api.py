@@ -253,8 +253,10 @@ def test_trash_is_purged_after_retention(tmp_path: Path, monkeypatch: pytest.Mon
         wait_until(lambda: alice.session.get(f"/api/v1/assets/{a1}").status_code == 404, what="the first is purged")
         wait_until(lambda: alice.session.get(f"/api/v1/assets/{a2}").status_code == 404, what="the second is purged")
         assert alice.session.get("/api/v1/storage").json()["used_bytes"] == 0
-        assert not mine_blob.exists()
-        assert not (srv.data / "thumbs" / sha_mine[:2] / f"{sha_mine}-grid-v{thumbs.VERSION}.webp").exists()
+        # The purge deletes the rows first, then the blob, then its thumbnails (services/trash.py): the
+        # files go moments after the 404.
+        mine_grid = srv.data / "thumbs" / sha_mine[:2] / f"{sha_mine}-grid-v{thumbs.VERSION}.webp"
+        wait_until(lambda: not mine_blob.exists() and not mine_grid.exists(), 10, what="the blob and thumbnails gone")
         # Bob still has the shared bytes.
         assert blob.is_file()
         assert bob.session.get(f"/api/v1/assets/{b1}/original").content == shared
