@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+from support.blobs import stored_keys
 from support.env import free_port
 from support.server import ServerProcess, camroll_cmd, run_camroll
 
@@ -29,15 +30,15 @@ def test_up_example_backs_up_then_sends_nothing(tmp_path: Path) -> None:
     first = _up(root, "--example")
     assert first["ok"] is True
     assert first["files_uploaded"] == 25
-    blobs = [p for p in (root / "server" / "blobs").rglob("*") if p.is_file()]
-    assert len(blobs) == 25
+    keys = stored_keys(root / "server")
+    assert len(keys) == 25
     creds = root / "credentials"
     assert stat.S_IMODE(creds.stat().st_mode) == 0o600
     # The library holds exactly the bytes of the example photos, named by their SHA-256.
     import hashlib
 
     photos = sorted(p for p in (root / "example-photos").rglob("*") if p.is_file())
-    assert {hashlib.sha256(p.read_bytes()).hexdigest() for p in photos} == {b.name for b in blobs}
+    assert {hashlib.sha256(p.read_bytes()).hexdigest() for p in photos} == keys
 
     # Again, on another port: same user and device, nothing re-sent.
     second = _up(root, "--example")

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from support import blobs
 from support.media import jpeg_bytes, mp4_bytes, write, write_mp4
 from support.server import ServerProcess
 from support.wait import wait_until
@@ -276,10 +277,7 @@ def test_a_damaged_primary_is_refused_and_the_replica_restores_it(agent: Agent, 
 
     wait_until(copied, 60, what="the replica holds every photo")
     sha = _sha(srcs[1])
-    blob = agent.server.data / "blobs" / sha[:2] / sha[2:4] / sha
-    damaged = bytearray(blob.read_bytes())
-    damaged[100] ^= 0x01
-    blob.write_bytes(bytes(damaged))
+    blobs.damage(agent.server.data, sha, 100)
     pw = tmp_path / "ann.pw"
     pw.write_text(agent.password + "\n")
     dest = tmp_path / "restored"

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from support.blobs import stored_keys
 
 from .corpus import Corpus
 
@@ -141,7 +142,7 @@ def _audit_data_dir(a: Audit, data_dir: Path) -> None:
     active = {i for i, s in uploads if s == "active"}
     a.active_uploads = sorted(active)
     blob_root = data_dir / "blobs"
-    blob_files = {p.name for p in blob_root.glob("??/??/*") if len(p.name) == 64}
+    blob_files = stored_keys(data_dir)
     a.orphan_blobs = sorted(blob_files - asset_shas)
     a.orphan_blob_rows = sorted(blob_rows - asset_shas)
     a.missing_blobs = sorted(asset_shas - blob_files)

@@ -20,6 +20,7 @@ import httpx
 import pytest
 from e2e.proxy import Proxy
 from smallfs import fill, server_on_small_filesystem
+from support import blobs
 from support.media import write_mp4
 from support.server import ServerProcess, library_rows
 from support.wait import wait_until
@@ -56,9 +57,9 @@ def _nothing_partial(server: ServerProcess, session: str) -> dict[str, int]:
     assets = library_rows(server.data, "SELECT sha256, size FROM assets")
     uploads = dict(library_rows(server.data, "SELECT id, \"offset\" FROM uploads WHERE state='active'"))
     for sha, size in assets:
-        blob = server.data / "blobs" / sha[:2] / sha[2:4] / sha
-        assert blob.is_file() and blob.stat().st_size == size, f"asset {sha} has no complete blob"
-        assert _sha(blob) == sha
+        stored = blobs.stored(server.data, sha)
+        assert stored is not None and len(stored) == size, f"asset {sha} has no complete blob"
+        assert hashlib.sha256(stored).hexdigest() == sha
     me = httpx.get(f"{server.url}/api/v1/me", headers={"Authorization": f"Bearer {session}"}).json()
     assert me["used_bytes"] == sum(size for _, size in assets), (me, assets)
     for part in (server.data / "uploads").glob("*.part"):

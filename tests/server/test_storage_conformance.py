@@ -19,6 +19,7 @@ from camroll.server.storage.base import (
     CopySpaceShort,
     CopyTooLarge,
     InvalidKey,
+    Span,
     TempCopies,
 )
 from camroll.server.storage.local import LocalBlobStore
@@ -195,7 +196,11 @@ def _age(store: BlobStore, key: str) -> float:
     """Make the stored blob look old where the store lets a test say so; on S3, whose server sets
     LastModified (to the second), wait for the server's clock to pass the next whole second instead."""
     if isinstance(store, LocalBlobStore):
-        os.utime(store.root / key[:2] / key[2:4] / key, (1_000_000_000, 1_000_000_000))
+        own = store.root / key[:2] / key[2:4] / key
+        if own.exists():
+            os.utime(own, (1_000_000_000, 1_000_000_000))
+        else:
+            assert store.index.touch([key], 1_000_000_000.0) == {key}  # a member of a pack
         return 1_000_000_000.0
     if isinstance(store, MemoryBlobStore):
         store._put_at[key] = 1_000_000_000.0
@@ -425,3 +430,89 @@ def test_s3_re_put_survives_the_blob_vanishing_between_head_and_copy(service: st
     monkeypatch.undo()
     with store.open(key) as f:  # type: ignore[attr-defined]
         assert f.read() == b"swept in between"
+
+
+def _staged(tmp_path: Path, parts: list[bytes], name: str = "staged") -> tuple[Path, list[Span]]:
+    """A batch's staging file: the parts one after another, and where each is."""
+    path = tmp_path / name
+    spans, at = [], 0
+    with open(path, "wb") as f:
+        for data in parts:
+            f.write(data)
+            spans.append(Span(hashlib.sha256(data).hexdigest(), at, len(data)))
+            at += len(data)
+    return path, spans
+
+
+def test_put_batch_stores_each_span_as_its_own_blob(store: BlobStore, tmp_path: Path) -> None:
+    parts = [os.urandom(n) for n in (0, 1, 5000, 70_000, 123)]
+    source, spans = _staged(tmp_path, parts)
+    assert store.put_batch(source, spans) == set()
+    assert not source.exists()  # consumed, as put_file's source
+    listed = {s.sha256: s for s in store.list()}
+    assert set(listed) == {s.sha256 for s in spans}
+    for data, span in zip(parts, spans, strict=True):
+        assert store.exists(span.sha256)
+        assert store.stat(span.sha256).size == len(data)
+        assert listed[span.sha256].size == len(data) and listed[span.sha256].modified is not None
+        with store.open(span.sha256) as f:  # type: ignore[attr-defined]
+            assert f.read() == data
+    big = parts[3]
+    key = spans[3].sha256
+    for offset, length in [(10, 5), (0, 0), (len(big) - 1, 10), (len(big), None), (len(big) + 7, 3), (69_000, None)]:
+        f = store.open(key, offset, length)
+        try:
+            assert f.read() == (big[offset:] if length is None else big[offset:offset + length]), (offset, length)
+        finally:
+            f.close()
+    with store.local_file(key) as path:
+        assert path.read_bytes() == big
+
+
+def test_put_batch_reports_blobs_already_stored_and_a_repeated_key_once(store: BlobStore, tmp_path: Path) -> None:
+    before, src = _source(tmp_path, b"stored before")
+    store.put_file(before, src)
+    old = _age(store, before)
+    source, spans = _staged(tmp_path, [b"new one", b"stored before", b"new one", b"another"])
+    assert store.put_batch(source, spans) == {before}
+    listed = [s.sha256 for s in store.list()]
+    assert sorted(listed) == sorted({s.sha256 for s in spans})  # each key once
+    (again,) = [s for s in store.list() if s.sha256 == before]
+    assert again.modified is not None and again.modified > old  # re-used: the sweep's grace starts again
+    # And a second batch of the same: all re-used, refreshed, nothing written twice.
+    newer = _age(store, spans[0].sha256)
+    source, spans = _staged(tmp_path, [b"new one", b"another"], "second")
+    assert store.put_batch(source, spans) == {spans[0].sha256, spans[1].sha256}
+    (refreshed,) = [s for s in store.list() if s.sha256 == spans[0].sha256]
+    assert refreshed.modified is not None and refreshed.modified > newer
+    with store.open(spans[0].sha256) as f:  # type: ignore[attr-defined]
+        assert f.read() == b"new one"
+
+
+def test_blobs_of_a_batch_are_deleted_one_by_one(store: BlobStore, tmp_path: Path) -> None:
+    parts = [os.urandom(3000) for _ in range(6)]
+    source, spans = _staged(tmp_path, parts)
+    store.put_batch(source, spans)
+    for i, span in enumerate(spans):
+        store.delete(span.sha256)
+        store.delete(span.sha256)  # idempotent
+        assert not store.exists(span.sha256)
+        with pytest.raises(BlobNotFound):
+            store.open(span.sha256)
+        rest = spans[i + 1:]
+        assert sorted(s.sha256 for s in store.list()) == sorted(s.sha256 for s in rest)
+        for data, other in zip(parts[i + 1:], rest, strict=True):  # the others are whole, however stored
+            with store.open(other.sha256) as f:  # type: ignore[attr-defined]
+                assert f.read() == data
+    # A deleted key can be stored again.
+    source, spans = _staged(tmp_path, parts[:1], "again")
+    assert store.put_batch(source, spans) == set()
+    with store.open(spans[0].sha256) as f:  # type: ignore[attr-defined]
+        assert f.read() == parts[0]
+
+
+def test_put_batch_checks_every_key_before_any_io(store: BlobStore, tmp_path: Path) -> None:
+    source, spans = _staged(tmp_path, [b"good"])
+    with pytest.raises(InvalidKey):
+        store.put_batch(source, [*spans, Span("../" + "0" * 61, 0, 1)])
+    assert list(store.list()) == []

@@ -12,9 +12,9 @@ Each file is still its own upload as far as the rules go:
   that does not fit is refused on its own and its bytes are skipped, never stored;
 * every file's bytes are hashed and compared with its declared SHA-256 and sniffed for a type; a
   mismatch or an unknown type refuses that file alone;
-* group commit: the verified files are written to a staging folder without fsync, then stored
-  together (``BlobStore.put_files``: local files fsynced at once, renamed, directories fsynced once;
-  S3 puts, durable on return), and only then recorded in one transaction that takes every blob's
+* group commit: the verified files are appended to one staging file without fsync, then stored
+  together (``BlobStore.put_batch``: on local disk that file becomes one pack, fsynced once, with one
+  index transaction; S3 puts, durable on return), and only then recorded in one transaction that takes every blob's
   lock, re-checks re-used blobs still exist and re-checks the quota.  So no asset row ever precedes
   its durable blob; a crash before the commit leaves blobs without rows, which the orphan sweep takes
   after its grace age; a crash during it leaves no row at all (one transaction);
@@ -33,6 +33,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
 import anyio
 import anyio.to_thread
@@ -51,6 +52,7 @@ from camroll.server.repositories import uploads as upload_repo
 from camroll.server.services.auth import Principal
 from camroll.server.services.library import device_name
 from camroll.server.services.receive import BodyInterrupted
+from camroll.server.storage.base import Span
 from camroll.units import format_size
 
 log = logging.getLogger("camroll.server.batch")
@@ -66,7 +68,7 @@ STAGING_PREFIX = "batch-"
 class _Staged:
     index: int
     entry: wire.BatchEntry
-    path: Path
+    offset: int  # where its bytes start in the batch's staging file
     mime: str | None
 
 
@@ -178,32 +180,40 @@ def _admit(ctx: Context, who: Principal, manifest: wire.BatchManifest) -> dict[i
     return refused
 
 
-def _stage(ctx: Context, folder: Path, group: list[tuple[int, wire.BatchEntry, bytes]],
+def _stage(ctx: Context, target: Path, group: list[tuple[int, wire.BatchEntry, bytes]],
            results: dict[int, wire.BatchItemResult]) -> list[_Staged]:
-    """Hash, sniff and write (no fsync yet) each received file; refusals go to ``results``."""
+    """Hash, sniff and append (no fsync yet) each received file to the staging file ``target``;
+    refusals go to ``results``."""
     staged: list[_Staged] = []
-    for index, entry, data in group:
-        digest = hashlib.sha256(data).hexdigest()
-        if digest != entry.sha256:
-            metrics.of(ctx).verification_failed(metrics.Check.FILE)
-            results[index] = _refused(index, entry, "checksum_mismatch", f"The received bytes hash to SHA-256 "
-                                      f"{digest}, but the client declared {entry.sha256}; nothing was stored.",
-                                      "The file changed or was corrupted in transit; the agent reads it again "
-                                      "and sends it again.")
-            continue
-        media = sniff(data[:SNIFF_BYTES])
-        if media is None and not ctx.settings.accept_other_files:
-            results[index] = _refused(index, entry, "unsupported_media_type",
-                                      f"{entry.filename or 'The file'} is not a photo or video type camroll knows "
-                                      "(recognised from its bytes, not its name); nothing was stored.",
-                                      "Back up photos and videos only, or ask the server's admin to start it "
-                                      "with --accept-other-files.")
-            continue
-        path = folder / str(index)
-        with open(path, "wb") as f:
-            f.write(data)
-        staged.append(_Staged(index, entry, path, media.mime if media else None))
+    with open(target, "ab") as out:
+        for index, entry, data in group:
+            mime = _verified(ctx, index, entry, data, results)
+            if mime is not False:
+                staged.append(_Staged(index, entry, out.tell(), mime))
+                out.write(data)
     return staged
+
+
+def _verified(ctx: Context, index: int, entry: wire.BatchEntry, data: bytes,
+              results: dict[int, wire.BatchItemResult]) -> str | Literal[False] | None:
+    """The file's type (None: not a media type, accepted anyway), or False after noting its refusal."""
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != entry.sha256:
+        metrics.of(ctx).verification_failed(metrics.Check.FILE)
+        results[index] = _refused(index, entry, "checksum_mismatch", f"The received bytes hash to SHA-256 "
+                                  f"{digest}, but the client declared {entry.sha256}; nothing was stored.",
+                                  "The file changed or was corrupted in transit; the agent reads it again "
+                                  "and sends it again.")
+        return False
+    media = sniff(data[:SNIFF_BYTES])
+    if media is None and not ctx.settings.accept_other_files:
+        results[index] = _refused(index, entry, "unsupported_media_type",
+                                  f"{entry.filename or 'The file'} is not a photo or video type camroll knows "
+                                  "(recognised from its bytes, not its name); nothing was stored.",
+                                  "Back up photos and videos only, or ask the server's admin to start it "
+                                  "with --accept-other-files.")
+        return False
+    return media.mime if media else None
 
 
 def _mtime(mtime_ns: int | None) -> datetime | None:
@@ -219,7 +229,8 @@ def _not_stored(s: _Staged, why: str) -> wire.BatchItemResult:
     return _refused(s.index, s.entry, "not_stored", why, "Send the file again; the agent does this automatically.")
 
 
-def _commit(ctx: Context, who: Principal, staged: list[_Staged], results: dict[int, wire.BatchItemResult]) -> None:
+def _commit(ctx: Context, who: Principal, target: Path, staged: list[_Staged],
+            results: dict[int, wire.BatchItemResult]) -> None:
     """Store every staged blob durably, then record them all in one transaction."""
     if not staged:
         return
@@ -227,7 +238,7 @@ def _commit(ctx: Context, who: Principal, staged: list[_Staged], results: dict[i
     for s in staged:
         first.setdefault(s.entry.sha256, s)
     try:
-        reused = ctx.blobs.put_files([(sha, s.path) for sha, s in first.items()])
+        reused = ctx.blobs.put_batch(target, [Span(sha, s.offset, s.entry.size) for sha, s in first.items()])
     except Exception as exc:
         full = diskspace.is_out_of_space(exc)
         log.warning("a batch of %d files could not be stored: %s", len(first), exc)
@@ -320,6 +331,7 @@ async def receive_batch(ctx: Context, who: Principal, body: AsyncIterator[bytes]
     results = await anyio.to_thread.run_sync(_admit, ctx, who, manifest)
     folder = staging_root(ctx) / f"{STAGING_PREFIX}{secrets.token_hex(8)}"
     folder.mkdir(parents=True, exist_ok=True)
+    target = folder / "staged"
     staged: list[_Staged] = []
     group: list[tuple[int, wire.BatchEntry, bytes]] = []
     grouped = 0
@@ -335,13 +347,13 @@ async def receive_batch(ctx: Context, who: Principal, body: AsyncIterator[bytes]
                 group.append((i, entry, data))
                 grouped += len(data)
                 if grouped >= STAGE_BYTES:
-                    staged += await anyio.to_thread.run_sync(_stage, ctx, folder, group, results)
+                    staged += await anyio.to_thread.run_sync(_stage, ctx, target, group, results)
                     group, grouped = [], 0
         except BodyInterrupted:
             interrupted = True
         with anyio.CancelScope(shield=True):
-            staged += await anyio.to_thread.run_sync(_stage, ctx, folder, group, results)
-            await anyio.to_thread.run_sync(_commit, ctx, who, staged, results)
+            staged += await anyio.to_thread.run_sync(_stage, ctx, target, group, results)
+            await anyio.to_thread.run_sync(_commit, ctx, who, target, staged, results)
     finally:
         ctx.activity.receiving()
         with contextlib.suppress(Exception), anyio.CancelScope(shield=True):

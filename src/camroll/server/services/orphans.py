@@ -22,6 +22,7 @@ from collections.abc import Callable
 from camroll.server.context import Context
 from camroll.server.repositories import assets as asset_repo
 from camroll.server.repositories import locks
+from camroll.server.storage.base import Housekeeping
 from camroll.server.storage.thumbs import ThumbStore
 
 log = logging.getLogger("camroll.server.orphans")
@@ -50,6 +51,11 @@ def sweep(ctx: Context, *, grace_seconds: float = GRACE_SECONDS, clock: Callable
                 old = []
     if old:
         removed += _sweep_batch(ctx, old, thumbs)
+    if isinstance(ctx.blobs, Housekeeping):
+        # The store's own leftovers (a pack whose index commit a crash cut off), by the same grace age.
+        leftovers = ctx.blobs.sweep_leftovers(cutoff)
+        if leftovers:
+            log.info("removed %d leftover files of the blob store", leftovers)
     if removed:
         log.info("removed %d unreferenced blobs", removed)
     return removed

@@ -112,6 +112,15 @@ class BlobStat:
     modified: float | None = None
 
 
+@dataclass(frozen=True)
+class Span:
+    """One blob inside a larger local file (a batch's staged bytes): ``size`` bytes from ``offset``."""
+
+    sha256: str
+    offset: int
+    size: int
+
+
 @runtime_checkable
 class BlobStore(Protocol):
     """Content-addressed storage for originals.
@@ -137,15 +146,17 @@ class BlobStore(Protocol):
         """
         ...
 
-    def put_files(self, items: Sequence[tuple[str, Path]]) -> set[str]:
-        """``put_file`` for many blobs at once (a batch of small uploads); returns the keys that were
-        already stored (re-used, ``modified`` refreshed) rather than written.
+    def put_batch(self, source: Path, spans: Sequence[Span]) -> set[str]:
+        """Store each span of the local file ``source`` as the blob its ``sha256`` names (a batch of small
+        uploads, staged one after another in one file); returns the keys that were already stored
+        (re-used, ``modified`` refreshed) rather than written.  A key named twice is stored once, from
+        its first span.
 
         Every blob is durable when this returns, as after ``put_file`` of each, but a store may make
-        them durable together (local: every file fsynced at once, then renamed, then every directory
-        fsynced once), so the cost of a round of fsyncs is shared.  On an error some of the blobs may be
-        stored and others not, never one half-written; the caller puts them again or leaves them to
-        the orphan sweep.  Ownership of each source is as in ``put_file``.
+        them durable together (local: one pack file, one fsync, one index transaction), so the cost of
+        a round of fsyncs is shared.  On an error some of the blobs may be stored and others not, never
+        one half-written; the caller puts them again or leaves them to the orphan sweep.  Ownership of
+        ``source`` is as in ``put_file``: the store may take it over, append to it or remove it.
         """
         ...
 
@@ -183,6 +194,27 @@ class BlobStore(Protocol):
         raises ``CopyTooLarge``, one that would leave less than ``reserve_bytes`` free in the temp
         directory raises ``CopySpaceShort``, both before a byte is copied."""
         ...
+
+
+@runtime_checkable
+class Housekeeping(Protocol):
+    """A store that keeps files of its own beside the blobs (the local store's packs) and can be asked to
+    remove the ones no blob lives in any more."""
+
+    def sweep_leftovers(self, cutoff: float) -> int:
+        """Remove the store's own files that hold no live blob and were last written before ``cutoff``
+        (Unix time), so a crash in the middle of a write leaves nothing for ever; returns how many."""
+        ...
+
+
+def read_span(source: Path, span: Span) -> bytes:
+    """The bytes of ``span`` in ``source``; raises ``StorageError`` if the file is shorter."""
+    with open(source, "rb") as f:
+        f.seek(span.offset)
+        data = f.read(span.size)
+    if len(data) != span.size:
+        raise StorageError(f"{source} ends before the {span.size} bytes of blob {span.sha256}")
+    return data
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ def open_stores(settings: Settings) -> tuple[BlobStore, ThumbStore]:
         return blobs, S3ThumbStore(blobs, tmp)
     from camroll.server.storage.local import LocalBlobStore
 
-    return LocalBlobStore(settings.blobs_dir), LocalThumbStore(thumbs_dir(settings.data_dir))
+    return LocalBlobStore(settings.blobs_dir, copies), LocalThumbStore(thumbs_dir(settings.data_dir))
 
 
 def check(blobs: BlobStore) -> None:

@@ -9,7 +9,16 @@ from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
 
-from camroll.server.storage.base import BlobNotFound, BlobStat, RangeReader, ReadStream, TempCopies, check_key
+from camroll.server.storage.base import (
+    BlobNotFound,
+    BlobStat,
+    RangeReader,
+    ReadStream,
+    Span,
+    TempCopies,
+    check_key,
+    read_span,
+)
 
 
 class MemoryBlobStore:
@@ -41,11 +50,19 @@ class MemoryBlobStore:
             raise BlobNotFound(sha256)
         return data
 
-    def put_files(self, items: Sequence[tuple[str, Path]]) -> set[str]:
-        with self._lock:
-            reused = {sha256 for sha256, _ in items if sha256 in self._blobs}
-        for sha256, source in items:
-            self.put_file(sha256, source)
+    def put_batch(self, source: Path, spans: Sequence[Span]) -> set[str]:
+        reused: set[str] = set()
+        for span in {check_key(s.sha256): s for s in reversed(spans)}.values():
+            with self._lock:
+                if span.sha256 in self._blobs:
+                    reused.add(span.sha256)
+                    self._put_at[span.sha256] = time.time()
+                    continue
+            data = read_span(source, span)
+            with self._lock:
+                self._blobs.setdefault(span.sha256, data)
+                self._put_at[span.sha256] = time.time()
+        source.unlink(missing_ok=True)
         return reused
 
     def open(self, sha256: str, offset: int = 0, length: int | None = None) -> ReadStream:

@@ -63,6 +63,7 @@ from camroll.server.storage.base import (
     BlobNotFound,
     BlobStat,
     ReadStream,
+    Span,
     StorageAccessDenied,
     StorageBucketMissing,
     StorageError,
@@ -73,6 +74,7 @@ from camroll.server.storage.base import (
     StorageUnreachable,
     TempCopies,
     check_key,
+    read_span,
 )
 from camroll.server.storage.s3config import STORAGE_URL_ENV, S3Location
 
@@ -202,16 +204,24 @@ class S3BlobStore:
             raise self.failure(f"refresh blob {sha256}", exc) from exc
         return True
 
-    def put_files(self, items: Sequence[tuple[str, Path]]) -> set[str]:
+    def put_batch(self, source: Path, spans: Sequence[Span]) -> set[str]:
         # A completed PUT is durable: nothing to group but the round trips, which run side by side.
-        unique = list(dict(items).items())
+        unique = list({check_key(s.sha256): s for s in reversed(spans)}.values())
+
+        def one(span: Span) -> bool:
+            key = self.key_for(span.sha256)
+            head = self._head(key, span.sha256)
+            if head is not None and self._touch(key, span.sha256, int(head["ContentLength"])):
+                return True
+            self.call(f"store blob {span.sha256}", self.client.put_object, Bucket=self.bucket, Key=key,
+                      Body=read_span(source, span))
+            return False
+
         with ThreadPoolExecutor(min(8, max(1, len(unique))), thread_name_prefix="camroll-s3-put") as pool:
-            reused = list(pool.map(lambda item: self._head(self.key_for(item[0]), item[0]) is not None, unique))
-            list(pool.map(lambda item: self.put_file(*item), unique))
-        for _, source in items:
-            with contextlib.suppress(FileNotFoundError):
-                source.unlink()
-        return {sha256 for (sha256, _), was in zip(unique, reused, strict=True) if was}
+            reused = list(pool.map(one, unique))
+        with contextlib.suppress(FileNotFoundError):
+            source.unlink()
+        return {span.sha256 for span, was in zip(unique, reused, strict=True) if was}
 
     def open(self, sha256: str, offset: int = 0, length: int | None = None) -> ReadStream:
         key = self.key_for(sha256)
