@@ -136,7 +136,7 @@ class PackIndex:
         """The connection, opened on first need; None while there is no index and ``create`` is False."""
         if self._db is not None:
             return self._db
-        if not create and not self.path.exists():
+        if not create and not self._present():
             return None
         self.folder.mkdir(parents=True, exist_ok=True)
         # One process builds a missing index at a time; the others wait and then find it.
@@ -160,7 +160,10 @@ class PackIndex:
         return db
 
     def _present(self) -> bool:
-        return self._db is not None or self.path.exists()
+        """An index to read: open, on disk, or to be rebuilt from packs whose index was lost."""
+        if self._db is not None or self.path.exists():
+            return True
+        return self.folder.is_dir() and next(self.folder.glob(f"*{SUFFIX}"), None) is not None
 
     def close(self) -> None:
         with self._lock:
