@@ -221,3 +221,25 @@ def test_kill_9_during_pack_writes_and_repacks_leaves_every_indexed_blob_whole(t
         assert {p.name for p in _packs(store)} == store.index.packs(), f"round {round_}"
         assert {b.sha256 for b in store.list()} == {b.sha256 for b in listed}  # the sweep took no blob
         store.index.close()
+
+
+def test_a_staging_file_on_another_filesystem_is_copied_into_the_pack(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    store = LocalBlobStore(tmp_path / "blobs")
+    parts = [os.urandom(5000) for _ in range(5)]
+    source, spans = _staged(tmp_path, parts)
+    real = os.replace
+
+    def across(src: str | Path, dst: str | Path) -> None:
+        if Path(src) == source:
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+        real(src, dst)
+
+    monkeypatch.setattr(os, "replace", across)
+    store.put_batch(source, spans)
+    monkeypatch.undo()
+    assert not source.exists()
+    assert list((store.root / ".tmp").iterdir()) == []
+    assert all(_read(store, s.sha256) == d for s, d in zip(spans, parts, strict=True))
